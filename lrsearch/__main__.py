@@ -1,0 +1,3 @@
+from lrsearch.cli import entry_point
+
+entry_point()

@@ -1,0 +1,210 @@
+"""Measure the population engine against the plain one-configuration-at-a-time loop, in one run.
+
+Both sides train the same configurations on the same device with the same work per epoch (training, then a
+validation pass); the plain side is ``trainers.plain``: nn.Module, DataLoader, torch.optim. These machines
+are noisy, so only the ratio measured in one run means much.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from lrsearch.config import TrainConfig
+from lrsearch.search.runner import Search, worker_id
+from lrsearch.search.study import join_study
+from lrsearch.storage import open_storage
+from lrsearch.studies import find_study, load_study_file
+from lrsearch.trainers import EpochMetrics, Problem, load_problem, train_population
+from lrsearch.trainers.plain import train_plain
+
+__all__ = [
+    "Measurement",
+    "WorkerTiming",
+    "bench_blobs",
+    "bench_configs",
+    "bench_lenet",
+    "bench_search",
+    "bench_workers",
+    "default_population",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    label: str
+    trials: int
+    examples: int
+    seconds: float
+
+    @property
+    def trials_per_second(self) -> float:
+        return self.trials / self.seconds
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds
+
+
+def bench_configs(count: int, seed: int = 0) -> list[TrainConfig]:
+    """SGD configurations from a typical search range, all stable (none may leave the population early)."""
+    rng = np.random.default_rng(seed)
+    lrs = np.exp(rng.uniform(np.log(1e-3), np.log(0.05), count))
+    momenta = rng.uniform(0.0, 0.9, count)
+    return [TrainConfig(lr=float(lr), momentum=float(m), seed=i) for i, (lr, m) in enumerate(zip(lrs, momenta, strict=True))]
+
+
+def default_population(trainer: str, device: torch.device) -> int:
+    if trainer == "blobs":
+        return 1024 if device.type == "cuda" else 128
+    return 64 if device.type == "cuda" else 4
+
+
+def _timed(label: str, trials: int, examples: int, run: Callable[[], object], device: torch.device) -> Measurement:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return Measurement(label, trials, examples, time.perf_counter() - started)
+
+
+def bench_blobs(
+    device: torch.device, *, population: int | None = None, baseline_trials: int = 3, epochs: int | None = None
+) -> list[Measurement]:
+    """Full blobs trials: P at once vs one at a time with a DataLoader (Optuna's PyTorch example style)."""
+    problem = load_problem("blobs", device=device)
+    epochs = problem.epochs if epochs is None else epochs
+    size = population or default_population("blobs", device)
+    configs = bench_configs(max(size, baseline_trials))
+    examples = len(problem.dataset.train) * epochs
+
+    def plain() -> None:
+        for config in configs[:baseline_trials]:
+            train_plain(problem, config, epochs=epochs)
+
+    return [
+        _timed(f"population of {size}", size, size * examples,
+               lambda: train_population(problem, configs[:size], epochs=epochs), device),
+        _timed("one at a time, DataLoader", baseline_trials, baseline_trials * examples, plain, device),
+    ]  # fmt: skip
+
+
+def bench_lenet(
+    device: torch.device, *, population: int | None = None, data_dir: Path | None = None, epochs: int = 1
+) -> list[Measurement]:
+    """LeNet epochs on Fashion-MNIST: a population vs d2l's loader (per-item conversion, 4 workers) and the
+    best plain loop (tensors in a DataLoader, no workers), one configuration at a time."""
+    problem: Problem = load_problem("fashion_mnist", device=device, data_dir=data_dir)
+    size = population or default_population("fashion_mnist", device)
+    configs = bench_configs(size)
+    examples = len(problem.dataset.train) * epochs
+
+    def d2l_style() -> None:
+        with warnings.catch_warnings():  # d2l asks for 4 workers whatever the machine; PyTorch objects
+            warnings.filterwarnings("ignore", message="This DataLoader will create")
+            train_plain(problem, configs[0], epochs=epochs, per_item=True, num_workers=4)
+
+    return [
+        _timed(f"population of {size}", size, size * examples,
+               lambda: train_population(problem, configs, epochs=epochs), device),
+        _timed("d2l-style loop (per-item loader, 4 workers)", 1, examples, d2l_style, device),
+        _timed("plain loop (tensor DataLoader)", 1, examples,
+               lambda: train_plain(problem, configs[0], epochs=epochs), device),
+    ]  # fmt: skip
+
+
+def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int = 3) -> list[Measurement]:
+    """The ``blobs_lr`` study without pruning, full 200-epoch trials, each side on a fresh SQLite file:
+    ``lrsearch run``'s search (a population of ``trials``) vs Optuna's ``study.optimize`` with a plain
+    DataLoader objective that reports every epoch, as Optuna's PyTorch example does."""
+    spec = load_study_file(find_study("blobs_lr")).with_overrides(
+        n_trials=trials, population=trials, pruner="none", pruner_settings={}, repeats=0, timeout=None
+    )
+    problem = load_problem("blobs", device=device)
+    examples = len(problem.dataset.train) * spec.epochs
+
+    def objective(trial: optuna.Trial) -> float:
+        config = spec.space.sample(trial, seed=spec.seed + trial.number)
+
+        def report(metrics: EpochMetrics) -> None:
+            trial.report(metrics.val_accuracy, metrics.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        result = train_plain(problem, config, epochs=spec.epochs, on_epoch=report)
+        if result.val_accuracy is None:
+            raise optuna.TrialPruned()  # diverged
+        return result.val_accuracy
+
+    with tempfile.TemporaryDirectory() as folder:
+        ours = join_study(spec, open_storage(f"sqlite:///{folder}/population.db"), worker=worker_id())
+        plain = optuna.create_study(storage=f"sqlite:///{folder}/plain.db", direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=spec.seed))  # fmt: skip
+        return [
+            _timed(f"lrsearch search, population of {trials}", trials, trials * examples,
+                   lambda: Search(spec, ours, problem).run(n_trials=trials, timeout=None), device),
+            _timed("Optuna study.optimize, DataLoader objective", baseline_trials, baseline_trials * examples,
+                   lambda: plain.optimize(objective, n_trials=baseline_trials), device),
+        ]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerTiming:
+    """Summed over workers: wall time, training time and idle waiting; the rest is ask/tell/storage."""
+
+    workers: int
+    trials: int
+    seconds: float  # the whole run, end to end
+    wall: float
+    training: float
+    waiting: float
+
+    @property
+    def outside_training(self) -> float:
+        """The fraction of the workers' busy time spent asking, telling and in the storage."""
+        busy = self.wall - self.waiting
+        return (busy - self.training) / busy if busy > 0 else 0.0
+
+
+def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, population: int = 64,
+                  epochs: int | None = None) -> WorkerTiming:  # fmt: skip
+    """``workers`` local CPU workers on one study in ``storage`` running the ``blobs_lr`` search without
+    pruning (populations of ``population``), each recording its timing with the study."""
+    import subprocess
+    import sys
+
+    from lrsearch.search.study import load_existing
+
+    source = find_study("blobs_lr")
+    with tempfile.TemporaryDirectory() as folder:
+        name = f"bench_workers_{int(time.time())}"
+        path = Path(folder) / f"{name}.toml"
+        path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        command = [sys.executable, "-m", "lrsearch", "run", "--study", str(path), "--workers", str(workers),
+                   "--device", "cpu", "--n-trials", str(trials), "--population", str(population), "--pruner", "none",
+                   "--no-report", *(["--epochs", str(epochs)] if epochs else [])]  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run(command, check=True, env={**__import__("os").environ, "LRSEARCH_STORAGE": storage},
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        seconds = time.perf_counter() - started
+        study = load_existing(name, open_storage(storage, heartbeat=None))
+        timings = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items()
+                   if k.startswith("lrsearch:timing:")]  # fmt: skip
+        return WorkerTiming(
+            workers=len(timings),
+            trials=len(study.trials),
+            seconds=seconds,
+            wall=sum(t["wall"] for t in timings),
+            training=sum(t["training"] for t in timings),
+            waiting=sum(t.get("waiting", 0.0) for t in timings),
+        )

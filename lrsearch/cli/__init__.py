@@ -1,0 +1,80 @@
+"""The ``lrsearch`` command: one module per subcommand; expected errors end as one line on stderr.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 interrupted. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from lrsearch import __version__
+from lrsearch.errors import ConfigError, RuntimeFailure
+
+__all__ = ["cli", "entry_point", "main"]
+
+
+@click.group(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lrsearch")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Learning-rate, momentum, decay, schedule and warmup search on Optuna."""
+
+
+def _register_commands(debug: bool) -> None:
+    """Import the commands (torch, optuna: seconds) inside main's error handling, so that even a Ctrl-C
+    during start-up ends as one line and exit 130."""
+    import optuna
+
+    from lrsearch.cli import bench, export, lr_find, proxy, reap, report, run, schedule, studies, train
+
+    # lrsearch reports progress itself; Optuna's per-trial INFO lines would drown it.
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+    for module in (run, studies, report, export, reap, proxy, lr_find, train, schedule, bench):
+        cli.add_command(module.command)
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"lrsearch: error: {' '.join(message.split())}", err=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Known before parsing, so that even a parse error can show its traceback.
+    debug = "--debug" in args
+    try:
+        _register_commands(debug)
+        result = cli.main(args, prog_name="lrsearch", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message())
+        return 0
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("lrsearch: interrupted", err=True)
+        return 130
+    except click.UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        return _fail(exc.format_message(), 2)
+    except (ConfigError, RuntimeFailure) as exc:
+        if debug:
+            traceback.print_exc()
+        return _fail(str(exc), exc.exit_code)
+    except click.ClickException as exc:
+        return _fail(exc.format_message(), exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if debug:
+            traceback.print_exc()
+            return 1
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+
+
+def entry_point() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+

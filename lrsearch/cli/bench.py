@@ -1,0 +1,108 @@
+"""``lrsearch bench``: the population engine against the plain loop, on this device, in one run."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_search, bench_workers
+from lrsearch.devices import resolve_device
+from lrsearch.errors import ConfigError
+from lrsearch.storage import masked, resolve_url
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@click.command("bench")
+@click.option("--trainer", type=click.Choice(["blobs", "fashion_mnist", "search", "workers", "all"]), default="all",
+              show_default=True, help="search: the blobs_lr study through Optuna, both sides on SQLite; workers: "
+              "--workers processes on one study in --storage, and the time they spend outside training.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--population", type=int, help="Members trained at once (default: by trainer and device).")
+@click.option("--baseline-trials", type=int, default=3, show_default=True,
+              help="Blobs trials the one-at-a-time loop trains.")
+@click.option("--epochs", type=int, help="Blobs epochs per trial (default 200); LeNet always trains one epoch.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
+@click.option("--storage", help="For --trainer workers: the database (default: LRSEARCH_STORAGE).")
+@click.option("--workers", type=int, default=8, show_default=True, help="For --trainer workers: worker processes.")
+@click.option("--trials", type=int, default=512, show_default=True, help="For --trainer workers: search trials.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def command(trainer: str, device: str, population: int | None, baseline_trials: int, epochs: int | None,
+            data_dir: Path | None, storage: str | None, workers: int, trials: int, as_json: bool) -> None:  # fmt: skip
+    """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
+    population engine and of the plain one-at-a-time loop."""
+    for name, value in (("--population", population), ("--baseline-trials", baseline_trials), ("--epochs", epochs)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be >= 1 but got {value}")
+    if trainer == "workers":
+        _workers(resolve_url(storage), workers=workers, trials=trials, population=population or 64, epochs=epochs,
+                 as_json=as_json)  # fmt: skip
+        return
+    torch_device = resolve_device(device)
+    results: dict[str, list[Measurement]] = {}
+    if trainer in ("blobs", "all"):
+        results["blobs"] = bench_blobs(torch_device, population=population, baseline_trials=baseline_trials,
+                                       epochs=epochs)  # fmt: skip
+    if trainer in ("search", "all"):
+        results["search"] = bench_search(torch_device, trials=population or 64, baseline_trials=baseline_trials)
+    if trainer in ("fashion_mnist", "all"):
+        results["fashion_mnist"] = bench_lenet(torch_device, population=population, data_dir=data_dir)
+    if as_json:
+        payload = {
+            "device": _describe(torch_device),
+            **{
+                name: {
+                    "measurements": [{**vars(m), "trials_per_second": m.trials_per_second,
+                                      "examples_per_second": m.examples_per_second} for m in ms],  # fmt: skip
+                    "ratio": _ratio(name, ms),
+                }
+                for name, ms in results.items()
+            },
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    console = Console()
+    console.print(f"device: {_describe(torch_device)}")
+    for name, ms in results.items():
+        table = Table(title=name, show_edge=False)
+        for column in ("", "trials", "seconds", "trials/s", "examples/s"):
+            table.add_column(column, justify="right" if column else "left")
+        for m in ms:
+            table.add_row(m.label, str(m.trials), f"{m.seconds:.2f}", f"{m.trials_per_second:.3f}",
+                          f"{m.examples_per_second:,.0f}")  # fmt: skip
+        console.print(table)
+        unit = "examples/s" if name == "fashion_mnist" else "trials/s"
+        for label, ratio in _ratio(name, ms).items():
+            console.print(f"  population / {label}: [bold]{ratio:.1f}x[/bold] {unit}")
+
+
+def _workers(storage: str, *, workers: int, trials: int, population: int, epochs: int | None, as_json: bool) -> None:
+    for name, value in (("--workers", workers), ("--trials", trials)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1 but got {value}")
+    timing = bench_workers(storage, workers=workers, trials=trials, population=population, epochs=epochs)
+    if as_json:
+        click.echo(json.dumps({**vars(timing), "outside_training": timing.outside_training}, indent=2))
+        return
+    click.echo(f"{timing.workers} workers on {masked(storage)}: {timing.trials} trials in {timing.seconds:.1f} s; "
+               f"summed over workers: {timing.wall:.1f} s wall, {timing.training:.1f} s training, "
+               f"{timing.waiting:.1f} s idle waiting for others")  # fmt: skip
+    click.echo(f"outside training (ask, tell, storage): {timing.outside_training:.1%} of the busy time")
+
+
+def _ratio(name: str, ms: list[Measurement]) -> dict[str, float]:
+    """The population's speed over each plain loop's: trials/s for blobs, examples/s for LeNet."""
+    ours, *plain = ms
+    if name == "fashion_mnist":
+        return {m.label: ours.examples_per_second / m.examples_per_second for m in plain}
+    return {m.label: ours.trials_per_second / m.trials_per_second for m in plain}

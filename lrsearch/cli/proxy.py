@@ -1,0 +1,26 @@
+"""``lrsearch proxy``: Optuna's gRPC storage proxy in front of the database, for large fleets."""
+
+from __future__ import annotations
+
+import click
+import optuna
+
+from lrsearch.storage import masked, open_storage, resolve_url
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command("proxy")
+@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port to listen on.")
+def command(storage: str | None, host: str, port: int) -> None:
+    """Serve the study database to workers (`--storage grpc://HOST:PORT`): one set of database connections
+    and one cache for hundreds of workers instead of a pool each."""
+    url = resolve_url(storage)
+    backend = open_storage(url, heartbeat=None)
+    if host not in LOOPBACK:
+        click.echo("warning: the storage proxy has no authentication or encryption; serve it on a private "
+                   "network only", err=True)  # fmt: skip
+    click.echo(f"storage proxy for {masked(url)} on grpc://{host}:{port}", err=True)
+    optuna.storages.run_grpc_proxy_server(backend, host=host, port=port)

@@ -1,0 +1,30 @@
+"""``lrsearch reap``: fail the trials of vanished workers and re-enqueue them, by hand."""
+
+from __future__ import annotations
+
+import click
+
+from lrsearch.search.study import load_existing
+from lrsearch.storage import Heartbeat, fail_stale, open_storage, resolve_url
+
+
+@click.command("reap")
+@click.option("--study", "study_name", required=True, help="The study's name.")
+@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@click.option("--grace", type=int, default=Heartbeat.grace, show_default=True,
+              help="Seconds without a heartbeat after which a running trial's worker counts as gone.")
+@click.option("--all", "all_running", is_flag=True,
+              help="Every running trial counts as stale: when every worker is known to be gone (and for "
+                   "workers behind `lrsearch proxy`, which cannot send heartbeats).")  # fmt: skip
+@click.option("--max-retry", type=int, default=Heartbeat.max_retry, show_default=True,
+              help="How many times a trial is re-enqueued.")
+def command(study_name: str, storage: str | None, grace: int, all_running: bool, max_retry: int) -> None:
+    """Fail running trials whose worker is gone and re-enqueue each with its parameters (as every worker
+    does before it asks for trials; this is for when no worker is left to do it)."""
+    heartbeat = Heartbeat(interval=max(1, grace // 4), grace=grace, max_retry=max_retry)
+    study = load_existing(study_name, open_storage(resolve_url(storage), heartbeat))
+    failed = fail_stale(study, all_running=all_running, max_retry=max_retry)
+    if failed:
+        click.echo(f"failed and re-enqueued {len(failed)} trial(s): {', '.join(f'#{n}' for n in failed)}")
+    else:
+        click.echo("no stale trials")

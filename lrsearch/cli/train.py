@@ -1,0 +1,168 @@
+"""``lrsearch train``: train one configuration, show its progress and its epochs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lrsearch.config import SCHEDULE_UNITS, TrainConfig
+from lrsearch.devices import resolve_device
+from lrsearch.errors import ConfigError
+from lrsearch.optim import OPTIMIZERS
+from lrsearch.schedules import SCHEDULES, parse_params
+from lrsearch.trainers import TRAINERS, EpochReport, MemberResult, Population, check_run_length, load_problem
+from lrsearch.trainers.problems import trainer_spec
+
+
+def parse_optimizer_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings: true/false, else a number (the optimizer checks names and ranges)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"optimizer parameter must look like key=value but got {pair!r}")
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            params[key.strip()] = lowered == "true"
+            continue
+        try:
+            params[key.strip()] = float(text)
+        except ValueError:
+            raise ConfigError(f"optimizer parameter {key.strip()} must be a number but got {text!r}") from None
+    return params
+
+
+def result_json(result: MemberResult, *, trainer: str, epochs: int, batch_size: int, device: str,
+                seconds: float) -> dict[str, Any]:  # fmt: skip
+    """The ``--json`` object: config, history (1-based epochs), val/test accuracy, diverged, seconds."""
+
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
+    return {
+        "config": {"trainer": trainer, "epochs": epochs, "batch_size": batch_size, "device": device,
+                   **result.config.to_dict()},  # fmt: skip
+        "history": [{k: finite(v) if isinstance(v, float) else v for k, v in vars(m).items()} for m in result.history],
+        "status": result.status,
+        "selected_epoch": result.selected_epoch,
+        "val_accuracy": finite(result.val_accuracy),
+        "test_accuracy": finite(result.test_accuracy),
+        "diverged": result.diverged,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _epoch_table(result: MemberResult, *, mark_selected: bool, rows: int = 12) -> Table:
+    table = Table(title="epochs", show_edge=False)
+    for column in ("epoch", "lr", "train loss", "train acc", "val loss", "val acc"):
+        table.add_column(column, justify="right")
+    history = result.history
+    step = max(1, math.ceil(len(history) / rows))
+    shown = {*range(0, len(history), step), len(history) - 1}
+    if mark_selected and result.selected_epoch:
+        shown.add(result.selected_epoch - 1)
+    for i in sorted(shown):
+        m = history[i]
+        mark = " *" if mark_selected and m.epoch == result.selected_epoch else ""
+        table.add_row(f"{m.epoch}{mark}", f"{m.lr:.4g}", f"{m.train_loss:.4f}", f"{m.train_accuracy:.4f}",
+                      f"{m.val_loss:.4f}", f"{m.val_accuracy:.4f}")  # fmt: skip
+    return table
+
+
+@click.command("train")
+@click.option("--trainer", type=click.Choice(list(TRAINERS)), required=True, help="The problem to train.")
+@click.option("--optimizer", default="sgd", show_default=True, help=f"One of: {', '.join(OPTIMIZERS)}.")
+@click.option("--lr", type=float, help="Learning rate (default: the trainer's seed rate, 0.01 blobs, 0.3 LeNet).")
+@click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD / RMSprop momentum.")
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (SGD).")
+@click.option("--weight-decay", type=float, help="L2 (AdamW: decoupled) weight decay; default the optimizer's.")
+@click.option("--optimizer-param", "optimizer_params", multiple=True, metavar="KEY=VALUE",
+              help="Other optimizer settings: alpha, beta1, beta2, eps (repeatable).")
+@click.option("--decay", type=float, default=0.0, show_default=True,
+              help="Keras time-based decay per update: lr / (1 + decay * update), on top of the schedule.")
+@click.option("--schedule", default="constant", show_default=True, help=f"One of: {', '.join(SCHEDULES)}.")
+@click.option("--schedule-param", "schedule_params", multiple=True, metavar="KEY=VALUE",
+              help="A schedule parameter (repeatable); a missing total defaults to the run's length.")
+@click.option("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), default="epoch", show_default=True,
+              help="What the schedule's step (and warmup) counts.")
+@click.option("--warmup", type=int, default=0, show_default=True, help="Linear warmup length, in schedule units.")
+@click.option("--warmup-start", type=float, default=0.0, show_default=True, help="Rate warmup starts from.")
+@click.option("--epochs", type=int, help="Epochs (default: the trainer's, 200 blobs, 30 LeNet).")
+@click.option("--batch-size", type=int, help="Batch size (default: the trainer's, 32 blobs, 256 LeNet).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initialisation and data-order seed.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def command(
+    trainer: str, optimizer: str, lr: float | None, momentum: float, nesterov: bool, weight_decay: float | None,
+    optimizer_params: tuple[str, ...], decay: float, schedule: str, schedule_params: tuple[str, ...],
+    schedule_unit: str, warmup: int, warmup_start: float, epochs: int | None, batch_size: int | None, seed: int,
+    device: str, data_dir: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Train one configuration and report its epochs, validation and test accuracy."""
+    spec = trainer_spec(trainer)
+    # Everything is validated before the data is loaded.
+    config = TrainConfig(
+        lr=spec.lr if lr is None else lr,
+        optimizer=optimizer,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        optimizer_params=parse_optimizer_params(optimizer_params),
+        decay=decay,
+        schedule=schedule,
+        schedule_params=parse_params(schedule, schedule_params) if schedule in SCHEDULES else {},
+        schedule_unit=schedule_unit,
+        warmup=warmup,
+        warmup_start=warmup_start,
+        seed=seed,
+    )
+    check_run_length(epochs, batch_size)
+    torch_device = resolve_device(device)
+    problem = load_problem(trainer, device=torch_device, data_dir=data_dir)
+    population = Population(problem, epochs=epochs, batch_size=batch_size)
+    population.add(config)
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), console=console, disable=as_json or not console.is_terminal,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"{trainer} epochs", total=population.epochs, status="")
+
+        def on_epoch(reports: Sequence[EpochReport]) -> list[int]:
+            m = reports[0].metrics
+            progress.update(task, completed=m.epoch, status=f"loss {m.train_loss:.4f}  val acc {m.val_accuracy:.4f}")
+            return []
+
+        (result,) = population.run(on_epoch)
+    seconds = time.perf_counter() - started
+    if as_json:
+        payload = result_json(result, trainer=trainer, epochs=population.epochs, batch_size=population.batch_size,
+                              device=str(torch_device), seconds=seconds)  # fmt: skip
+        click.echo(json.dumps(payload, indent=2))
+        return
+    out = Console()
+    if result.history:
+        out.print(_epoch_table(result, mark_selected=problem.restore_best))
+    examples = len(problem.dataset.train) * len(result.history)
+    summary = [
+        f"{result.status}",
+        f"val accuracy {result.val_accuracy:.4f}" if result.val_accuracy is not None else "no val accuracy",
+        f"test accuracy {result.test_accuracy:.4f}" if result.test_accuracy is not None else "no test accuracy",
+    ]
+    if problem.restore_best and result.selected_epoch:
+        summary.append(f"weights of epoch {result.selected_epoch} (best on validation, marked *)")
+    summary.append(f"{seconds:.1f} s on {torch_device} ({examples / seconds:,.0f} examples/s)")
+    if result.diverged:
+        summary.append(f"diverged in epoch {len(result.history) + 1}: the loss went NaN/inf")
+    out.print(" | ".join(summary))

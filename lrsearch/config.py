@@ -1,0 +1,90 @@
+"""One training configuration: what a population member (and later a trial) varies."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from lrsearch.errors import ConfigError
+from lrsearch.optim import optimizer_settings
+from lrsearch.schedules import Schedule, coerce_params, create_schedule
+
+__all__ = ["SCHEDULE_UNITS", "TrainConfig"]
+
+SCHEDULE_UNITS = ("epoch", "update")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one run. Validated on construction: a bad value raises ConfigError naming it.
+
+    ``decay`` is Keras's time-based decay, applied per update on top of any schedule. ``weight_decay`` None
+    takes the optimizer's default (0, or 0.01 for adamw). ``schedule_unit`` says whether the schedule's step
+    (and ``warmup``) counts epochs (the rate is constant within an epoch) or updates.
+    """
+
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float | None = None
+    optimizer_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    decay: float = 0.0
+    schedule: str = "constant"
+    schedule_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schedule_unit: str = "epoch"
+    warmup: int = 0
+    warmup_start: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr):
+            raise ConfigError(f"lr must be a number but got {self.lr!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0 but got {self.lr}")
+        if isinstance(self.decay, bool) or not isinstance(self.decay, (int, float)) or not self.decay >= 0:
+            raise ConfigError(f"decay must be a number >= 0 but got {self.decay!r}")
+        if self.schedule_unit not in SCHEDULE_UNITS:
+            raise ConfigError(f"schedule_unit must be 'epoch' or 'update' but got {self.schedule_unit!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0 but got {self.seed!r}")
+        if isinstance(self.warmup_start, bool) or not isinstance(self.warmup_start, (int, float)):
+            raise ConfigError(f"warmup_start must be a number but got {self.warmup_start!r}")
+        # Normalise the parameter maps so equal configurations compare (and hash into reports) equal.
+        object.__setattr__(self, "schedule_params", coerce_params(self.schedule, self.schedule_params))
+        self.optimizer_settings()
+        # Every check but those on the run's length: a missing ``total`` stands in as a long run here, and
+        # the run checks the real one when it builds the schedule.
+        self.build_schedule(horizon=self.warmup + 10**6 if isinstance(self.warmup, int) else None)
+
+    def optimizer_settings(self) -> dict[str, Any]:
+        """The optimizer's full hyperparameters, PyTorch defaults filled in."""
+        given = dict(self.optimizer_params)
+        if self.momentum:
+            given["momentum"] = self.momentum
+        if self.nesterov:
+            given["nesterov"] = True
+        if self.weight_decay is not None:
+            given["weight_decay"] = self.weight_decay
+        return optimizer_settings(self.optimizer, given)
+
+    def build_schedule(self, horizon: int | None) -> Schedule:
+        """The schedule; ``horizon`` (the run's length in schedule units) is the default ``total``."""
+        return create_schedule(
+            self.schedule,
+            self.lr,
+            self.schedule_params,
+            warmup=self.warmup,
+            warmup_start=float(self.warmup_start),
+            horizon=horizon,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values; ``optimizer_settings`` is spelled out in full."""
+        out = dataclasses.asdict(self)
+        out["schedule_params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.schedule_params.items()}
+        out["optimizer_params"] = dict(self.optimizer_params)
+        out["weight_decay"] = self.optimizer_settings()["weight_decay"]
+        return out

@@ -1,0 +1,28 @@
+"""Turning --device into a torch.device."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from lrsearch.errors import ConfigError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (a GPU if there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if not match:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N but got {spec!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {spec} asked for, but this machine has no usable CUDA GPU")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device {spec} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return torch.device("cuda", index)

@@ -1,0 +1,257 @@
+"""Optimizers for stacked parameters: every tensor is [P, ...], row p belongs to member p, and every
+hyperparameter is per member.
+
+``torch.optim`` takes one rate per parameter group, so a population of P members with P rates would need P
+optimizers and P times the kernel launches. These write PyTorch's update rules out with ``torch._foreach_*``
+ops over [P, 1, ...] coefficient columns instead: a handful of ops per step whatever P is, and the same
+numbers as ``torch.optim`` (the tests compare them member by member).
+
+Rates vary per update; ``begin_epoch`` receives the epoch's rate table [P, n_updates] and precomputes
+every per-update coefficient (bias corrections, decoupled decay), so ``step`` only slices.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrsearch.errors import ConfigError
+
+__all__ = ["OPTIMIZERS", "StackedOptimizer", "create_optimizer", "optimizer_settings"]
+
+Settings = Mapping[str, Any]
+
+
+def _column_views(values: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """[P] values as [P, 1, ...] views that broadcast against each [P, ...] tensor in ``like``."""
+    return [values.view(-1, *([1] * (t.dim() - 1))) for t in like]
+
+
+class StackedOptimizer(ABC):
+    """One update rule for a population of members; state rows follow the members (``select``/``extend``)."""
+
+    name: str
+    defaults: dict[str, Any]
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, settings: Sequence[Settings], params: Sequence[torch.Tensor]) -> None:
+        self.device = params[0].device
+        self.state: dict[str, list[torch.Tensor]] = {name: [torch.zeros_like(p) for p in params]
+                                                     for name in self.state_names}  # fmt: skip
+        # Hyperparameters live on the host, in float64 as torch.optim has them; which ops a step needs is
+        # decided from them, so a step never reads the device (no per-step sync on a GPU).
+        self.host = {key: np.array([float(s[key]) for s in settings]) for key in self.defaults}
+        self._members_changed()
+        self._coefficients = torch.empty(0)
+
+    def _members_changed(self) -> None:
+        self._flags = {key: bool(np.any(v != 0)) for key, v in self.host.items()}
+        self._views: dict[str, list[torch.Tensor]] = {}
+
+    def _hyper_views(self, key: str, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if key not in self._views:
+            values = torch.tensor(self._derived(key), dtype=torch.float32, device=self.device)
+            self._views[key] = _column_views(values, params)
+        return self._views[key]
+
+    def _derived(self, key: str) -> np.ndarray:
+        """A hyperparameter column, or one computed from them (cached as device views until the members
+        change)."""
+        if key.startswith("1-"):
+            return 1 - self.host[key[2:]]
+        return self.host[key]
+
+    def _any(self, key: str) -> bool:
+        return self._flags[key]
+
+    def select(self, keep: Sequence[int]) -> None:
+        """Keep only the members at indices ``keep`` (in that order)."""
+        rows = list(keep)
+        self.host = {key: v[rows] for key, v in self.host.items()}
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        for name in self.state:
+            self.state[name] = [t.index_select(0, index) for t in self.state[name]]
+        self._members_changed()
+
+    def extend(self, settings: Sequence[Settings]) -> None:
+        """Append members with fresh state."""
+        self.host = {key: np.concatenate([v, [float(s[key]) for s in settings]]) for key, v in self.host.items()}
+        for name in self.state:
+            self.state[name] = [torch.cat([t, t.new_zeros((len(settings), *t.shape[1:]))]) for t in self.state[name]]
+        self._members_changed()
+
+    def begin_epoch(self, lr: np.ndarray, steps_done: np.ndarray) -> None:
+        """``lr`` [P, n]: each member's rate for the epoch's n updates; ``steps_done`` [P]: updates so far."""
+        step_numbers = steps_done[:, None] + 1 + np.arange(lr.shape[1])[None, :]
+        tables = self._per_update(lr, step_numbers)
+        # [K, n, P]: update b's coefficient k is the contiguous row tables[k, b].
+        self._coefficients = torch.as_tensor(np.stack(tables).transpose(0, 2, 1).copy(), dtype=torch.float32).to(
+            self.device, non_blocking=True
+        )
+
+    def _per_update(self, lr: np.ndarray, step_numbers: np.ndarray) -> list[np.ndarray]:
+        """Per-update coefficient tables [P, n]; the first is the rate."""
+        return [lr]
+
+    def _coefficient(self, k: int, b: int, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return _column_views(self._coefficients[k, b], params)
+
+    def _coupled_weight_decay(self, params: Sequence[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        if self._any("weight_decay"):
+            torch._foreach_addcmul_(grads, params, self._hyper_views("weight_decay", params))
+
+    @abstractmethod
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+        """Apply update ``b`` of the epoch in place; ``grads`` are scratch and may be overwritten."""
+
+
+class SGD(StackedOptimizer):
+    """torch.optim.SGD (no dampening): buf = momentum * buf + g; step along buf, or g + momentum * buf."""
+
+    name = "sgd"
+    defaults = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    state_names = ("momentum_buffer",)
+
+    def _derived(self, key: str) -> np.ndarray:
+        if key == "nesterov_keep":
+            nesterov = self.host["nesterov"]
+            return 1 - nesterov + nesterov * self.host["momentum"]
+        return super()._derived(key)
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+        self._coupled_weight_decay(params, grads)
+        direction = grads
+        if self._any("momentum"):
+            buf = self.state["momentum_buffer"]
+            momentum = self._hyper_views("momentum", params)
+            torch._foreach_mul_(buf, momentum)
+            torch._foreach_add_(buf, grads)
+            if self._any("nesterov"):
+                # d = buf * (1 - n + n * momentum) + n * g, with n = 1 for Nesterov members and 0 otherwise.
+                keep = self._hyper_views("nesterov_keep", params)
+                direction = torch._foreach_mul(buf, keep)
+                torch._foreach_addcmul_(direction, grads, self._hyper_views("nesterov", params))
+            else:
+                direction = buf
+        torch._foreach_addcmul_(params, direction, self._coefficient(0, b, params), value=-1)
+
+
+class RMSprop(StackedOptimizer):
+    """torch.optim.RMSprop (not centered)."""
+
+    name = "rmsprop"
+    defaults = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0}
+    state_names = ("square_avg", "momentum_buffer")
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+        self._coupled_weight_decay(params, grads)
+        square_avg = self.state["square_avg"]
+        torch._foreach_lerp_(square_avg, torch._foreach_mul(grads, grads), self._hyper_views("1-alpha", params))
+        avg = torch._foreach_sqrt(square_avg)
+        torch._foreach_add_(avg, self._hyper_views("eps", params))
+        direction = torch._foreach_div(grads, avg)
+        if self._any("momentum"):
+            buf = self.state["momentum_buffer"]
+            torch._foreach_mul_(buf, self._hyper_views("momentum", params))
+            torch._foreach_add_(buf, direction)
+            direction = buf
+        torch._foreach_addcmul_(params, direction, self._coefficient(0, b, params), value=-1)
+
+
+class Adagrad(StackedOptimizer):
+    """torch.optim.Adagrad (lr_decay 0: decay comes from the schedule and ``decay``)."""
+
+    name = "adagrad"
+    defaults = {"eps": 1e-10, "weight_decay": 0.0}
+    state_names = ("sum",)
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+        self._coupled_weight_decay(params, grads)
+        total = self.state["sum"]
+        torch._foreach_addcmul_(total, grads, grads)
+        std = torch._foreach_sqrt(total)
+        torch._foreach_add_(std, self._hyper_views("eps", params))
+        torch._foreach_addcmul_(params, torch._foreach_div(grads, std), self._coefficient(0, b, params), value=-1)
+
+
+class Adam(StackedOptimizer):
+    """torch.optim.Adam; ``AdamW`` decouples the weight decay."""
+
+    name = "adam"
+    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    state_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def _per_update(self, lr: np.ndarray, step_numbers: np.ndarray) -> list[np.ndarray]:
+        beta1, beta2, weight_decay = (self.host[key][:, None] for key in ("beta1", "beta2", "weight_decay"))
+        step_size = lr / (1 - beta1**step_numbers)
+        inv_sqrt_bias2 = 1 / np.sqrt(1 - beta2**step_numbers)
+        shrink = 1 - lr * weight_decay if self.decoupled else np.ones_like(lr)
+        return [step_size, inv_sqrt_bias2, shrink]
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+        if self.decoupled:
+            if self._any("weight_decay"):
+                torch._foreach_mul_(params, self._coefficient(2, b, params))
+        else:
+            self._coupled_weight_decay(params, grads)
+        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        torch._foreach_lerp_(exp_avg, grads, self._hyper_views("1-beta1", params))
+        torch._foreach_lerp_(exp_avg_sq, torch._foreach_mul(grads, grads), self._hyper_views("1-beta2", params))
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_mul_(denom, self._coefficient(1, b, params))
+        torch._foreach_add_(denom, self._hyper_views("eps", params))
+        torch._foreach_addcmul_(params, torch._foreach_div(exp_avg, denom), self._coefficient(0, b, params), value=-1)
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: weight decay applied to the parameters, scaled by the rate."""
+
+    name = "adamw"
+    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
+    decoupled = True
+
+
+OPTIMIZERS: dict[str, type[StackedOptimizer]] = {cls.name: cls for cls in (SGD, RMSprop, Adagrad, Adam, AdamW)}
+
+
+def _optimizer_class(name: str) -> type[StackedOptimizer]:
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}") from None
+
+
+def optimizer_settings(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate one member's optimizer hyperparameters and fill in PyTorch's defaults."""
+    cls = _optimizer_class(name)
+    unknown = sorted(set(given) - set(cls.defaults))
+    if unknown:
+        raise ConfigError(f"optimizer {name} has no parameter {unknown[0]!r} (it takes: {', '.join(cls.defaults)})")
+    settings = {**cls.defaults, **given}
+    for key, value in settings.items():
+        if isinstance(cls.defaults[key], bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false but got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a number but got {value!r}")
+    for key in ("momentum", "alpha", "beta1", "beta2"):
+        if key in settings and not 0 <= settings[key] < 1:
+            raise ConfigError(f"{key} must be in [0, 1) but got {settings[key]}")
+    for key in ("eps", "weight_decay"):
+        if key in settings and settings[key] < 0:
+            raise ConfigError(f"{key} must be >= 0 but got {settings[key]}")
+    if settings.get("nesterov") and settings["momentum"] == 0:
+        raise ConfigError("nesterov needs momentum > 0 but got momentum 0")
+    return settings
+
+
+def create_optimizer(name: str, settings: Sequence[Settings], params: Sequence[torch.Tensor]) -> StackedOptimizer:
+    """An optimizer for members whose (validated) settings are ``settings``, over stacked ``params``."""
+    return _optimizer_class(name)(settings, params)

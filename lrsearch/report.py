@@ -1,0 +1,247 @@
+"""What a study says: per compared group its counts and best trial, the mean and 95% interval over the
+repeats of that best configuration, a significance test between the groups, the parameter importances,
+and the verdict in one sentence.
+
+The evidence is the repeats: a group's best trial is the maximum of many noisy runs, so its own value is
+flattering; its repeats (the same configuration, new seeds) were not selected. They are compared on test
+accuracy, which chose nothing (the search chose on validation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from scipy import stats
+
+from lrsearch.search.repeats import best_per_group, group_of
+from lrsearch.search.runner import REPEAT_OF
+from lrsearch.search.study import metadata
+
+__all__ = ["Comparison", "GroupSummary", "Interval", "StudyReport", "build_report", "t_interval"]
+
+TEST_NAME = "Welch's t-test"
+TEST_WHY = (
+    "two-sided, on the repeats' test accuracy: the repeats are independent runs (new seeds) of each group's best "
+    "configuration, and Welch's test does not assume equal variances in the groups; with more than two groups the "
+    "leader is tested against each other group with Holm's correction"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """Mean of ``values`` with a two-sided 95% t-interval (None below two values)."""
+
+    values: tuple[float, ...]
+    mean: float
+    half_width: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def __str__(self) -> str:
+        if self.half_width is None:
+            return f"{self.mean:.4f} (n={self.n})"
+        return f"{self.mean:.4f} ± {self.half_width:.4f} (n={self.n})"
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> Interval | None:
+    clean = tuple(float(v) for v in values if v is not None and math.isfinite(v))
+    if not clean:
+        return None
+    mean = float(np.mean(clean))
+    if len(clean) < 2:
+        return Interval(clean, mean, None)
+    sem = float(np.std(clean, ddof=1)) / math.sqrt(len(clean))
+    return Interval(clean, mean, float(stats.t.ppf(0.5 + level / 2, len(clean) - 1)) * sem)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSummary:
+    value: Any
+    trials: int
+    completed: int
+    pruned: int
+    diverged: int
+    failed: int
+    best_trial: int | None
+    best_val_accuracy: float | None
+    best_test_accuracy: float | None
+    best_params: dict[str, Any]
+    repeats: Interval | None  # test accuracy of the best configuration's repeats
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    leader: Any
+    other: Any
+    t: float
+    p: float  # Holm-corrected when there are several comparisons
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyReport:
+    study: str
+    question: str
+    trainer: str
+    compare: str
+    counts: dict[str, int]
+    groups: list[GroupSummary]
+    comparisons: list[Comparison]
+    importances: dict[str, float]
+    verdict: str
+    test: str = TEST_NAME
+    test_why: str = TEST_WHY
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {str(k): clean(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            return value
+
+        out = dataclasses.asdict(self)
+        for group, summary in zip(out["groups"], self.groups, strict=True):
+            if summary.repeats is not None:
+                group["repeats"] = {"n": summary.repeats.n, "mean": summary.repeats.mean,
+                                    "ci95_half_width": summary.repeats.half_width,
+                                    "values": list(summary.repeats.values)}  # fmt: skip
+        return clean(out)
+
+
+def _metric(trial: FrozenTrial) -> float | None:
+    value = trial.user_attrs.get("test_accuracy")
+    return float(value) if value is not None else None
+
+
+def _group_summary(value: Any, trials: list[FrozenTrial], best: FrozenTrial | None, repeats: list[FrozenTrial]) -> GroupSummary:
+    def count(state: TrialState) -> int:
+        return sum(t.state == state for t in trials)
+
+    return GroupSummary(
+        value=value,
+        trials=len(trials),
+        completed=count(TrialState.COMPLETE),
+        pruned=count(TrialState.PRUNED),
+        diverged=sum(bool(t.user_attrs.get("diverged")) for t in trials),
+        failed=count(TrialState.FAIL),
+        best_trial=best.number if best else None,
+        best_val_accuracy=best.value if best else None,
+        best_test_accuracy=_metric(best) if best else None,
+        best_params=dict(best.params) if best else {},
+        repeats=t_interval([_metric(t) for t in repeats if t.state == TrialState.COMPLETE]),
+    )
+
+
+def _tested(groups: list[GroupSummary]) -> list[GroupSummary]:
+    """Groups with at least two repeats, best mean first: the ones a test can compare."""
+    return sorted((g for g in groups if g.repeats and g.repeats.n >= 2), key=lambda g: -g.repeats.mean)  # type: ignore[union-attr]
+
+
+def _comparisons(groups: list[GroupSummary]) -> list[Comparison]:
+    """The leader against each other tested group, in the order of ``_tested``."""
+    tested = _tested(groups)
+    if len(tested) < 2:
+        return []
+    leader, others = tested[0], tested[1:]
+    raw = []
+    for other in others:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # identical values: t is nan, p is nan
+            result = stats.ttest_ind(leader.repeats.values, other.repeats.values, equal_var=False)  # type: ignore[union-attr]
+        raw.append((other, float(result.statistic), float(result.pvalue)))
+    # Holm: the k-th smallest of m p-values times (m - k), kept monotone.
+    order = sorted(range(len(raw)), key=lambda i: raw[i][2] if math.isfinite(raw[i][2]) else 1.0)
+    adjusted = [1.0] * len(raw)
+    running = 0.0
+    for rank, i in enumerate(order):
+        p = raw[i][2] if math.isfinite(raw[i][2]) else 1.0
+        running = max(running, min(1.0, p * (len(raw) - rank)))
+        adjusted[i] = running
+    return [Comparison(leader.value, other.value, t, adjusted[i]) for i, (other, t, _) in enumerate(raw)]
+
+
+def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Comparison]) -> str:
+    if comparisons:
+        leader, runner_up = _tested(groups)[:2]
+        p = comparisons[0].p  # against the runner-up
+        figures = (f"test accuracy {leader.repeats} vs {runner_up.repeats} for {compare} = {runner_up.value} "
+                   f"(95% CI over repeats; {TEST_NAME} p = {p:.3g})")  # fmt: skip
+        if p < 0.05:
+            rest = " and every other group" if len(comparisons) > 1 and all(c.p < 0.05 for c in comparisons) else ""
+            return f"{compare} = {leader.value} wins over the runner-up{rest}: {figures}."
+        beaten = [str(c.other) for c in comparisons if c.p < 0.05]
+        beats = f" It is significantly better than {', '.join(beaten)} (Holm-corrected p < 0.05)." if beaten else ""
+        return (f"No significant difference between the two best: {compare} = {leader.value} leads with {figures}; "
+                f"more repeats would be needed to separate them.{beats}")
+    ranked = sorted((g for g in groups if g.best_val_accuracy is not None), key=lambda g: -g.best_val_accuracy)  # type: ignore[operator]
+    if not ranked:
+        return "No trial has completed yet: nothing to compare."
+    if len(ranked) == 1:
+        return f"Only {compare} = {ranked[0].value} has completed trials: nothing to compare it with."
+    return (f"{compare} = {ranked[0].value} has the best single trial (val accuracy {ranked[0].best_val_accuracy:.4f} "
+            f"vs {ranked[1].best_val_accuracy:.4f}), but without repeats of at least two seeds per group this is "
+            "one draw each, not evidence.")  # fmt: skip
+
+
+def _importances(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, float]:
+    completed = [t for t in trials if t.state == TrialState.COMPLETE and REPEAT_OF not in t.user_attrs]
+    if len(completed) < 3:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):  # too few distinct values, or a space that changed between trials
+        return {}
+    return {k: round(float(v), 4) for k, v in importances.items()}
+
+
+def _group_order(value: Any) -> tuple[int, float, str]:
+    """Numbers by value, then everything else by name."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def build_report(study: optuna.Study) -> StudyReport:
+    meta = metadata(study)
+    compare = meta.get("compare", "")
+    trials = study.get_trials(deepcopy=False)
+    search = [t for t in trials if REPEAT_OF not in t.user_attrs]
+    best = best_per_group(trials, compare)
+    values = sorted({group_of(t, compare) for t in search} - {None}, key=_group_order)
+    groups = [
+        _group_summary(
+            value,
+            [t for t in search if group_of(t, compare) == value],
+            best.get(value),
+            [t for t in trials if best.get(value) is not None and t.user_attrs.get(REPEAT_OF) == best[value].number],
+        )
+        for value in values
+    ]
+    comparisons = _comparisons(groups)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    counts["diverged"] = sum(bool(t.user_attrs.get("diverged")) for t in trials)
+    counts["repeats"] = len(trials) - len(search)
+    return StudyReport(
+        study=study.study_name,
+        question=meta.get("question", ""),
+        trainer=meta.get("trainer", ""),
+        compare=compare,
+        counts=counts,
+        groups=groups,
+        comparisons=comparisons,
+        importances=_importances(study, trials),
+        verdict=_verdict(compare, groups, comparisons),
+    )

@@ -1,0 +1,519 @@
+"""The learning-rate schedule catalogue.
+
+A schedule is a pure function of the step ``t`` (an epoch or an update number, see ``schedule_unit``): calling
+it on an int gives a float, on a numpy array an array, so a run's whole rate table is one vectorised call.
+``warmup`` is one wrapper that works with every type, ``create_schedule`` is the one factory and rejects
+unknown names and parameters. ``plateau`` is the one metric-driven type: its function is the rate before any
+reduction, and ``PlateauState`` applies ReduceLROnPlateau's reductions from the validation loss.
+
+Parameter names and types are part of the interface: study files and the CLI use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lrsearch.errors import ConfigError
+
+__all__ = [
+    "SCHEDULES",
+    "PlateauState",
+    "Schedule",
+    "Warmup",
+    "coerce_params",
+    "create_schedule",
+    "parse_params",
+    "update_rates",
+]
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0 but got {value}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{name} must be >= 0 but got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule(ABC):
+    """A learning rate as a function of the step ``t >= 0``; ``lr`` is the base (peak) rate."""
+
+    name: ClassVar[str]
+    lr: float
+
+    def __post_init__(self) -> None:
+        _positive("lr", self.lr)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check the type's own parameters; raise ConfigError naming the bad one."""
+
+    def __call__(self, t: Any) -> Any:
+        steps = np.asarray(t, dtype=np.float64)
+        if np.any(steps < 0):
+            raise ValueError(f"schedule step must be >= 0 but got {t}")
+        rates = self._rate(steps)
+        return float(rates) if rates.ndim == 0 else rates
+
+    @abstractmethod
+    def _rate(self, t: np.ndarray) -> np.ndarray: ...
+
+    def tracker(self) -> PlateauState | None:
+        """The metric-driven state a run must keep beside the rate table, if this type has one."""
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant(Schedule):
+    name = "constant"
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return np.full_like(t, self.lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class InverseTime(Schedule):
+    """Keras's time-based ``decay``: lr / (1 + decay * t)."""
+
+    name = "inverse_time"
+    decay: float
+
+    def _validate(self) -> None:
+        _non_negative("decay", self.decay)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return self.lr / (1.0 + self.decay * t)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exponential(Schedule):
+    """TensorFlow's ExponentialDecay; PyTorch's ExponentialLR is decay_steps = 1."""
+
+    name = "exponential"
+    decay_rate: float
+    decay_steps: float = 1.0
+    staircase: bool = False
+
+    def _validate(self) -> None:
+        _positive("decay_rate", self.decay_rate)
+        _positive("decay_steps", self.decay_steps)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        exponent = t / self.decay_steps
+        if self.staircase:
+            exponent = np.floor(exponent)
+        return self.lr * self.decay_rate**exponent
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Schedule):
+    """PyTorch's MultiStepLR, d2l's multi-factor scheduler: times gamma at each milestone."""
+
+    name = "step"
+    milestones: tuple[int, ...]
+    gamma: float = 0.1
+
+    def _validate(self) -> None:
+        if not self.milestones:
+            raise ConfigError("milestones must list at least one step but got none")
+        for m in self.milestones:
+            _non_negative("each milestone", m)
+        _positive("gamma", self.gamma)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        passed = np.searchsorted(np.sort(np.asarray(self.milestones)), t, side="right")
+        return self.lr * self.gamma**passed
+
+
+@dataclasses.dataclass(frozen=True)
+class Factor(Schedule):
+    """d2l's FactorScheduler: multiply by ``factor`` each step, never below ``min_lr``."""
+
+    name = "factor"
+    factor: float
+    min_lr: float = 0.0
+
+    def _validate(self) -> None:
+        _positive("factor", self.factor)
+        _non_negative("min_lr", self.min_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return np.maximum(self.min_lr, self.lr * self.factor**t)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sqrt(Schedule):
+    """d2l's SquareRootScheduler."""
+
+    name = "sqrt"
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return self.lr * (t + 1.0) ** -0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Polynomial(Schedule):
+    """TensorFlow's PolynomialDecay; PyTorch's PolynomialLR is final_lr = 0."""
+
+    name = "polynomial"
+    total: int
+    power: float = 1.0
+    final_lr: float = 0.0
+
+    def _validate(self) -> None:
+        _positive("total", self.total)
+        _positive("power", self.power)
+        _non_negative("final_lr", self.final_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        remaining = 1.0 - np.minimum(t, self.total) / self.total
+        return (self.lr - self.final_lr) * remaining**self.power + self.final_lr
+
+
+@dataclasses.dataclass(frozen=True)
+class Cosine(Schedule):
+    """Cosine annealing to ``final_lr`` at ``total`` (d2l's CosineScheduler), held there afterwards."""
+
+    name = "cosine"
+    total: int
+    final_lr: float = 0.0
+
+    def _validate(self) -> None:
+        _positive("total", self.total)
+        _non_negative("final_lr", self.final_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        progress = np.minimum(t, self.total) / self.total
+        return self.final_lr + (self.lr - self.final_lr) / 2.0 * (1.0 + np.cos(math.pi * progress))
+
+
+@dataclasses.dataclass(frozen=True)
+class CosineRestarts(Schedule):
+    """SGDR, as PyTorch's CosineAnnealingWarmRestarts (T_0 = period, T_mult = t_mult, eta_min = final_lr)."""
+
+    name = "cosine_restarts"
+    period: int
+    t_mult: int = 1
+    final_lr: float = 0.0
+
+    def _validate(self) -> None:
+        _positive("period", self.period)
+        if self.t_mult < 1:
+            raise ConfigError(f"t_mult must be an integer >= 1 but got {self.t_mult}")
+        _non_negative("final_lr", self.final_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        # Cycle starts by exact integer arithmetic: PyTorch's log() form misplaces some restarts by one step.
+        starts, length = [0], self.period
+        while starts[-1] <= t.max(initial=0):
+            starts.append(starts[-1] + length)
+            length *= self.t_mult
+        starts_arr = np.asarray(starts, dtype=np.float64)
+        cycle = np.searchsorted(starts_arr, t, side="right") - 1
+        t_cur = t - starts_arr[cycle]
+        t_i = self.period * float(self.t_mult) ** cycle
+        return self.final_lr + (self.lr - self.final_lr) / 2.0 * (1.0 + np.cos(math.pi * t_cur / t_i))
+
+
+@dataclasses.dataclass(frozen=True)
+class OneCycle(Schedule):
+    """PyTorch's OneCycleLR with cosine annealing; ``lr`` is max_lr. Held at its minimum after ``total``."""
+
+    name = "one_cycle"
+    total: int
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+    def _validate(self) -> None:
+        if not 0 < self.pct_start < 1:
+            raise ConfigError(f"pct_start must be in (0, 1) but got {self.pct_start}")
+        _positive("div_factor", self.div_factor)
+        _positive("final_div_factor", self.final_div_factor)
+        if not (self.pct_start * self.total > 1 and self.total - self.pct_start * self.total > 0):
+            raise ConfigError(
+                f"one_cycle needs pct_start * total > 1 so both phases have steps "
+                f"but got total={self.total}, pct_start={self.pct_start}"
+            )
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        initial = self.lr / self.div_factor
+        minimum = initial / self.final_div_factor
+        peak_step = self.pct_start * self.total - 1.0
+        last_step = self.total - 1.0
+
+        def anneal(start: float, end: float, pct: np.ndarray) -> np.ndarray:
+            return end + (start - end) / 2.0 * (np.cos(math.pi * pct) + 1.0)
+
+        rising = anneal(initial, self.lr, t / peak_step)
+        falling = anneal(self.lr, minimum, np.minimum(1.0, (t - peak_step) / (last_step - peak_step)))
+        return np.where(t <= peak_step, rising, falling)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cyclic(Schedule):
+    """PyTorch's CyclicLR, triangular: from ``min_lr`` up to ``lr`` in ``step_size_up`` steps and back."""
+
+    name = "cyclic"
+    min_lr: float
+    step_size_up: int
+
+    def _validate(self) -> None:
+        _non_negative("min_lr", self.min_lr)
+        _positive("step_size_up", self.step_size_up)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        cycle_length = 2.0 * self.step_size_up
+        position = t / cycle_length - np.floor(t / cycle_length)  # in [0, 1)
+        scale = np.where(position <= 0.5, position / 0.5, (position - 1.0) / -0.5)
+        return self.min_lr + (self.lr - self.min_lr) * scale
+
+
+@dataclasses.dataclass(frozen=True)
+class Plateau(Schedule):
+    """ReduceLROnPlateau on the validation loss (PyTorch semantics, absolute ``min_delta`` as in Keras).
+
+    As a function of t it is the rate before any reduction; its ``tracker()`` follows the metric.
+    """
+
+    name = "plateau"
+    factor: float = 0.1
+    patience: int = 10
+    min_delta: float = 0.0
+    cooldown: int = 0
+    min_lr: float = 0.0
+
+    def _validate(self) -> None:
+        if not 0 < self.factor < 1:
+            raise ConfigError(f"factor must be in (0, 1) but got {self.factor}")
+        _non_negative("patience", self.patience)
+        _non_negative("min_delta", self.min_delta)
+        _non_negative("cooldown", self.cooldown)
+        _non_negative("min_lr", self.min_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return np.full_like(t, self.lr)
+
+    def tracker(self) -> PlateauState:
+        return PlateauState(self)
+
+
+class PlateauState:
+    """One run's ReduceLROnPlateau state; ``step(val_loss)`` returns the factor to apply to later rates."""
+
+    # PyTorch skips reductions smaller than this, so a rate at its floor stays put.
+    _EPS = 1e-8
+
+    def __init__(self, schedule: Plateau) -> None:
+        self.schedule = schedule
+        self.lr = schedule.lr
+        self.best = math.inf
+        self.bad_epochs = 0
+        self.cooldown_left = 0
+
+    def step(self, val_loss: float) -> float:
+        s = self.schedule
+        if val_loss < self.best - s.min_delta:
+            self.best = val_loss
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_epochs = 0
+        if self.bad_epochs > s.patience:
+            self.cooldown_left = s.cooldown
+            self.bad_epochs = 0
+            new_lr = max(self.lr * s.factor, s.min_lr)
+            if self.lr - new_lr > self._EPS:
+                ratio = new_lr / self.lr
+                self.lr = new_lr
+                return ratio
+        return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Warmup(Schedule):
+    """Linear warmup from ``start`` to ``lr`` over ``steps``, then ``main`` on t - steps (d2l's warmup)."""
+
+    name = "warmup"
+    main: Schedule
+    steps: int
+    start: float = 0.0
+
+    def _validate(self) -> None:
+        _positive("warmup", self.steps)
+        _non_negative("warmup_start", self.start)
+
+    def tracker(self) -> PlateauState | None:
+        return self.main.tracker()
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        ramp = self.start + (self.lr - self.start) * t / self.steps
+        return np.where(t < self.steps, ramp, self.main._rate(np.maximum(t - self.steps, 0.0)))
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    cls.name: cls
+    for cls in (
+        Constant,
+        InverseTime,
+        Exponential,
+        Step,
+        Factor,
+        Sqrt,
+        Polynomial,
+        Cosine,
+        CosineRestarts,
+        OneCycle,
+        Cyclic,
+        Plateau,
+    )
+}
+
+
+def _schedule_class(name: str) -> type[Schedule]:
+    try:
+        return SCHEDULES[name]
+    except KeyError:
+        raise ConfigError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}") from None
+
+
+def param_types(name: str) -> dict[str, type]:
+    """The parameters a schedule type takes (besides ``lr``) and their types."""
+    cls = _schedule_class(name)
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "lr"}
+
+
+def _required(name: str) -> list[str]:
+    cls = _schedule_class(name)
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name != "lr" and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _coerce(schedule: str, key: str, value: Any, kind: type) -> Any:
+    where = f"{schedule} parameter {key}"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false but got {value!r}")
+    if kind is int:
+        if not _is_number(value) or float(value) != int(value):
+            raise ConfigError(f"{where} must be an integer but got {value!r}")
+        return int(value)
+    if kind is float:
+        if not _is_number(value):
+            raise ConfigError(f"{where} must be a number but got {value!r}")
+        return float(value)
+    # tuple[int, ...]: the milestones
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(_coerce(schedule, key, item, int) for item in items)
+
+
+def coerce_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check typed parameter values (from a study file or code) against the type's parameters."""
+    types = param_types(name)
+    unknown = sorted(set(params) - set(types))
+    if unknown:
+        accepted = ", ".join(types) or "none"
+        raise ConfigError(f"schedule {name} has no parameter {unknown[0]!r} (it takes: {accepted})")
+    return {key: _coerce(name, key, value, types[key]) for key, value in params.items()}
+
+
+def _parse_text(text: str, kind: type) -> Any:
+    if kind is bool:
+        lowered = text.strip().lower()
+        return {"true": True, "false": False}.get(lowered, text)
+    if kind in (int, float):
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+        return text
+    return [_parse_text(part, int) for part in text.split(",")]
+
+
+def parse_params(name: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (CLI flags): lists comma-separated, booleans true/false."""
+    types = param_types(name)
+    raw: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"schedule parameter must look like key=value but got {pair!r}")
+        raw[key] = _parse_text(text, types[key]) if key in types else text
+    return coerce_params(name, raw)
+
+
+def create_schedule(
+    name: str,
+    lr: float,
+    params: Mapping[str, Any] | None = None,
+    *,
+    warmup: int = 0,
+    warmup_start: float = 0.0,
+    horizon: int | None = None,
+) -> Schedule:
+    """Build a schedule by name.
+
+    ``horizon`` is the run's length in schedule steps: it is the default ``total`` for the types that take
+    one. With ``warmup`` W, ``total`` shrinks to total - W so the schedule still ends where it was meant to.
+    """
+    cls = _schedule_class(name)
+    if not _is_number(lr):
+        raise ConfigError(f"lr must be a number but got {lr!r}")
+    kwargs = coerce_params(name, params or {})
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigError(f"warmup must be an integer >= 0 but got {warmup!r}")
+    fields = param_types(name)
+    if "total" in fields:
+        if "total" not in kwargs and horizon is not None:
+            kwargs["total"] = horizon
+        if "total" in kwargs:
+            if kwargs["total"] <= warmup:
+                raise ConfigError(f"{name} total ({kwargs['total']}) must be longer than warmup ({warmup})")
+            kwargs["total"] -= warmup
+    missing = [key for key in _required(name) if key not in kwargs]
+    if missing:
+        raise ConfigError(f"schedule {name} needs parameter {missing[0]!r}")
+    schedule = cls(lr=float(lr), **kwargs)
+    if warmup:
+        return Warmup(lr=float(lr), main=schedule, steps=warmup, start=float(warmup_start))
+    return schedule
+
+
+def update_rates(
+    schedule: Schedule,
+    *,
+    n_updates: int,
+    updates_per_epoch: int,
+    unit: str = "epoch",
+    decay: float = 0.0,
+) -> np.ndarray:
+    """The rate of every update of a run: the schedule stepped per epoch or per update, then Keras's
+    time-based ``decay`` applied per update on top (lr / (1 + decay * update))."""
+    if unit not in ("epoch", "update"):
+        raise ConfigError(f"schedule_unit must be 'epoch' or 'update' but got {unit!r}")
+    updates = np.arange(n_updates, dtype=np.float64)
+    steps = np.floor_divide(updates, updates_per_epoch) if unit == "epoch" else updates
+    return np.asarray(schedule(steps)) / (1.0 + decay * updates)

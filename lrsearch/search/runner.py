@@ -1,0 +1,350 @@
+"""The search loop: ask trials, train them as one population, tell Optuna how each one ended.
+
+    while the budget allows: ask trials until the population is full (members join between epochs)
+    train one epoch for every member
+        each member reports its validation accuracy; the pruner decides against the study read once
+        a member whose loss went NaN/inf ends PRUNED with user attr diverged
+    write each finished trial's per-epoch values and attributes in one transaction, then tell it
+
+``n_trials`` is the study-wide count of finished search trials (COMPLETE or PRUNED) plus those running in
+any worker; a timeout stops asking, and the members in training finish. Optuna's heartbeat runs only inside
+``study.optimize``, so the search records every running trial's heartbeat itself (a thread, one
+transaction per beat for the whole population), and fails the trials of vanished workers (re-enqueued
+with their parameters) before it asks for more. Storage calls survive a database restart (retried). The compared parameter is
+balanced: each new trial is given the least-tried group (study-wide) and the sampler searches the rest,
+so no group wins by having been searched more. On Ctrl-C every trial in
+training ends FAIL, is re-enqueued with its parameters (as Optuna's RetryHeartbeatStaleTrialCallback
+does), and the interrupt goes on up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.config import TrainConfig
+from lrsearch.errors import ConfigError
+from lrsearch.search.pruning import PruningView, create_pruner
+from lrsearch.search.space import Choice, SearchSpace
+from lrsearch.storage import (
+    Heartbeat,
+    TrialRecord,
+    fail_stale,
+    one_read,
+    record_heartbeats,
+    retrying,
+    write_finished,
+)
+from lrsearch.studies import StudySpec
+from lrsearch.trainers import EpochReport, MemberResult, Population, Problem
+
+__all__ = ["REPEAT_OF", "Search", "Tally", "worker_id"]
+
+#: User attr marking a repeat: the number of the trial whose configuration it re-runs with a new seed.
+REPEAT_OF = "repeat_of"
+SEARCH_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclasses.dataclass
+class Tally:
+    """What this worker has finished so far, for the progress display and the summary; ``training``
+    is the time spent training (epochs, without the pruning reads), ``wall`` the time in ``run``: the rest,
+    but ``waiting``, went to asking, telling and the storage."""
+
+    completed: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    failed: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    training: float = 0.0
+    waiting: float = 0.0  # idle, while other workers' trials run
+    wall: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.pruned + self.failed
+
+
+@dataclasses.dataclass(eq=False)
+class _Live:
+    """A trial in training: its in-memory per-epoch values and the system attrs its pruner wrote."""
+
+    trial: optuna.Trial
+    config: TrainConfig
+    repeat: bool  # repeats run to the end: their point is a value nobody selected
+    values: dict[int, float] = dataclasses.field(default_factory=dict)
+    system_attrs: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    def frozen(self) -> FrozenTrial:
+        t = self.trial
+        return FrozenTrial(
+            number=t.number, state=TrialState.RUNNING, value=None, datetime_start=t.datetime_start,
+            datetime_complete=None, params=t.params, distributions=t.distributions, user_attrs={},
+            system_attrs=self.system_attrs, intermediate_values=self.values, trial_id=t._trial_id,
+        )  # fmt: skip
+
+
+def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """The storage's heartbeat interval: None where it keeps no heartbeats (in memory, the gRPC proxy)."""
+    return getattr(getattr(storage, "_backend", storage), "heartbeat_interval", None)
+
+
+@contextmanager
+def _heartbeats(storage: optuna.storages.BaseStorage, live: Callable[[], list[int]]) -> Iterator[None]:
+    """Record the heartbeats of the trials ``live()`` names, every heartbeat interval, while inside."""
+    interval = _heartbeat_interval(storage)
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                record_heartbeats(storage, live())
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next; the grace period allows it
+                pass
+
+    thread = threading.Thread(target=beat, name="lrsearch-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class Search:
+    """Runs a study's trials on one problem in this process (one worker)."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study: optuna.Study,
+        problem: Problem,
+        *,
+        on_progress: Callable[[Tally], None] | None = None,
+    ) -> None:
+        self.spec, self.study, self.problem = spec, study, problem
+        self.space: SearchSpace = spec.space
+        self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
+        self.worker = worker_id()
+        self.tally = Tally()
+        self.on_progress = on_progress or (lambda tally: None)
+        self._live: dict[int, _Live] = {}
+        self._sampler = study.sampler
+        self._beating = _heartbeat_interval(study._storage) is not None
+        self._poll = min(5.0, float(_heartbeat_interval(study._storage) or 5))
+        self._pruning_seconds = 0.0
+        compared = self.space.find(spec.compare)
+        # A grid sampler covers every group by itself, and must not be wrapped.
+        self._groups = [Choice.encode(v) for v in compared.values] if isinstance(compared, Choice) and spec.sampler != "grid" else []
+
+    # --- budget -------------------------------------------------------------------------------------------
+
+    def _search_trials(self) -> list[FrozenTrial]:
+        return [t for t in self.study.get_trials(deepcopy=False, states=SEARCH_STATES) if REPEAT_OF not in t.user_attrs]
+
+    def _waiting(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def _others_running(self, drain_waiting: bool) -> bool:
+        """Trials of this phase that another worker runs: if that worker vanishes, they come back (failed
+        as stale, re-enqueued) and someone must run them. Only heartbeats can tell a vanished worker."""
+        if not self._beating:
+            return False
+        mine = {live.trial._trial_id for live in self._live.values()}
+        active = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        return any(t._trial_id not in mine and (REPEAT_OF in t.user_attrs) == drain_waiting for t in active)
+
+    # --- asking -------------------------------------------------------------------------------------------
+
+    def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool) -> bool:
+        """Fail the trials of vanished workers, then ask up to ``free`` trials: the enqueued ones (draining),
+        else new search trials within budget. Each new trial's first heartbeat is recorded at once. Returns
+        whether it asked fewer than ``free`` (nothing more to ask for now)."""
+        retrying(fail_stale, self.study)
+        before = set(self._live)
+        # One read of the study for the whole round (the grid sampler keeps Optuna's own: it records its
+        # grid points as system attrs, which the round's cache would not show it).
+        round_cache = one_read(self.study) if self.spec.sampler != "grid" else contextlib.nullcontext(lambda t: None)
+        with round_cache as remember:
+            if drain_waiting:
+                wanted = min(free, retrying(self._waiting))
+                for _ in range(wanted):
+                    retrying(self._ask, population, None, remember)
+            else:
+                existing = retrying(self._search_trials)
+                wanted = free if n_trials is None else min(free, max(0, n_trials - len(existing)))
+                tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
+                for _ in range(wanted):
+                    group = min(self._groups, key=tried.__getitem__) if self._groups else None
+                    # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
+                    # fail_stale ends and re-enqueues once its grace period is over.
+                    retrying(self._ask, population, group, remember)
+                    if group is not None:
+                        tried[group] += 1
+        retrying(record_heartbeats, self.study._storage, [self._live[m].trial._trial_id for m in set(self._live) - before])
+        return wanted < free
+
+    def _ask(self, population: Population, group: object | None = None,
+             remember: Callable[[optuna.Trial], None] = lambda trial: None) -> None:  # fmt: skip
+        if group is not None:
+            # Fix the compared parameter for this trial only; the sampler chooses everything else. Optuna
+            # samples when a parameter is suggested, so the fixing sampler stays until the config is drawn.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.sampler = optuna.samplers.PartialFixedSampler({self.spec.compare: group}, self._sampler)
+        try:
+            with warnings.catch_warnings():
+                # Optuna warns that its heartbeat runs only inside optimize(); this loop keeps it itself.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = self.study.ask()
+            seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
+            config = self.space.sample(trial, seed=int(seed))
+            remember(trial)
+            member = population.add(config)
+        except ConfigError as exc:
+            # The file was validated at its corners; a combination inside can still be refused.
+            self._end(trial, {}, {"error": str(exc), "worker": self.worker}, TrialState.FAIL)
+            self.tally.failed += 1
+            return
+        finally:
+            self.study.sampler = self._sampler
+        self._live[member] = _Live(trial, config, repeat=REPEAT_OF in trial.user_attrs)
+
+    # --- every epoch --------------------------------------------------------------------------------------
+
+    def _on_epoch(self, reports: Sequence[EpochReport]) -> list[int]:
+        """Record each member's validation accuracy and ask the pruner about each (one study read)."""
+        finite = [r for r in reports if not r.diverged]
+        for r in finite:
+            self._live[r.member].values[r.metrics.epoch] = r.metrics.val_accuracy
+        prunable = [r for r in finite if not self._live[r.member].repeat]
+        if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
+            return []
+        started = time.perf_counter()
+        mirrors = {live.trial._trial_id: live.system_attrs for live in self._live.values()}
+        view = retrying(PruningView, self.study, mirrors, {r.metrics.epoch for r in prunable})
+        stop = [r.member for r in prunable if view.should_prune(self.pruner, self._live[r.member].frozen())]
+        self._pruning_seconds += time.perf_counter() - started
+        return stop
+
+    # --- telling ------------------------------------------------------------------------------------------
+
+    def _attrs(self, result: MemberResult, live: _Live) -> dict[str, object]:
+        history = result.history
+        return {
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "epochs": len(history),
+            "selected_epoch": result.selected_epoch,
+            "diverged": result.diverged,
+            "train_seconds": round(result.seconds, 3),
+            "device": str(self.problem.device),
+            "seed": live.config.seed,
+            "worker": self.worker,
+            "lr_history": [m.lr for m in history],
+            "train_loss_history": [m.train_loss for m in history],
+            "train_accuracy_history": [m.train_accuracy for m in history],
+            "val_loss_history": [m.val_loss for m in history],
+        }
+
+    def _end(self, trial: optuna.Trial, values: dict[int, float], attrs: dict[str, object], state: TrialState) -> None:
+        retrying(write_finished, self.study._storage, [TrialRecord(trial._trial_id, values, attrs, state)])
+
+    def _finish(self, results: Sequence[MemberResult]) -> None:
+        """End the trials whose members finished, all in one transaction (Optuna's tell takes several per
+        trial); a trial another worker failed as stale meanwhile stays failed (its retry is enqueued)."""
+        if not results:
+            return
+        finishing = [(r, self._live.pop(r.member)) for r in results]
+        records = [
+            TrialRecord(live.trial._trial_id, live.values, self._attrs(r, live),
+                        TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED, r.val_accuracy)
+            for r, live in finishing
+        ]  # fmt: skip
+        ended = set(retrying(write_finished, self.study._storage, records))
+        for result, live in finishing:
+            if live.trial._trial_id not in ended:
+                continue
+            if result.status == "completed":
+                self.tally.completed += 1
+                if self.tally.best_value is None or result.val_accuracy > self.tally.best_value:  # type: ignore[operator]
+                    self.tally.best_value, self.tally.best_trial = result.val_accuracy, live.trial.number
+            else:
+                # PRUNED keeps its last reported value; a diverged member reported only finite epochs.
+                self.tally.pruned += 1
+                self.tally.diverged += result.diverged
+        self.on_progress(self.tally)
+
+    def _fail_live(self) -> None:
+        """End every trial in training as FAIL and enqueue a retry with its parameters."""
+        retry = Heartbeat().retry_callback()
+        for live in self._live.values():
+            self._end(live.trial, live.values, {"worker": self.worker, "interrupted": True, "seed": live.config.seed},
+                      TrialState.FAIL)
+            retry(self.study, self.study._storage.get_trial(live.trial._trial_id))
+            self.tally.failed += 1
+        self._live.clear()
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def run(self, *, n_trials: int | None, timeout: float | None, drain_waiting: bool = False) -> Tally:
+        """Search until ``n_trials`` search trials exist study-wide or ``timeout`` seconds have passed; with
+        ``drain_waiting``, run only the enqueued trials (the repeats)."""
+        population = Population(self.problem, epochs=self.spec.epochs, batch_size=self.spec.batch_size)
+        deadline = time.monotonic() + timeout if timeout is not None else math.inf
+        live_ids = lambda: [live.trial._trial_id for live in list(self._live.values())]  # noqa: E731
+        started = time.perf_counter()
+        # Once a round had nothing more to ask, the next is when the population has emptied: checking the
+        # budget every epoch would read the study every epoch.
+        exhausted = False
+        try:
+            with _heartbeats(self.study._storage, live_ids):
+                while True:
+                    free = self.spec.population - population.live
+                    in_time = time.monotonic() < deadline
+                    if free > 0 and in_time and not (exhausted and population.live):
+                        exhausted = self._ask_round(population, free, n_trials, drain_waiting)
+                    if population.live == 0:
+                        if in_time and retrying(self._others_running, drain_waiting):
+                            time.sleep(self._poll)  # the next round fails the stale ones and takes their retries
+                            self.tally.waiting += self._poll
+                            continue
+                        break
+                    epoch_started, pruning_before = time.perf_counter(), self._pruning_seconds
+                    results = population.run_epoch(self._on_epoch)
+                    self.tally.training += time.perf_counter() - epoch_started - (self._pruning_seconds - pruning_before)
+                    self._finish(results)
+        except BaseException:
+            self._fail_live()
+            raise
+        finally:
+            self.tally.wall += time.perf_counter() - started
+        self._record_timing()
+        return self.tally
+
+    def _record_timing(self) -> None:
+        """This worker's time, training and in all, kept with the study: what a run spent outside training
+        (asking, telling, the storage) is wall - training, for any worker and run."""
+        key = f"lrsearch:timing:{self.worker}"
+        retrying(self.study._storage.set_study_system_attr, self.study._study_id, key,
+                 {"wall": round(self.tally.wall, 3), "training": round(self.tally.training, 3),
+                  "waiting": round(self.tally.waiting, 3)})  # fmt: skip

@@ -1,0 +1,56 @@
+"""Samplers by name. Each worker seeds its sampler differently: equal seeds would suggest duplicates."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.errors import ConfigError
+
+__all__ = ["SAMPLERS", "create_sampler"]
+
+# CMA-ES is left out on purpose: Optuna's CmaEsSampler unpickles its state from the database, which is
+# only safe on a database you trust, and a shared study database is exactly the one you may not.
+SAMPLERS = {
+    "tpe": "TPE, multivariate over the parameters chosen together (the default)",
+    "random": "independent uniform / log-uniform draws",
+    "qmc": "quasi-Monte Carlo (Sobol) over the space",
+    "gp": "Gaussian-process Bayesian optimisation (slower to ask, for small budgets)",
+    "grid": "every combination of the listed values (all searched parameters must be lists)",
+}
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask-and-tell: Optuna's stops ``study.optimize`` when the grid is covered (and raises
+    outside it); here the study's budget decides when to stop."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        pass
+
+
+def create_sampler(name: str, *, seed: int, grid: Mapping[str, Sequence[Any]] | None = None) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        # TPE's ``group`` and the QMC sampler are marked experimental; they are chosen knowingly.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _create(name, seed, grid)
+
+
+def _create(name: str, seed: int, grid: Mapping[str, Sequence[Any]] | None) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # multivariate + group: conditional branches (step.gamma only with step) are modelled together.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "grid":
+        if not grid:
+            raise ConfigError("the grid sampler needs at least one searched parameter, all of them lists")
+        return _GridSampler(dict(grid), seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")

@@ -1,0 +1,448 @@
+"""Where studies live: storage URLs, database engine settings, and what populations and many workers need
+from the database: bulk writes, heartbeats, failing the trials of vanished workers, claims and retries.
+
+URLs: ``--storage``, else ``LRSEARCH_STORAGE``, else the embedded ``sqlite:///lrsearch.db`` in the working
+directory. ``postgresql://`` uses the bundled psycopg (3) driver. Passwords are never printed.
+
+A finished trial's per-epoch values and attributes go to the database in one transaction (the public API
+takes one transaction per value: 2-3 ms each, minutes for a blobs population), and intermediate values
+are written when a trial ends rather than every epoch: Optuna re-reads every running trial, values and
+all, on each ask and each prune check, so values stored for running trials would slow every later ask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime
+import functools
+import json
+import logging
+import os
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from lrsearch import rdb_reader
+from lrsearch.errors import ConfigError, RuntimeFailure
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "Heartbeat",
+    "TrialRecord",
+    "claim",
+    "fail_stale",
+    "masked",
+    "open_storage",
+    "record_heartbeats",
+    "one_read",
+    "resolve_url",
+    "retrying",
+    "write_finished",
+]
+
+DEFAULT_STORAGE = "sqlite:///lrsearch.db"
+_SCHEMES = {"sqlite": None, "postgresql": "psycopg", "postgres": "psycopg", "mysql": None}
+_GRPC = "grpc://"
+_CONNECT_TIMEOUT_S = 10
+
+
+def resolve_url(flag: str | None) -> str:
+    """``--storage``, else ``LRSEARCH_STORAGE``, else the embedded SQLite file; checked and normalised."""
+    url = flag or os.environ.get("LRSEARCH_STORAGE") or DEFAULT_STORAGE
+    if url.startswith(_GRPC):
+        _grpc_address(url)
+        return url
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise ConfigError(f"storage {url!r} is not a database URL (e.g. {DEFAULT_STORAGE} or postgresql://USER@HOST/DB)") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in _SCHEMES:
+        raise ConfigError(
+            f"storage URL scheme {parsed.drivername!r} is not supported; use sqlite:///FILE, "
+            "postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://USER:PASSWORD@HOST/DB or grpc://HOST:PORT"
+        )
+    if not driver and _SCHEMES[backend]:
+        parsed = parsed.set(drivername=f"postgresql+{_SCHEMES[backend]}")
+    elif backend == "postgres":
+        parsed = parsed.set(drivername=f"postgresql+{driver}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _grpc_address(url: str) -> tuple[str, int]:
+    host, _, port = url.removeprefix(_GRPC).rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"storage {url!r}: a proxy URL is grpc://HOST:PORT")
+    return host, int(port)
+
+
+def masked(url: str) -> str:
+    """The URL as it may be shown: the password replaced by ***."""
+    if url.startswith(_GRPC):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return "<unparsable storage URL>"
+
+
+def _sqlite_connection(database: str) -> sqlite3.Connection:
+    # A few local processes share one file: wait up to 30 s for the writer's lock instead of failing. WAL
+    # lets them read while one writes, and with synchronous=NORMAL a commit is one write, not two fsyncs
+    # (a killed process loses nothing; only a power cut can lose the last commits).
+    connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return {}
+        return {"creator": functools.partial(_sqlite_connection, parsed.database)}
+    # Connections dropped by a restarted server or a firewall are noticed before use, not mid-trial.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4, "pool_recycle": 1800}
+    kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+    return kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """Every running trial's heartbeat is recorded each ``interval`` seconds; one silent for ``grace``
+    seconds is failed (its worker is gone) and re-enqueued with its parameters up to ``max_retry`` times."""
+
+    interval: int = 30
+    grace: int = 120
+    max_retry: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "grace"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"heartbeat {name} must be whole seconds >= 1 but got {value!r}")
+        if self.grace <= self.interval:
+            raise ConfigError(f"the grace period ({self.grace} s) must be longer than the heartbeat interval ({self.interval} s)")
+        if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int) or self.max_retry < 0:
+            raise ConfigError(f"max_retry must be an integer >= 0 but got {self.max_retry!r}")
+
+    def retry_callback(self) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+
+
+def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True) -> optuna.storages.BaseStorage:
+    """Open (and on first use create) the study database, or connect to ``lrsearch proxy``; one that cannot
+    be reached is one RuntimeFailure within about ``_CONNECT_TIMEOUT_S`` seconds, with the password masked.
+    Through the proxy there are no heartbeats (Optuna's gRPC API has none): see ``lrsearch reap --all``.
+    A worker opens it without ``per_epoch_values``: its trials are read without them (see rdb_reader)."""
+    if url.startswith(_GRPC):
+        host, port = _grpc_address(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        try:
+            proxy.wait_server_ready(timeout=_CONNECT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - grpc's own timeout error types vary by version
+            raise RuntimeFailure(f"cannot reach the storage proxy at {url}: {exc}") from None
+        return proxy
+    beats: dict[str, Any] = {}
+    if heartbeat is not None:
+        beats = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace,
+                 "heartbeat_stale_trial_callback": heartbeat.retry_callback()}  # fmt: skip
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
+        rdb_reader.install(storage, with_steps=per_epoch_values)
+        return storage
+    except sqlalchemy.exc.NoSuchModuleError as exc:
+        raise RuntimeFailure(f"no database driver for {masked(url)}: {exc}") from None
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = " ".join(str(original).split())
+    password = make_url(url).password
+    if password:
+        text = text.replace(str(password), "***")
+    return text[:300]
+
+
+class TrialRecord:
+    """How a trial ends: its state, its value (COMPLETE), its per-epoch values and its user attributes."""
+
+    __slots__ = ("intermediate", "state", "trial_id", "user_attrs", "value")
+
+    def __init__(self, trial_id: int, intermediate: Mapping[int, float], user_attrs: Mapping[str, Any],
+                 state: TrialState, value: float | None = None) -> None:  # fmt: skip
+        self.trial_id, self.intermediate, self.user_attrs = trial_id, intermediate, user_attrs
+        self.state, self.value = state, value
+
+    def final_value(self) -> float | None:
+        """COMPLETE: its value; PRUNED: its last reported value (as Optuna's tell does); FAIL: none."""
+        if self.state == TrialState.COMPLETE:
+            return self.value
+        if self.state == TrialState.PRUNED and self.intermediate:
+            return self.intermediate[max(self.intermediate)]
+        return None
+
+
+def _utc_now() -> datetime.datetime:
+    """Now as Optuna 5 stores trial times: naive UTC."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[TrialRecord]) -> list[int]:
+    """End trials: per-epoch values, attributes, value and state, in one transaction on a database (Optuna's
+    tell takes several per trial). A trial another worker ended meanwhile (failed as stale, say) is left
+    as it is; returns the ids of the trials this call ended."""
+    backend = _rdb(storage)
+    if backend is None:
+        return [r.trial_id for r in records if _finish_one(storage, r)]
+    if not records:
+        return []
+    now = _utc_now()
+    trials = models.TrialModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        ids = [r.trial_id for r in records]
+        running = set(session.scalars(
+            sqlalchemy.select(trials.trial_id).where(trials.trial_id.in_(ids), trials.state == TrialState.RUNNING)
+            .with_for_update()
+        ))  # fmt: skip
+        ending = [r for r in records if r.trial_id in running]
+        if not ending:
+            return []
+        rows = []
+        for r in ending:
+            for step, value in r.intermediate.items():
+                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+                rows.append({"trial_id": r.trial_id, "step": step, "intermediate_value": stored,
+                             "intermediate_value_type": kind})  # fmt: skip
+        if rows:
+            session.execute(sqlalchemy.insert(models.TrialIntermediateValueModel), rows)
+        attrs = models.TrialUserAttributeModel
+        attr_rows = [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
+                     for r in ending for k, v in r.user_attrs.items()]  # fmt: skip
+        if attr_rows:
+            # Replace only the keys written: a trial keeps what it was enqueued with (a repeat's repeat_of,
+            # a retry's copy of its original's attributes is overwritten where this run has news).
+            pairs = [(row["trial_id"], row["key"]) for row in attr_rows]
+            session.execute(sqlalchemy.delete(attrs).where(sqlalchemy.tuple_(attrs.trial_id, attrs.key).in_(pairs)))
+            session.execute(sqlalchemy.insert(attrs), attr_rows)
+        value_rows = []
+        for r in ending:
+            final = r.final_value()
+            if final is not None:
+                stored, kind = models.TrialValueModel.value_to_stored_repr(final)
+                value_rows.append({"trial_id": r.trial_id, "objective": 0, "value": stored, "value_type": kind})
+        if value_rows:
+            session.execute(sqlalchemy.insert(models.TrialValueModel), value_rows)
+        for state in {r.state for r in ending}:
+            session.execute(
+                sqlalchemy.update(trials).where(trials.trial_id.in_([r.trial_id for r in ending if r.state == state]))
+                .values(state=state, _datetime_complete_utc=now)
+            )  # fmt: skip
+    return [r.trial_id for r in ending]
+
+
+def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bool:
+    """The same through the public storage API (in memory, the gRPC proxy)."""
+    try:
+        if storage.get_trial(record.trial_id).state != TrialState.RUNNING:
+            return False
+        for step, value in record.intermediate.items():
+            storage.set_trial_intermediate_value(record.trial_id, step, value)
+        for key, value in record.user_attrs.items():
+            storage.set_trial_user_attr(record.trial_id, key, value)
+        final = record.final_value()
+        return storage.set_trial_state_values(record.trial_id, record.state, None if final is None else [final])
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def _rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
+    backend = getattr(storage, "_backend", storage)  # create_study wraps an RDBStorage in a cache
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def record_heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> None:
+    """Record a heartbeat for each running trial, in one transaction (Optuna's takes one per trial)."""
+    backend = _rdb(storage)
+    if backend is None or backend.get_heartbeat_interval() is None or not trial_ids:
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        model = models.TrialHeartbeatModel
+        beats = {b.trial_id: b for b in session.query(model).filter(model.trial_id.in_(list(trial_ids))).with_for_update()}
+        for trial_id in trial_ids:
+            if trial_id in beats:
+                beats[trial_id].heartbeat = now
+            else:
+                session.add(model(trial_id=trial_id, heartbeat=now))
+
+
+def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int = 3) -> list[int]:
+    """Fail the study's running trials whose worker is gone, and re-enqueue them (the storage's retry
+    callback); returns their numbers. Stale: no heartbeat for the grace period, or, for a trial whose first
+    heartbeat never came (its worker died at once), started longer ago than the grace period. With
+    ``all_running`` every running trial counts as stale: for when every worker is known to be gone."""
+    if all_running:
+        retry = Heartbeat(max_retry=max_retry).retry_callback()
+        failed = []
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            try:
+                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    retry(study, study._storage.get_trial(trial._trial_id))
+                    failed.append(trial.number)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+        return failed
+    backend = _rdb(study._storage)
+    if backend is None or backend.get_heartbeat_interval() is None:
+        return []
+    grace = datetime.timedelta(seconds=backend.grace_period or 2 * backend.get_heartbeat_interval())
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        db_now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)  # heartbeats: the database's clock
+        rows = session.execute(
+            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc, beats.heartbeat)
+            .outerjoin(beats, beats.trial_id == trials.trial_id)
+            .where(trials.study_id == study._study_id, trials.state == TrialState.RUNNING)
+        ).all()  # fmt: skip
+    now = _utc_now()  # Optuna stores start times in UTC, from the clock of the worker that started the trial
+    stale = [trial_id for trial_id, started, beat in rows
+             if (beat is not None and db_now - beat.replace(tzinfo=None) > grace)
+             or (beat is None and started is not None and now - started > grace)]  # fmt: skip
+    callback = backend.get_heartbeat_stale_trial_callback()
+    failed = []
+    for trial_id in stale:
+        try:
+            if backend.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                frozen = backend.get_trial(trial_id)
+                if callback is not None:
+                    callback(study, frozen)
+                failed.append(frozen.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
+    return sorted(failed)
+
+
+T = TypeVar("T")
+_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+_log = logging.getLogger(__name__)
+
+
+def _transient(exc: BaseException) -> bool:
+    # Optuna re-raises any database error inside its sessions as StorageInternalError; look at the cause.
+    if isinstance(exc, optuna.exceptions.StorageInternalError):
+        return isinstance(exc.__cause__, _TRANSIENT)
+    return isinstance(exc, _TRANSIENT)
+
+
+def retrying(action: Callable[..., T], *args: Any, patience: float = 120.0, **kwargs: Any) -> T:
+    """``action(*args, **kwargs)``, retried with backoff while the database is unreachable (a server
+    restarting, a dropped connection) for up to ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    wait = 0.5
+    while True:
+        try:
+            return action(*args, **kwargs)
+        except (*_TRANSIENT, optuna.exceptions.StorageInternalError) as exc:
+            if not _transient(exc):
+                raise
+            if time.monotonic() + wait > deadline:
+                raise RuntimeFailure(f"the study database stayed unreachable for {patience:.0f} s: "
+                                     f"{' '.join(str(getattr(exc, 'orig', exc)).split())[:200]}") from exc  # fmt: skip
+            _log.warning("database unreachable, retrying in %.1f s: %s", wait, exc)
+            time.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+
+def claim(study: optuna.Study, key: str) -> bool:
+    """True for exactly one caller per study and ``key``, whichever process or machine it runs on: the
+    database's unique constraint on a study's attribute keys decides (an upsert would let every caller win)."""
+    backend = _rdb(study._storage)
+    if backend is None:  # one process (in memory), or behind the proxy: first come, first served
+        if key in study._storage.get_study_system_attrs(study._study_id):
+            return False
+        study._storage.set_study_system_attr(study._study_id, key, True)
+        return True
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            session.add(models.StudySystemAttributeModel(study_id=study._study_id, key=key, value_json="true"))
+    except sqlalchemy.exc.IntegrityError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def one_read(study: optuna.Study) -> Iterator[Callable[[optuna.Trial], None]]:
+    """Within the block (a round of asks), the study is read from the database once and the sampled
+    parameters are written to it once.
+
+    Optuna's cached storage re-reads every running trial, of every worker, on each ``ask``, and writes each
+    parameter in a transaction of its own: with hundreds of trials running, that is most of a worker's
+    time. Inside, the cache syncs once; the trials asked meanwhile are put into it with their parameters by
+    the function yielded (call it once a trial's parameters are drawn), so the sampler still sees them as
+    running (TPE's constant liar keeps them apart); the parameters are written together on the way out.
+    Trials other workers start meanwhile are seen at the next round.
+    """
+    storage = study._storage
+    backend = _rdb(storage)
+    if backend is None or not isinstance(storage, optuna.storages._CachedStorage):
+        yield lambda trial: None
+        return
+    sync = storage._read_trials_from_remote_storage
+    synced: set[int] = set()
+    pending: list[dict[str, Any]] = []
+
+    def read_once(study_id: int) -> None:
+        if study_id not in synced:
+            sync(study_id)
+            synced.add(study_id)
+
+    def buffer_param(trial_id: int, name: str, internal: float, distribution: optuna.distributions.BaseDistribution) -> None:
+        known = storage._studies[study._study_id].param_distribution
+        if name in known:
+            optuna.distributions.check_distribution_compatibility(known[name], distribution)
+        else:
+            known[name] = distribution
+        pending.append({"trial_id": trial_id, "param_name": name, "param_value": internal,
+                        "distribution_json": optuna.distributions.distribution_to_json(distribution)})  # fmt: skip
+
+    def remember(trial: optuna.Trial) -> None:
+        storage._add_trials_to_cache(study._study_id, [copy.deepcopy(trial._cached_frozen_trial)])
+
+    storage._read_trials_from_remote_storage = read_once  # type: ignore[method-assign]
+    storage.set_trial_param = buffer_param  # type: ignore[method-assign]
+    try:
+        yield remember
+    finally:
+        del storage._read_trials_from_remote_storage, storage.set_trial_param  # the class's methods again
+        if pending:
+            # A worker that dies before this leaves trials without parameters, and without heartbeats: they
+            # are failed once their grace period is over, and their retries sample afresh.
+            retrying(_write_params, backend, pending)
+
+
+def _write_params(backend: RDBStorage, rows: list[dict[str, Any]]) -> None:
+    with _create_scoped_session(backend.scoped_session) as session:
+        session.execute(sqlalchemy.insert(models.TrialParamModel), rows)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.cli.conftest import Outcome, assert_one_line_error
+
+
+def test_json_report(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("bench", "--trainer", "blobs", "--device", "cpu", "--population", "8",
+                       "--baseline-trials", "1", "--epochs", "2", "--json")  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    report = json.loads(outcome.out)
+    assert report["device"].startswith("CPU")
+    population, plain = report["blobs"]["measurements"]
+    assert population["trials"] == 8 and plain["trials"] == 1
+    ratio = report["blobs"]["ratio"]["one at a time, DataLoader"]
+    assert ratio == pytest.approx(population["trials_per_second"] / plain["trials_per_second"])
+
+
+def test_table_report(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("bench", "--trainer", "blobs", "--population", "4", "--baseline-trials", "1", "--epochs", "1")
+    assert outcome.code == 0 and "trials/s" in outcome.out and "population / one at a time" in outcome.out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["--population", "0"], "--population must be >= 1 but got 0"), (["--trainer", "lenet"], "'lenet' is not one of"),
+     (["--epochs", "-1"], "--epochs must be >= 1"), (["--device", "gpu"], "device must be auto, cpu")],
+)  # fmt: skip
+def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:
+    assert_one_line_error(lrsearch("bench", *args), 2, fragment)

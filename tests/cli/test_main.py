@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lrsearch import __version__
+from tests.cli.conftest import Outcome, assert_one_line_error
+
+
+def test_no_arguments_prints_help(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch()
+    assert outcome.code == 0
+    for command in ("schedule", "train", "bench"):
+        assert command in outcome.out
+
+
+def test_version(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("--version")
+    assert outcome.code == 0 and __version__ in outcome.out
+
+
+def test_unknown_command(lrsearch: Callable[..., Outcome]) -> None:
+    assert_one_line_error(lrsearch("fly"), 2, "No such command 'fly'")
+
+
+def test_unknown_option(lrsearch: Callable[..., Outcome]) -> None:
+    assert_one_line_error(lrsearch("train", "--trainer", "blobs", "--speed", "3"), 2, "No such option '--speed'")

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.cli.conftest import Outcome, assert_one_line_error
+from tests.conftest import write_study
+
+
+def test_a_small_study_runs_and_answers(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    study = write_study(tmp_path, n_trials=6, population=3, repeats=2)
+    db = tmp_path / "s.db"
+    outcome = lrsearch("run", "--study", str(study), "--storage", f"sqlite:///{db}")
+    assert outcome.code == 0, outcome.err
+    assert "Question: Does cosine beat constant" in outcome.out and "Verdict:" in outcome.out
+    assert "constant" in outcome.out and "cosine" in outcome.out
+    trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
+    assert len(trials) == 6 + 2 * 2  # the search, then two repeats of each group's best
+
+
+def test_the_default_storage_is_sqlite_in_the_working_directory(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LRSEARCH_STORAGE", raising=False)
+    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--n-trials", "2", "--population", "2")
+    assert outcome.code == 0 and (tmp_path / "lrsearch.db").is_file()
+
+
+def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", url, "--n-trials", "3",
+                       "--epochs", "4", "--pruner", "none", "--sampler", "random", "--population", "3")  # fmt: skip
+    assert outcome.code == 0
+    trials = optuna.load_study(study_name="small", storage=url).trials
+    assert len(trials) == 3 and all(t.user_attrs["epochs"] == 4 for t in trials)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--study", "no_such_study"], ["unknown study 'no_such_study'", "cosine_vs_step"]),
+        (["--study", "missing.toml"], ["study file missing.toml does not exist"]),
+        (["--study", "cosine_vs_step", "--storage", "redis://localhost"], ["scheme 'redis' is not supported"]),
+        (["--study", "cosine_vs_step", "--n-trials", "0"], ["n_trials: must be an integer >= 1 but got 0"]),
+        (["--study", "cosine_vs_step", "--pruner", "hyperband"], ["'hyperband' is not one of"]),
+        (["--study", "cosine_vs_step", "--device", "tpu"], ["device must be auto"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch, args: list[str], fragments: list[str]) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(lrsearch("run", *args), 2, *fragments)
+    assert not (tmp_path / "lrsearch.db").exists()  # validated before anything was written
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("question = [", "not valid TOML"), ('question = "q"\ntrainer = "blobs"\ncompare = "x"', "a study needs a budget")],
+)
+def test_a_bad_study_file_names_itself(lrsearch: Callable[..., Outcome], tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(text, encoding="utf-8")
+    assert_one_line_error(lrsearch("run", "--study", str(path), "--storage", f"sqlite:///{tmp_path / 's.db'}"), 2,
+                          str(path), fragment)  # fmt: skip
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_an_unreachable_database_is_one_line_within_30_seconds(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    started = time.monotonic()
+    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage",
+                       "postgresql://me:hunter2@127.0.0.1:9/lrsearch")  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert_one_line_error(outcome, 1, "cannot open the study database", "me:***@127.0.0.1:9")
+    assert "hunter2" not in outcome.err
+
+
+def test_a_changed_definition_is_refused(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = str(write_study(tmp_path))
+    assert lrsearch("run", "--study", study, "--storage", url, "--n-trials", "1", "--population", "1").code == 0
+    outcome = lrsearch("run", "--study", study, "--storage", url, "--epochs", "3")
+    assert_one_line_error(outcome, 2, "already exists in this storage with a different definition")
+
+
+def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.db"
+    study = write_study(tmp_path, n_trials=4, population=4, epochs=100000, pruner='"none"')
+    process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage",
+                                f"sqlite:///{db}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the population is training
+            time.sleep(0.5)
+            try:
+                if len(optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials) == 4:
+                    break
+            except KeyError:  # the study is not created yet
+                pass
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never leave a 100000-epoch run behind
+    assert process.returncode == 130 and err.strip().endswith("lrsearch: interrupted")
+    trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
+    states = sorted(t.state.name for t in trials)
+    assert states == ["FAIL"] * 4 + ["WAITING"] * 4  # nothing left RUNNING; each one enqueued again

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lrsearch.trainers.data import FASHION_MNIST_FILES
+from tests.cli.conftest import Outcome, assert_one_line_error, run_process
+
+
+def test_json_output(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("train", "--trainer", "blobs", "--momentum", "0.9", "--epochs", "5", "--schedule", "step",
+                       "--schedule-param", "milestones=3", "--json")  # fmt: skip
+    assert outcome.code == 0, outcome.err
+    result = json.loads(outcome.out)
+    assert set(result) >= {"config", "history", "val_accuracy", "test_accuracy", "diverged", "seconds"}
+    config = result["config"]
+    assert config["trainer"] == "blobs" and config["lr"] == 0.01  # blobs' default: seed 000's SGD rate
+    assert config["momentum"] == 0.9 and config["schedule_params"] == {"milestones": [3]}
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001])
+    assert set(history[0]) == {"epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert result["diverged"] is False and result["status"] == "completed"
+    assert result["val_accuracy"] == pytest.approx(history[-1]["val_accuracy"])
+
+
+def test_a_diverging_run_is_reported_not_an_error(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("train", "--trainer", "blobs", "--lr", "100", "--momentum", "0.9", "--epochs", "3", "--json")
+    assert outcome.code == 0
+    result = json.loads(outcome.out)
+    assert result["diverged"] is True and result["status"] == "diverged"
+    assert result["val_accuracy"] is None and result["test_accuracy"] is None
+
+
+def test_table_output(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("train", "--trainer", "blobs", "--lr", "0.1", "--epochs", "20")
+    assert outcome.code == 0
+    assert "val acc" in outcome.out and "completed" in outcome.out and "test accuracy" in outcome.out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--trainer", "mnist"], ["'--trainer'", "'mnist' is not one of 'blobs', 'fashion_mnist'"]),
+        (["--trainer", "blobs", "--optimizer", "sgdx"], ["unknown optimizer 'sgdx'"]),
+        (["--trainer", "blobs", "--schedule", "cosinus"], ["unknown schedule 'cosinus'"]),
+        (["--trainer", "blobs", "--schedule", "step", "--schedule-param", "gama=0.1"], ["no parameter 'gama'"]),
+        (["--trainer", "blobs", "--lr", "0"], ["lr must be > 0 but got 0.0"]),
+        (["--trainer", "blobs", "--lr", "-0.5"], ["lr must be > 0 but got -0.5"]),
+        (["--trainer", "blobs", "--lr", "abc"], ["'abc' is not a valid float"]),
+        (["--trainer", "blobs", "--momentum", "x"], ["'x' is not a valid float"]),
+        (["--trainer", "blobs", "--momentum", "1.2"], ["momentum must be in [0, 1) but got 1.2"]),
+        (["--trainer", "blobs", "--optimizer", "adam", "--momentum", "0.9"], ["adam has no parameter 'momentum'"]),
+        (["--trainer", "blobs", "--optimizer-param", "beta1=0.9"], ["sgd has no parameter 'beta1'"]),
+        (["--trainer", "blobs", "--optimizer", "adam", "--optimizer-param", "beta1=x"], ["beta1 must be a number"]),
+        (["--trainer", "blobs", "--nesterov"], ["nesterov needs momentum > 0"]),
+        (["--trainer", "blobs", "--decay", "-1"], ["decay must be a number >= 0"]),
+        (["--trainer", "blobs", "--epochs", "0"], ["epochs must be an integer >= 1 but got 0"]),
+        (["--trainer", "blobs", "--batch-size", "-2"], ["batch_size must be an integer >= 1"]),
+        (["--trainer", "blobs", "--warmup", "-1"], ["warmup must be an integer >= 0"]),
+        (["--trainer", "blobs", "--schedule", "cosine", "--warmup", "300"], ["longer than warmup"]),
+        (["--trainer", "blobs", "--schedule-unit", "batch"], ["'batch' is not one of 'epoch', 'update'"]),
+        (["--trainer", "blobs", "--device", "tpu"], ["device must be auto, cpu, cuda or cuda:N but got 'tpu'"]),
+        (["--trainer", "blobs", "--seed", "-1"], ["seed must be an integer >= 0"]),
+        (["--lr", "0.1"], ["Missing option '--trainer'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], args: list[str], fragments: list[str]) -> None:
+    outcome = lrsearch("train", *args)
+    assert_one_line_error(outcome, 2, *fragments)
+    assert outcome.out == ""
+
+
+def test_unusable_data_is_one_line_and_exit_1(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    for stem in FASHION_MNIST_FILES.values():
+        (tmp_path / stem).write_bytes(b"not an idx file")
+    outcome = lrsearch("train", "--trainer", "fashion_mnist", "--epochs", "1", "--data-dir", str(tmp_path))
+    assert_one_line_error(outcome, 1, "not an IDX file", str(tmp_path))
+
+
+def test_debug_shows_the_traceback(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("--debug", "train", "--trainer", "blobs", "--lr", "-1")
+    assert outcome.code == 2 and "Traceback" in outcome.err and "ConfigError" in outcome.err
+
+
+def test_ctrl_c_exits_130_with_one_line() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lrsearch", "train", "--trainer", "blobs", "--epochs", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4)  # past the imports, into training
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()  # never leave a 100000-epoch run behind
+    assert process.returncode == 130
+    assert err.strip() == "lrsearch: interrupted"
+
+
+def test_the_console_script_and_module_entry_points() -> None:
+    script = Path(sys.executable).parent / "lrsearch"
+    assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout.startswith("lrsearch")
+    process = run_process("train", "--trainer", "blobs", "--epochs", "2", "--json")
+    assert process.returncode == 0 and json.loads(process.stdout)["history"][-1]["epoch"] == 2

@@ -1,0 +1,135 @@
+"""Many workers, one study, on the real PostgreSQL: totals, a killed worker, a restarted server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrsearch.search.runner import REPEAT_OF
+from tests.cli.conftest import Outcome
+from tests.conftest import write_study
+
+
+def trials(url: str, name: str = "small") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
+@pytest.fixture
+def worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Starts worker processes; kills whatever is left of them after the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(study: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "LRSEARCH_STORAGE": url}
+        process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--device", "cpu",
+                                    "--no-report", *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True)  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_four_workers_reach_the_study_wide_total(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                                 postgres_url: str) -> None:  # fmt: skip
+    study = write_study(tmp_path, n_trials=12, population=2, epochs=30)
+    outcome = lrsearch("run", "--study", str(study), "--storage", postgres_url, "--workers", "4", "--device", "cpu")
+    assert outcome.code == 0, outcome.err
+    found = trials(postgres_url)
+    assert 12 <= len(found) <= 12 + 4 * 2  # at most one population of overshoot per worker
+    assert sorted(t.number for t in found) == list(range(len(found)))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
+    assert len({t.user_attrs["worker"] for t in found}) == 4 and "Verdict:" in outcome.out
+
+
+def test_a_killed_workers_trials_fail_and_their_retries_finish(tmp_path: Path, postgres_url: str,
+                                                                worker: Callable[..., subprocess.Popen[str]]) -> None:  # fmt: skip
+    study = write_study(tmp_path, n_trials=4, population=2, epochs=600, pruner='"none"')
+    beats = ("--heartbeat", "1", "--grace", "3")
+    doomed = worker(study, postgres_url, *beats)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until its first population is training
+        time.sleep(0.5)
+        try:
+            if sum(t.state == TrialState.RUNNING for t in trials(postgres_url)) == 2:
+                break
+        except KeyError:
+            pass
+    time.sleep(1)
+    killed_at = time.monotonic()
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    survivor = worker(study, postgres_url, *beats)
+    assert survivor.wait(timeout=300) == 0, survivor.stderr.read() if survivor.stderr else ""  # type: ignore[union-attr]
+    assert time.monotonic() - killed_at < 300
+    found = trials(postgres_url)
+    failed = [t for t in found if t.state == TrialState.FAIL]
+    assert len(failed) == 2  # the killed worker's trials
+    retries = [t for t in found if t.system_attrs.get("failed_trial") in {f.number for f in failed}]
+    assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
+    by_number = {t.number: t for t in found}
+    for retry in retries:
+        assert retry.params == by_number[retry.system_attrs["failed_trial"]].params
+    assert not [t for t in found if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert Counter(t.state for t in found)[TrialState.COMPLETE] == 4
+
+
+def test_workers_carry_on_through_a_postgres_restart(tmp_path: Path, postgres_url: str,
+                                                     worker: Callable[..., subprocess.Popen[str]]) -> None:  # fmt: skip
+    cluster = next(iter(os.listdir("/etc/postgresql")))
+    study = write_study(tmp_path, n_trials=16, population=2, epochs=400, pruner='"none"')
+    workers = [worker(study, postgres_url, "--heartbeat", "2", "--grace", "20") for _ in range(2)]
+    time.sleep(5)
+    try:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+        for w in workers:
+            assert w.wait(timeout=300) == 0, w.stderr.read() if w.stderr else ""
+    finally:
+        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode != 0:
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"], timeout=60)
+    found = trials(postgres_url)
+    search = [t for t in found if REPEAT_OF not in t.user_attrs]
+    done = [t for t in search if t.state == TrialState.COMPLETE]
+    assert len(done) >= 16 and not [t for t in found if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # At worst a trial in flight failed and its retry finished.
+    assert all(any(r.system_attrs.get("failed_trial") == f.number for r in found)
+               for f in search if f.state == TrialState.FAIL)  # fmt: skip
+
+
+@pytest.mark.parametrize("url", ["postgresql://nobody:hunter2@127.0.0.1:5432/test",
+                                 "postgresql://postgres:hunter2@127.0.0.1:1/test"])  # fmt: skip
+def test_bad_credentials_or_an_unreachable_server(lrsearch: Callable[..., Outcome], tmp_path: Path, url: str) -> None:
+    started = time.monotonic()
+    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", url)
+    assert time.monotonic() - started < 30
+    assert outcome.code == 1 and len(outcome.err.strip().splitlines()) == 1
+    assert "hunter2" not in outcome.err and ":***@" in outcome.err
+
+
+def test_a_wrong_password_is_one_line_without_it(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                                 password_postgres: tuple[str, str]) -> None:  # fmt: skip
+    url, password = password_postgres
+    study = str(write_study(tmp_path, n_trials=2, population=2))
+    # The right password, URL-encoded (it has braces, which Optuna's str.format would choke on): it runs.
+    assert lrsearch("run", "--study", study, "--storage", url).code == 0
+    wrong = url.replace("Right", "Wrong")
+    started = time.monotonic()
+    outcome = lrsearch("run", "--study", study, "--storage", wrong)
+    assert time.monotonic() - started < 30
+    assert outcome.code == 1 and len(outcome.err.strip().splitlines()) == 1
+    assert "password authentication failed" in outcome.err and ":***@" in outcome.err
+    assert "Wrong" not in outcome.err and password not in outcome.err

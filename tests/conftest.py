@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import gzip
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lrsearch.trainers.data import FASHION_MNIST_FILES, Dataset, Split
+from lrsearch.trainers.models import LeNet
+from lrsearch.trainers.problems import Problem
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool = False) -> Path:
+    """Write ``array`` (uint8) as an IDX file, gzipped if ``compress`` (then ``.gz`` is appended)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def write_fashion_set(folder: Path, *, n_train: int = 30, n_test: int = 10, compress: bool = False,
+                      fill: int = 0) -> Path:  # fmt: skip
+    """A small Fashion-MNIST-shaped IDX set; ``fill`` tags its pixels so tests can tell sets apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(fill)
+    for part, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        images[:, 0, 0] = fill
+        write_idx(folder / FASHION_MNIST_FILES[f"{part}_images"], images, compress=compress)
+        write_idx(folder / FASHION_MNIST_FILES[f"{part}_labels"], rng.integers(0, 10, n), compress=compress)
+    return folder
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty user cache and no LRSEARCH_DATA_DIR, so only what a test puts on the search path exists."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LRSEARCH_DATA_DIR", raising=False)
+    return tmp_path / "cache" / "lrsearch" / "fashion-mnist"
+
+
+def tiny_image_problem(strategy: str = "loop", *, n_train: int = 96, restore_best: bool = True) -> Problem:
+    """LeNet on a few random images: for engine properties that do not depend on the data."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> Split:
+        return Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+    dataset = Dataset("tiny", train=split(n_train), val=split(40), test=split(40), num_classes=10, source="random")
+    return Problem(name="tiny", dataset=dataset, model=LeNet(strategy), batch_size=32, epochs=3,
+                   restore_best=restore_best, device=torch.device("cpu"))  # fmt: skip
+
+
+# --- studies and storages ----------------------------------------------------------------------------------
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL server, dropped afterwards."""
+    import psycopg
+
+    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage lrsearch supports out of the box: the embedded SQLite file and the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'studies.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+SMALL_STUDY = """
+question = "Does cosine beat constant on blobs in a few epochs?"
+trainer = "blobs"
+epochs = {epochs}
+compare = "schedule"
+repeats = {repeats}
+n_trials = {n_trials}
+population = {population}
+sampler = "{sampler}"
+pruner = {pruner}
+
+[space]
+schedule = {schedules}
+lr = {{ low = {lr_low}, high = {lr_high}, log = true }}
+momentum = {{ low = 0.0, high = 0.9 }}
+"""
+
+
+def write_study(folder: Path, name: str = "small", **overrides: object) -> Path:
+    """A small blobs study file (seconds to run); ``overrides`` change the template's values."""
+    values: dict[str, object] = {
+        "epochs": 12, "repeats": 0, "n_trials": 8, "population": 4, "sampler": "tpe",
+        "pruner": '{ name = "median", n_startup_trials = 2, n_warmup_steps = 2 }',
+        "schedules": '["constant", "cosine"]', "lr_low": 1e-3, "lr_high": 0.3,
+    }  # fmt: skip
+    values.update(overrides)
+    path = folder / f"{name}.toml"
+    path.write_text(SMALL_STUDY.format(**values), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def password_postgres() -> Iterator[tuple[str, str]]:
+    """A private PostgreSQL server that checks passwords (the machine's own trusts 127.0.0.1), started
+    from the installed binaries; yields (url with the right password, the password)."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    # Not under pytest's temporary root, which only root may enter: the server runs as postgres.
+    folder = Path(tempfile.mkdtemp(prefix="lrsearch-pg-"))
+    folder.chmod(0o755)
+    password = "Right{pass}word"
+    (folder / "pw").write_text(password)
+    shutil.chown(folder, "postgres")
+    shutil.chown(folder / "pw", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=60)
+
+    as_postgres(str(binaries / "initdb"), "-D", str(folder / "data"), "-A", "scram-sha-256", "--pwfile",
+                str(folder / "pw"), "-U", "postgres")  # fmt: skip
+    as_postgres(str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "start",
+                "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1")  # fmt: skip
+    try:
+        from urllib.parse import quote
+
+        yield f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:{port}/postgres", password
+    finally:
+        as_postgres(str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
+from lrsearch.search.runner import REPEAT_OF, Search, worker_id
+from lrsearch.search.study import join_study
+from lrsearch.storage import open_storage, resolve_url
+from lrsearch.studies import StudySpec, load_study_file
+from lrsearch.trainers import Problem, load_problem
+from tests.conftest import write_study
+
+
+@pytest.fixture(scope="module")
+def blobs() -> Problem:
+    return load_problem("blobs", device=torch.device("cpu"))
+
+
+def open_study(spec: StudySpec, url: str, *, per_epoch_values: bool = True) -> optuna.Study:
+    return join_study(spec, open_storage(resolve_url(url), per_epoch_values=per_epoch_values), worker=worker_id())
+
+
+def search_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials() if REPEAT_OF not in t.user_attrs]
+
+
+def test_the_study_wide_total_and_every_trial_ends(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=8, population=3))
+    study = open_study(spec, storage_url)
+    Search(spec, study, blobs).run(n_trials=spec.n_trials, timeout=None)
+    states = [t.state for t in study.get_trials()]
+    assert len(states) == 8 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    # Another worker (or a rerun) with the same total asks nothing more.
+    Search(spec, open_study(spec, storage_url), blobs).run(n_trials=spec.n_trials, timeout=None)
+    assert len(study.get_trials()) == 8
+    assert sorted(t.number for t in study.get_trials()) == list(range(8))
+
+
+def test_finished_trials_carry_their_epochs_and_attributes(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=4, population=4, pruner='"none"'))
+    study = open_study(spec, storage_url)
+    Search(spec, study, blobs).run(n_trials=4, timeout=None)
+    for trial in study.get_trials():
+        assert trial.state == TrialState.COMPLETE
+        attrs = trial.user_attrs
+        assert set(attrs) >= {"val_accuracy", "test_accuracy", "epochs", "diverged", "train_seconds", "device", "seed",
+                              "worker", "lr_history"}  # fmt: skip
+        assert sorted(trial.intermediate_values) == list(range(1, 13)) and attrs["epochs"] == 12
+        assert len(attrs["lr_history"]) == 12 and attrs["diverged"] is False
+        assert trial.value == pytest.approx(attrs["val_accuracy"]) == pytest.approx(trial.intermediate_values[12])
+        assert attrs["worker"] == worker_id() and attrs["device"] == "cpu" and attrs["seed"] == trial.number
+    assert study.metric_names == ["val_accuracy"]
+
+
+@pytest.mark.parametrize("per_epoch_values", [True, False], ids=["full-reads", "worker-reads"])
+def test_trials_after_the_first_wave_are_pruned(tmp_path: Path, blobs: Problem, per_epoch_values: bool) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=16, population=2, epochs=20, lr_low=1e-5, lr_high=0.5))
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}", per_epoch_values=per_epoch_values)
+    tally = Search(spec, study, blobs).run(n_trials=16, timeout=None)
+    pruned = optuna.load_study(study_name="small", storage=f"sqlite:///{tmp_path / 's.db'}").get_trials(
+        states=(TrialState.PRUNED,))  # read in full  # fmt: skip
+    assert pruned and tally.pruned == len(pruned)
+    for trial in pruned:
+        assert trial.user_attrs["epochs"] < 20 and len(trial.intermediate_values) == trial.user_attrs["epochs"]
+        assert trial.value == trial.intermediate_values[max(trial.intermediate_values)]  # PRUNED keeps its last value
+    assert all(t.number >= 2 for t in pruned)  # the first wave has no completed trial to be compared with
+
+
+def test_diverged_trials_end_pruned_and_say_so(tmp_path: Path, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, lr_low=50.0, lr_high=100.0,
+                                       pruner='"none"'))  # fmt: skip
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
+    tally = Search(spec, study, blobs).run(n_trials=3, timeout=None)
+    assert tally.diverged == 3
+    for trial in study.get_trials():
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["diverged"] is True
+
+
+def test_the_compared_groups_get_equal_shares(tmp_path: Path, blobs: Problem) -> None:
+    path = write_study(tmp_path, n_trials=9, population=3, schedules='["constant", "cosine", "exponential"]',
+                       pruner='"none"')  # fmt: skip
+    path.write_text(path.read_text() + "\n[space.exponential]\ndecay_rate = 0.98\n", encoding="utf-8")
+    spec = load_study_file(path)
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
+    Search(spec, study, blobs).run(n_trials=9, timeout=None)
+    counts = {g: sum(t.params["schedule"] == g for t in study.get_trials()) for g in ("constant", "cosine", "exponential")}
+    assert counts == {"constant": 3, "cosine": 3, "exponential": 3}
+
+
+def test_an_interrupt_fails_the_running_trials_and_requeues_them(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=6, population=3, pruner='"none"'))
+    study = open_study(spec, storage_url)
+    epochs_seen = []
+    search = Search(spec, study, blobs)
+    original = search._on_epoch
+
+    def ctrl_c_in_epoch_5(reports):  # type: ignore[no-untyped-def]
+        epochs_seen.append(reports[0].metrics.epoch)
+        if len(epochs_seen) == 5:
+            raise KeyboardInterrupt
+        return original(reports)
+
+    search._on_epoch = ctrl_c_in_epoch_5  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        search.run(n_trials=6, timeout=None)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(failed) == 3 and len(waiting) == 3 and not study.get_trials(states=(TrialState.RUNNING,))
+    assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in failed)
+    by_number = {t.number: t for t in failed}
+    for retry in waiting:
+        assert retry.params == by_number[retry.system_attrs["failed_trial"]].params
+    # The next run picks the retries up first and the study reaches its total.
+    Search(spec, open_study(spec, storage_url), blobs).run(n_trials=6, timeout=None)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 6
+    assert not study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
+
+
+def test_repeats_rerun_each_groups_best_with_new_seeds(tmp_path: Path, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=6, population=3, repeats=2, pruner='"none"'))
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
+    search = Search(spec, study, blobs)
+    search.run(n_trials=6, timeout=None)
+    assert enqueue_repeats(study, spec) == 4  # 2 groups x 2 seeds
+    assert enqueue_repeats(study, spec) == 0  # nothing missing: a second worker adds none
+    search.run(n_trials=None, timeout=None, drain_waiting=True)
+    repeats = [t for t in study.get_trials() if REPEAT_OF in t.user_attrs]
+    assert len(repeats) == 4 and all(t.state == TrialState.COMPLETE for t in repeats)
+    for trial in repeats:
+        best = study.trials[trial.user_attrs[REPEAT_OF]]
+        assert trial.params == best.params and REPEAT_OF not in best.user_attrs
+        assert trial.user_attrs["seed"] in {REPEAT_SEED_BASE * k + best.number for k in (1, 2)}
+        assert len(trial.intermediate_values) == spec.epochs  # never pruned
+    assert len(search_trials(study)) == 6

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pytest
+
+from lrsearch.errors import ConfigError
+from lrsearch.search.samplers import SAMPLERS, create_sampler
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_is_made_quietly_and_seeded(name: str) -> None:
+    grid = {"x": [1, 2, 3]} if name == "grid" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler = create_sampler(name, seed=7, grid=grid)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_categorical("x", [1, 2, 3]) if name == "grid" else t.suggest_float("x", 0, 1),
+                   n_trials=3)  # fmt: skip
+    assert len(study.trials) == 3
+
+
+def test_same_seed_same_suggestions_different_seed_different() -> None:
+    def first(seed: int) -> float:
+        study = optuna.create_study(sampler=create_sampler("tpe", seed=seed))
+        return study.ask().suggest_float("lr", 1e-4, 1.0, log=True)
+
+    assert first(1) == first(1) and first(1) != first(2)
+
+
+def test_cmaes_is_not_offered() -> None:
+    with pytest.raises(ConfigError, match="unknown sampler 'cmaes'"):
+        create_sampler("cmaes", seed=0)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import torch
+
+from lrsearch.bench import bench_blobs, bench_configs, bench_workers, default_population
+from lrsearch.trainers import load_problem, train_population
+
+
+def test_bench_configs_are_varied_and_all_stable() -> None:
+    configs = bench_configs(16)
+    assert len({c.lr for c in configs}) == 16 and len({c.seed for c in configs}) == 16
+    results = train_population(load_problem("blobs", device=torch.device("cpu")), configs, epochs=20)
+    assert all(r.status == "completed" for r in results)  # none leaves the population early
+
+
+def test_bench_blobs_measures_both_sides_on_the_same_work() -> None:
+    population, plain = bench_blobs(torch.device("cpu"), population=8, baseline_trials=2, epochs=3)
+    assert (population.trials, plain.trials) == (8, 2)
+    assert population.examples == 8 * 500 * 3 and plain.examples == 2 * 500 * 3
+    assert population.seconds > 0 and plain.seconds > 0
+
+
+def test_default_population_by_device() -> None:
+    assert default_population("blobs", torch.device("cpu")) < default_population("blobs", torch.device("cuda"))
+    assert default_population("fashion_mnist", torch.device("cpu")) >= 1
+
+
+def test_bench_workers_reads_every_workers_timing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    timing = bench_workers(f"sqlite:///{tmp_path / 'w.db'}", workers=2, trials=6, population=3, epochs=5)
+    assert timing.workers == 2 and timing.trials >= 6
+    assert 0 < timing.training < timing.wall and 0.0 <= timing.outside_training < 1.0

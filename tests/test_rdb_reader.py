@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from lrsearch.rdb_reader import read_trials
+from lrsearch.storage import open_storage, resolve_url
+
+
+@pytest.fixture
+def populated(storage_url: str) -> tuple[RDBStorage, int]:
+    storage = open_storage(resolve_url(storage_url), heartbeat=None)
+    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize", "minimize"])
+    dists = {"lr": FloatDistribution(1e-4, 1.0, log=True), "n": IntDistribution(1, 9),
+             "schedule": CategoricalDistribution(["cosine", "4,6", None])}  # fmt: skip
+    for i, state in enumerate([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+                               TrialState.WAITING, TrialState.COMPLETE]):  # fmt: skip
+        study.add_trial(optuna.trial.create_trial(
+            state=state,
+            params={"lr": 10 ** -(i % 4), "n": i + 1, "schedule": ["cosine", "4,6", None][i % 3]} if state != TrialState.WAITING else {},
+            distributions=dists if state != TrialState.WAITING else {},
+            values=[0.5 + i / 10, math.inf if i == 5 else -i] if state == TrialState.COMPLETE else None,
+            intermediate_values={1: 0.1 * i, 2: math.nan, 3: -math.inf} if state != TrialState.WAITING else {},
+            user_attrs={"seed": i, "curve": [0.1, 0.2], "note": None},
+            system_attrs={"fixed_params": {"lr": 0.1}} if i == 4 else {"k": [i]},
+        ))  # fmt: skip
+    return storage, study._study_id
+
+
+@pytest.mark.parametrize(
+    ("states", "included", "greater_than"),
+    [(None, set(), -1), ((TrialState.COMPLETE, TrialState.PRUNED), set(), -1), (None, {1, 2}, 3), (None, set(), 2),
+     ((TrialState.RUNNING,), {4}, 4)],
+)  # fmt: skip
+def test_reads_what_optunas_reader_reads(populated: tuple[RDBStorage, int], states, included, greater_than) -> None:  # type: ignore[no-untyped-def]
+    storage, study_id = populated
+    ours = read_trials(storage, study_id, states, included, greater_than)
+    theirs = RDBStorage._get_trials(storage, study_id, states, included, greater_than)
+    assert [t.number for t in ours] == [t.number for t in theirs] and ours
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a.state, a.values, a.params, a.distributions, a.user_attrs, a.system_attrs, a._trial_id) == (
+            b.state, b.values, b.params, b.distributions, b.user_attrs, b.system_attrs, b._trial_id)  # fmt: skip
+        assert (a.datetime_start, a.datetime_complete) == (b.datetime_start, b.datetime_complete)
+        assert a.intermediate_values.keys() == b.intermediate_values.keys()
+        for step, value in a.intermediate_values.items():
+            assert value == b.intermediate_values[step] or (math.isnan(value) and math.isnan(b.intermediate_values[step]))
+
+
+def test_a_missing_study_raises_as_optunas_does(populated: tuple[RDBStorage, int]) -> None:
+    storage, _ = populated
+    with pytest.raises(KeyError):
+        read_trials(storage, 999, None, set(), -1)
+
+
+def test_open_storage_reads_through_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    storage = open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"))
+    assert getattr(storage._get_trials, "func", None) is read_trials

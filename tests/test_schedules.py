@@ -1,0 +1,312 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lrsearch.errors import ConfigError
+from lrsearch.schedules import (
+    SCHEDULES,
+    PlateauState,
+    coerce_params,
+    create_schedule,
+    parse_params,
+    update_rates,
+)
+
+
+def torch_rates(make_scheduler, lr: float, steps: int) -> list[float]:
+    """Rates PyTorch's scheduler gives at steps 0..steps-1 (one optimizer step between scheduler steps)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=lr)
+    scheduler = make_scheduler(optimizer)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+# --- seed 002: TensorFlow's printed ExponentialDecay values --------------------------------------------------
+
+
+def test_exponential_matches_tensorflow_printed_values() -> None:
+    schedule = create_schedule("exponential", 0.01, {"decay_rate": 0.9, "decay_steps": 10})
+    printed = [0.009895192, 0.009791483, 0.009688861, 0.009587315, 0.009486833,
+               0.009387404, 0.009289017, 0.00919166, 0.009095325, 0.009]  # fmt: skip
+    np.testing.assert_allclose(schedule(np.arange(1, 11)), printed, rtol=1e-6)
+
+
+def test_exponential_staircase_steps_down_once_per_decay_steps() -> None:
+    schedule = create_schedule("exponential", 0.01, {"decay_rate": 0.9, "decay_steps": 10, "staircase": True})
+    assert schedule(9) == pytest.approx(0.01)
+    assert schedule(10) == pytest.approx(0.009)
+    assert schedule(25) == pytest.approx(0.01 * 0.81)
+
+
+def test_rates_advance_with_the_step_counter() -> None:
+    # Seed 002's classic bug: a step counter that never advances leaves the rate at lr_0.
+    rates = update_rates(create_schedule("exponential", 0.01, {"decay_rate": 0.9}), n_updates=5,
+                         updates_per_epoch=1, unit="update")  # fmt: skip
+    assert np.all(np.diff(rates) < 0)
+
+
+# --- seed 000: Keras's time-based decay ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["inverse_time", "decay"])
+def test_keras_decay_figures(via: str) -> None:
+    def rates(decay: float) -> np.ndarray:
+        if via == "inverse_time":
+            schedule = create_schedule("inverse_time", 0.01, {"decay": decay})
+            return update_rates(schedule, n_updates=3200, updates_per_epoch=16, unit="update")
+        return update_rates(create_schedule("constant", 0.01), n_updates=3200, updates_per_epoch=16, decay=decay)
+
+    fast = rates(1e-1)
+    assert fast[50] < 0.002  # "drops below 0.002 within 50 updates"
+    assert fast[-1] == pytest.approx(3.1e-05, rel=0.01)  # "ends near 3.1e-05 after 3,200 updates"
+    assert rates(1e-4)[-1] == pytest.approx(0.0075, rel=0.02)  # "ends near 0.0075"
+
+
+# --- seed 001: d2l's schedulers --------------------------------------------------------------------------------
+
+
+def d2l_cosine_warmup(t: int, base_lr: float, final_lr: float, max_update: int, warmup: int) -> float:
+    """d2l-java's CosineWarmupTracker (seed 001), transcribed."""
+    if t <= warmup:
+        return 0.0 + (base_lr - 0.0) * t / warmup
+    if t > max_update:
+        return final_lr
+    return final_lr + (base_lr - final_lr) / 2 * (1 + math.cos(math.pi * (t - warmup) / (max_update - warmup)))
+
+
+def test_cosine_matches_d2l() -> None:
+    schedule = create_schedule("cosine", 0.5, {"final_lr": 0.01, "total": 20})
+    for t in range(30):
+        expected = 0.01 if t > 20 else 0.01 + (0.5 - 0.01) / 2 * (1 + math.cos(math.pi * t / 20))
+        assert schedule(t) == pytest.approx(expected)
+
+
+def test_warmup_cosine_matches_d2l() -> None:
+    schedule = create_schedule("cosine", 0.5, {"final_lr": 0.01, "total": 20}, warmup=5)
+    for t in range(30):
+        assert schedule(t) == pytest.approx(d2l_cosine_warmup(t, 0.5, 0.01, 20, 5))
+
+
+def test_total_defaults_to_the_horizon_and_shrinks_by_warmup() -> None:
+    explicit = create_schedule("cosine", 0.5, {"final_lr": 0.01, "total": 20}, warmup=5)
+    from_horizon = create_schedule("cosine", 0.5, {"final_lr": 0.01}, warmup=5, horizon=20)
+    np.testing.assert_allclose(explicit(np.arange(25)), from_horizon(np.arange(25)))
+
+
+def test_sqrt_matches_d2l() -> None:
+    schedule = create_schedule("sqrt", 0.1)
+    assert [schedule(t) for t in range(4)] == pytest.approx([0.1 * (t + 1) ** -0.5 for t in range(4)])
+
+
+def test_factor_matches_d2l() -> None:
+    # d2l's FactorScheduler(factor=0.9, stop_factor_lr=1e-2, base_lr=2): max(stop, lr * factor) each step.
+    schedule = create_schedule("factor", 2.0, {"factor": 0.9, "min_lr": 1e-2})
+    lr, expected = 2.0, []
+    for _ in range(60):
+        expected.append(lr)
+        lr = max(1e-2, lr * 0.9)
+    np.testing.assert_allclose(schedule(np.arange(60)), expected)
+
+
+def test_step_matches_d2l_multifactor() -> None:
+    schedule = create_schedule("step", 0.5, {"milestones": [15, 30], "gamma": 0.5})
+    assert (schedule(0), schedule(14), schedule(15), schedule(29), schedule(30)) == pytest.approx(
+        (0.5, 0.5, 0.25, 0.25, 0.125)
+    )
+
+
+# --- PyTorch's own schedulers ----------------------------------------------------------------------------------
+
+PYTORCH_CASES = {
+    "step": (
+        {"milestones": [3, 7, 7], "gamma": 0.5},
+        lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[3, 7, 7], gamma=0.5),
+        12,
+    ),
+    "exponential": (
+        {"decay_rate": 0.8},
+        lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.8),
+        12,
+    ),
+    "cosine": (
+        {"total": 10, "final_lr": 0.01},
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=10, eta_min=0.01),
+        11,  # PyTorch's cosine turns back up after T_max; ours holds final_lr
+    ),
+    "polynomial": (
+        {"total": 8, "power": 2.0},
+        lambda o: torch.optim.lr_scheduler.PolynomialLR(o, total_iters=8, power=2.0),
+        12,
+    ),
+    "cosine_restarts": (
+        {"period": 3, "final_lr": 0.001},
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=3, eta_min=0.001),
+        20,
+    ),
+    "cosine_restarts_tmult": (
+        {"period": 2, "t_mult": 2, "final_lr": 0.0},
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
+        40,
+    ),
+    "one_cycle": (
+        {"total": 50, "pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(
+            o, max_lr=0.4, total_steps=50, pct_start=0.25, div_factor=10.0, final_div_factor=100.0,
+            cycle_momentum=False,
+        ),  # fmt: skip
+        50,
+    ),
+    "cyclic": (
+        {"min_lr": 0.01, "step_size_up": 4},
+        lambda o: torch.optim.lr_scheduler.CyclicLR(
+            o, base_lr=0.01, max_lr=0.4, step_size_up=4, mode="triangular", cycle_momentum=False
+        ),
+        30,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PYTORCH_CASES))
+def test_matches_pytorch_scheduler(case: str) -> None:
+    params, make, steps = PYTORCH_CASES[case]
+    name = case.removesuffix("_tmult")
+    schedule = create_schedule(name, 0.4, params)
+    np.testing.assert_allclose(schedule(np.arange(steps)), torch_rates(make, 0.4, steps), rtol=1e-6, atol=1e-12)
+
+
+def test_warmup_matches_pytorch_linear_lr() -> None:
+    schedule = create_schedule("constant", 0.4, warmup=6, warmup_start=0.1)
+    expected = torch_rates(lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=0.25, total_iters=6), 0.4, 12)
+    np.testing.assert_allclose(schedule(np.arange(12)), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("patience", "cooldown", "min_lr", "min_delta"), [(2, 0, 0.0, 0.0), (0, 2, 1e-3, 0.0), (3, 1, 0.0, 0.05)]
+)
+def test_plateau_matches_pytorch_reduce_on_plateau(
+    patience: int, cooldown: int, min_lr: float, min_delta: float
+) -> None:
+    rng = np.random.default_rng(7)
+    losses = np.concatenate([np.linspace(2.0, 1.0, 10), 1.0 + 0.1 * rng.random(40), np.linspace(0.9, 0.5, 10)])
+    params = {"factor": 0.5, "patience": patience, "cooldown": cooldown, "min_lr": min_lr, "min_delta": min_delta}
+    state = create_schedule("plateau", 0.4, params).tracker()
+    assert isinstance(state, PlateauState)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.4)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=0.5, patience=patience, cooldown=cooldown, min_lr=min_lr,
+        threshold=min_delta, threshold_mode="abs",
+    )  # fmt: skip
+    rate = 0.4
+    for loss in losses:
+        rate *= state.step(float(loss))
+        reference.step(float(loss))
+        assert rate == pytest.approx(optimizer.param_groups[0]["lr"])
+
+
+def test_plateau_rate_before_reductions_is_constant_and_keeps_warmup() -> None:
+    schedule = create_schedule("plateau", 0.1, warmup=2)
+    assert [schedule(t) for t in range(4)] == pytest.approx([0.0, 0.05, 0.1, 0.1])
+    assert schedule.tracker() is not None
+    assert create_schedule("cosine", 0.1, {"total": 5}).tracker() is None
+
+
+# --- run tables ------------------------------------------------------------------------------------------------
+
+
+def test_epoch_unit_holds_the_rate_within_an_epoch() -> None:
+    rates = update_rates(create_schedule("step", 1.0, {"milestones": [1]}), n_updates=6, updates_per_epoch=3)
+    np.testing.assert_allclose(rates, [1, 1, 1, 0.1, 0.1, 0.1])
+
+
+def test_update_unit_steps_every_update() -> None:
+    rates = update_rates(create_schedule("step", 1.0, {"milestones": [1]}), n_updates=4, updates_per_epoch=3,
+                         unit="update")  # fmt: skip
+    np.testing.assert_allclose(rates, [1, 0.1, 0.1, 0.1])
+
+
+def test_unknown_unit_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="schedule_unit"):
+        update_rates(create_schedule("constant", 1.0), n_updates=4, updates_per_epoch=2, unit="batch")
+
+
+# --- the interface: names, parameters, errors ------------------------------------------------------------------
+
+
+def test_catalogue_names() -> None:
+    assert set(SCHEDULES) == {
+        "constant", "inverse_time", "exponential", "step", "factor", "sqrt", "polynomial",
+        "cosine", "cosine_restarts", "one_cycle", "cyclic", "plateau",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_every_type_starts_finite_and_positive(name: str) -> None:
+    required = {
+        "inverse_time": {"decay": 0.1},
+        "exponential": {"decay_rate": 0.9},
+        "step": {"milestones": [2]},
+        "factor": {"factor": 0.9},
+        "cyclic": {"min_lr": 0.01, "step_size_up": 3},
+        "cosine_restarts": {"period": 4},
+    }.get(name, {})
+    rates = create_schedule(name, 0.1, required, warmup=2, horizon=20)(np.arange(30))
+    assert np.all(np.isfinite(rates)) and np.all(rates >= 0) and rates.max() <= 0.1 + 1e-12
+
+
+def test_parse_params_types() -> None:
+    assert parse_params("step", ["milestones=5,30", "gamma=0.5"]) == {"milestones": (5, 30), "gamma": 0.5}
+    assert parse_params("exponential", ["decay_rate=0.9", "staircase=true"]) == {
+        "decay_rate": 0.9,
+        "staircase": True,
+    }
+    assert parse_params("cosine", ["total=20"]) == {"total": 20}
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("cosine", {"tota": 3}, "has no parameter 'tota'"),
+        ("cosine", {"total": "ten"}, "total must be an integer but got 'ten'"),
+        ("cosine", {"total": 2.5}, "total must be an integer"),
+        ("exponential", {"decay_rate": 0.9, "staircase": "yes"}, "must be true or false"),
+        ("exponential", {"decay_rate": float("nan")}, "must be a number"),
+        ("step", {"milestones": [3, "x"]}, "must be an integer"),
+        ("constant", {"gamma": 0.1}, r"takes: none"),
+    ],
+)
+def test_bad_parameters_name_the_problem(name: str, params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        coerce_params(name, params)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: create_schedule("cosinus", 0.1), "unknown schedule 'cosinus'; choose from constant"),
+        (lambda: create_schedule("constant", 0.0), "lr must be > 0 but got 0.0"),
+        (lambda: create_schedule("constant", -1.0), "lr must be > 0 but got -1.0"),
+        (lambda: create_schedule("constant", float("inf")), "lr must be a number"),
+        (lambda: create_schedule("cosine", 0.1), "needs parameter 'total'"),
+        (lambda: create_schedule("step", 0.1), "needs parameter 'milestones'"),
+        (lambda: create_schedule("cosine", 0.1, {"total": 5}, warmup=5), r"total \(5\) must be longer than warmup"),
+        (lambda: create_schedule("constant", 0.1, warmup=-1), "warmup must be an integer >= 0"),
+        (lambda: create_schedule("plateau", 0.1, {"factor": 1.5}), r"factor must be in \(0, 1\)"),
+        (lambda: create_schedule("one_cycle", 0.1, {"total": 2}), "pct_start \\* total > 1"),
+        (lambda: create_schedule("cosine_restarts", 0.1, {"period": 3, "t_mult": 0}), "t_mult must be"),
+        (lambda: create_schedule("exponential", 0.1, {"decay_rate": -0.5}), "decay_rate must be > 0"),
+        (lambda: parse_params("step", ["milestones"]), "key=value"),
+    ],
+)
+def test_bad_input_raises_config_error(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()

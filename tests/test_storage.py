@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.storage import (
+    DEFAULT_STORAGE,
+    Heartbeat,
+    TrialRecord,
+    claim,
+    fail_stale,
+    masked,
+    open_storage,
+    record_heartbeats,
+    resolve_url,
+    retrying,
+    write_finished,
+)
+
+
+def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LRSEARCH_STORAGE", raising=False)
+    assert resolve_url(None) == DEFAULT_STORAGE
+    monkeypatch.setenv("LRSEARCH_STORAGE", "sqlite:///env.db")
+    assert resolve_url(None) == "sqlite:///env.db"
+    assert resolve_url("sqlite:///flag.db") == "sqlite:///flag.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),  # the bundled driver
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),  # an explicit driver is kept
+        ("postgresql://u:p%40ss{w}@h/db", "postgresql+psycopg://u:p%40ss%7Bw%7D@h/db"),  # braces break str.format
+    ],
+)
+def test_normalisation(url: str, expected: str) -> None:
+    assert resolve_url(url) == expected
+
+
+@pytest.mark.parametrize(("url", "fragment"), [("redis://h:6379", "scheme 'redis' is not supported"),
+                                               ("just words", "is not a database URL")])  # fmt: skip
+def test_bad_urls(url: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        resolve_url(url)
+
+
+def test_the_password_is_masked() -> None:
+    assert masked("postgresql+psycopg://me:s3cret@db/x") == "postgresql+psycopg://me:***@db/x"
+
+
+def test_an_unreachable_database_is_one_error_within_30_seconds() -> None:
+    started = time.monotonic()
+    with pytest.raises(RuntimeFailure) as error:
+        open_storage(resolve_url("postgresql://me:s3cret@127.0.0.1:9/nowhere"))
+    assert time.monotonic() - started < 30
+    assert "cannot open the study database postgresql+psycopg://me:***@127.0.0.1:9/nowhere" in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, storage_url: str) -> None:
+    storage = open_storage(resolve_url(storage_url), heartbeat=None)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    done, pruned, failed, taken = (study.ask() for _ in range(4))
+    study.tell(taken, state=TrialState.FAIL)  # another worker ended it meanwhile
+    records = [
+        TrialRecord(done._trial_id, {1: 0.5, 2: 0.7}, {"seed": 0, "curve": [0.1, 0.2]}, TrialState.COMPLETE, 0.7),
+        TrialRecord(pruned._trial_id, {1: 0.4, 2: 0.3}, {"seed": 1}, TrialState.PRUNED),
+        TrialRecord(failed._trial_id, {}, {"error": "x"}, TrialState.FAIL),
+        TrialRecord(taken._trial_id, {1: 0.9}, {"seed": 3}, TrialState.COMPLETE, 0.9),
+    ]
+    ended = write_finished(study._storage, records)
+    assert sorted(ended) == sorted([done._trial_id, pruned._trial_id, failed._trial_id])
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[done.number].state == TrialState.COMPLETE and trials[done.number].value == pytest.approx(0.7)
+    assert trials[done.number].intermediate_values == {1: 0.5, 2: pytest.approx(0.7)}
+    assert trials[done.number].user_attrs == {"seed": 0, "curve": [0.1, 0.2]}
+    assert trials[done.number].datetime_complete is not None
+    assert trials[pruned.number].state == TrialState.PRUNED and trials[pruned.number].value == pytest.approx(0.3)
+    assert trials[failed.number].state == TrialState.FAIL and trials[failed.number].value is None
+    assert trials[taken.number].state == TrialState.FAIL and trials[taken.number].user_attrs == {}  # untouched
+
+
+def test_finishing_keeps_what_a_trial_was_enqueued_with(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"), heartbeat=None))
+    study.enqueue_trial({}, user_attrs={"repeat_of": 3, "seed": 7})
+    trial = study.ask()
+    write_finished(study._storage, [TrialRecord(trial._trial_id, {1: 0.5}, {"seed": 7, "epochs": 1}, TrialState.COMPLETE, 0.5)])
+    assert study.trials[0].user_attrs == {"repeat_of": 3, "seed": 7, "epochs": 1}
+
+
+def test_finishing_through_a_storage_without_a_database() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    assert write_finished(study._storage, [TrialRecord(trial._trial_id, {1: 0.25}, {"k": "v"}, TrialState.PRUNED)])
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert frozen.intermediate_values == {1: 0.25} and frozen.user_attrs == {"k": "v"} and frozen.value == 0.25
+
+
+# --- heartbeats, stale trials, claims, retries ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [({"interval": 0}, "interval must be whole seconds >= 1"),
+                                                  ({"interval": 10, "grace": 10}, "must be longer than the heartbeat"),
+                                                  ({"max_retry": -1}, "max_retry must be an integer >= 0")])  # fmt: skip
+def test_heartbeat_settings(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        Heartbeat(**kwargs)
+
+
+def test_silent_trials_fail_and_come_back(storage_url: str) -> None:
+    storage = open_storage(resolve_url(storage_url), Heartbeat(interval=1, grace=2))
+    study = optuna.create_study(storage=storage, study_name="s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna warns that asking outside optimize() needs its own heartbeat
+        beating, silent, never = (study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}) for _ in range(3))
+    record_heartbeats(study._storage, [beating._trial_id, silent._trial_id])
+    assert fail_stale(study) == []  # nobody is stale yet
+    time.sleep(3.2)  # grace 2 s, plus 1 s: SQLite's clock (CURRENT_TIMESTAMP) has whole seconds
+    record_heartbeats(study._storage, [beating._trial_id])
+    assert fail_stale(study) == [silent.number, never.number]  # never beat at all: started too long ago
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[beating.number] == "RUNNING" and states[silent.number] == states[never.number] == "FAIL"
+    retries = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.system_attrs["failed_trial"] for t in retries) == [silent.number, never.number]
+    assert all(t.params["x"] == study.trials[t.system_attrs["failed_trial"]].params["x"] for t in retries)
+
+
+def test_all_running_fails_every_running_trial(storage_url: str) -> None:
+    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None), study_name="s")
+    trials = [study.ask() for _ in range(2)]
+    assert fail_stale(study, all_running=True) == [t.number for t in trials]
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 2
+
+
+def test_a_claim_is_won_once(storage_url: str) -> None:
+    first = optuna.create_study(storage=open_storage(resolve_url(storage_url)), study_name="s")
+    second = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url)))  # another worker
+    assert [claim(first, "k"), claim(second, "k"), claim(first, "k")] == [True, False, False]
+    assert claim(second, "other") is True
+
+
+def test_retrying_waits_out_a_dropped_connection() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return "done"
+
+    assert retrying(flaky) == "done" and len(calls) == 3
+    def down() -> None:
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("down"))
+
+    with pytest.raises(RuntimeFailure, match="stayed unreachable"):
+        retrying(down, patience=0.1)
+
+    def bug() -> None:
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):  # not a database outage: no retry
+        retrying(bug)
+
+
+def test_grpc_urls() -> None:
+    assert resolve_url("grpc://10.0.0.5:13000") == "grpc://10.0.0.5:13000"
+    with pytest.raises(ConfigError, match="a proxy URL is grpc://HOST:PORT"):
+        resolve_url("grpc://nohost")

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lrsearch.errors import ConfigError
+from lrsearch.studies import bundled_dir, find_study, list_studies, load_study_file
+from tests.conftest import write_study
+
+BUNDLED = {"blobs_lr", "cosine_vs_step", "d2l_schedules", "seed000_lr", "seed000_momentum", "seed000_decay",
+           "seed000_plateau", "seed000_optimizers"}  # fmt: skip
+
+
+def test_bundled_studies_are_there_and_valid() -> None:
+    names = {p.stem for p in bundled_dir().glob("*.toml")}
+    assert names == BUNDLED
+    for name in names:
+        spec = load_study_file(bundled_dir() / f"{name}.toml")
+        assert spec.question.endswith("?") and spec.n_trials
+
+
+def test_find_by_name_path_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_study("cosine_vs_step") == bundled_dir() / "cosine_vs_step.toml"
+    own = write_study(tmp_path, "mine")
+    assert find_study(str(own)) == own
+    monkeypatch.setenv("LRSEARCH_STUDIES", str(tmp_path))
+    assert find_study("mine") == tmp_path / "mine.toml"
+    assert "mine" in {p.stem for p in list_studies()}
+
+
+def test_unknown_study_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown study 'cosine_vs_stepp' \\(known: .*cosine_vs_step"):
+        find_study("cosine_vs_stepp")
+
+
+def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
+    spec = load_study_file(write_study(tmp_path))
+    assert spec.definition() == spec.with_overrides(n_trials=99, population=2).definition()
+    assert spec.definition() != spec.with_overrides(epochs=13).definition()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nbogus = 1', "bogus: unknown key"),
+        ('trainer = "blobs"\ncompare = "x"\nn_trials = 3', "question: missing"),
+        ('question = "q"\ntrainer = "mnist"\ncompare = "x"\nn_trials = 3', "trainer: unknown trainer 'mnist'"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\n[space]\nschedule = ["constant", "cosine"]',
+         "a study needs a budget"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 0', "n_trials: must be an integer >= 1 but got 0"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nepochs = "ten"', "epochs: must be an integer"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "lr"\nn_trials = 3\n[space]\nlr = { low = 0.5, high = 0.1 }',
+         "space.lr: low must be < high but got low=0.5, high=0.1"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "lr"\nn_trials = 3\n[space]\nlr = { low = 0.0, high = 0.1, log = true }',
+         "space.lr: a log range needs low > 0"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "lr"\nn_trials = 3\n[space]\nlr = { low = 0.01, high = 0.1 }',
+         "compare: must name a searched parameter with a list of values"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosinus"]',
+         "space.schedule: unknown schedule 'cosinus'"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]\n'
+         '[space.step]\ngama = 0.1', "space.step.gama: step has no parameter 'gama'"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]',
+         "needs parameter 'milestones'"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n'
+         '[space.step]\ngamma = 0.1', "space.step: the schedule step is never chosen"),
+        ('question = "q"\ntrainer = "blobs"\nepochs = 10\ncompare = "schedule"\nn_trials = 3\n[space]\n'
+         'schedule = ["constant", "cosine"]\nwarmup = { low = 0, high = 10 }', "cosine total (10) must be longer than warmup (10)"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nsampler = "grid"\n[space]\n'
+         'schedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1 }', "grid sampler needs lists, but space.lr"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nsampler = "cmaes"\n[space]\nschedule = ["constant"]',
+         "sampler: unknown sampler 'cmaes'"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\npruner = { name = "median", patience = 3 }\n'
+         '[space]\nschedule = ["constant"]', "pruner: pruner median has no setting 'patience'"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[fixed]\nmomentum = 1.5\n[space]\n'
+         'schedule = ["constant"]', "momentum must be in [0, 1) but got 1.5"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "arm"\nn_trials = 3\n[arms.a]\nlr = 0.1\nbeta9 = 2', "arms.a.beta9: unknown setting"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space\nschedule = 1', "not valid TOML"),
+    ],
+)  # fmt: skip
+def test_bad_files_name_the_file_the_key_and_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_study_file(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_a_gpu_table_changes_the_budget_on_a_gpu_only(tmp_path: Path) -> None:
+    path = write_study(tmp_path)
+    path.write_text(path.read_text() + "\n[gpu]\nn_trials = 64\npopulation = 32\n", encoding="utf-8")
+    spec = load_study_file(path)
+    assert (spec.for_device("cpu").n_trials, spec.for_device("cpu").population) == (8, 4)
+    assert (spec.for_device("cuda").n_trials, spec.for_device("cuda").population) == (64, 32)
+    assert spec.for_device("cuda").definition() == spec.definition()
+    path.write_text(path.read_text() + "epochs = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="gpu.epochs: a \\[gpu\\] table changes only the budget"):
+        load_study_file(path)
+
+
+def test_overrides_are_validated(tmp_path: Path) -> None:
+    spec = load_study_file(write_study(tmp_path))
+    with pytest.raises(ConfigError, match="population: must be an integer >= 1 but got 0"):
+        spec.with_overrides(population=0)
