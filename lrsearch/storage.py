@@ -168,13 +168,25 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
         with warnings.catch_warnings():
             # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
+            storage = _created(lambda: RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats))
         rdb_reader.install(storage, with_steps=per_epoch_values)
         return storage
     except sqlalchemy.exc.NoSuchModuleError as exc:
         raise RuntimeFailure(f"no database driver for {masked(url)}: {exc}") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
+
+
+def _created(connect: Callable[[], RDBStorage], attempts: int = 3) -> RDBStorage:
+    """``connect()``, again when another process created the schema of a fresh database at the same moment:
+    the loser's CREATE fails with "already exists" once the winner has committed, and a retry finds it."""
+    for _ in range(attempts - 1):
+        try:
+            return connect()
+        except sqlalchemy.exc.DBAPIError as exc:
+            if "already exists" not in str(exc.orig):
+                raise
+    return connect()
 
 
 def _reason(exc: BaseException, url: str) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import warnings
 from pathlib import Path
@@ -64,6 +65,16 @@ def test_an_unreachable_database_is_one_error_within_30_seconds() -> None:
     assert time.monotonic() - started < 30
     assert "cannot open the study database postgresql+psycopg://me:***@127.0.0.1:9/nowhere" in str(error.value)
     assert "s3cret" not in str(error.value)
+
+
+def test_workers_creating_a_fresh_database_at_once(postgres_url: str) -> None:
+    # Optuna creates its schema on first use; workers started together race to create it (CREATE TYPE
+    # fails in all but one of them). Every one must end up with a working storage.
+    url = resolve_url(postgres_url)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        storages = list(pool.map(lambda _: open_storage(url, None), range(6)))
+    optuna.create_study(storage=storages[0], study_name="s")
+    assert all(optuna.study.get_all_study_names(storage=s) == ["s"] for s in storages)
 
 
 def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, storage_url: str) -> None:
