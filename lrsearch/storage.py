@@ -406,14 +406,17 @@ def claim(study: optuna.Study, key: str) -> bool:
 
 
 @contextlib.contextmanager
-def one_read(study: optuna.Study) -> Iterator[Callable[[optuna.Trial], None]]:
-    """Within the block (a round of asks), the study is read from the database once and the sampled
-    parameters are written to it once.
+def one_read(study: optuna.Study, new: int = 0) -> Iterator[Callable[[optuna.Trial], None]]:
+    """Within the block (a round of up to ``new`` asks for new trials), the study is read from the database
+    once, the new trials are created in one transaction, and the sampled parameters are written once.
 
-    Optuna's cached storage re-reads every running trial, of every worker, on each ``ask``, and writes each
-    parameter in a transaction of its own: with hundreds of trials running, that is most of a worker's
-    time. Inside, the cache syncs once; the trials asked meanwhile are put into it with their parameters by
-    the function yielded (call it once a trial's parameters are drawn), so the sampler still sees them as
+    Optuna's cached storage re-reads every running trial, of every worker, on each ``ask``, creates each
+    trial under a lock on the study (then reads it back), and writes each parameter in a transaction of its
+    own: with hundreds of trials running, that is most of a worker's time. Inside, the cache syncs once;
+    the first ask that finds no enqueued trial creates the rest of the round's trials at once (after which
+    the round takes no more enqueued trials: a retry enqueued meanwhile waits for the next round, so no
+    created trial is left over); the trials asked are put into the cache with their parameters by the
+    function yielded (call it once a trial's parameters are drawn), so the sampler still sees them as
     running (TPE's constant liar keeps them apart); the parameters are written together on the way out.
     Trials other workers start meanwhile are seen at the next round.
     """
@@ -422,9 +425,12 @@ def one_read(study: optuna.Study) -> Iterator[Callable[[optuna.Trial], None]]:
     if backend is None or not isinstance(storage, optuna.storages._CachedStorage):
         yield lambda trial: None
         return
-    sync = storage._read_trials_from_remote_storage
+    sync, create, get = storage._read_trials_from_remote_storage, storage.create_new_trial, storage.get_trial
     synced: set[int] = set()
     pending: list[dict[str, Any]] = []
+    asked = 0
+    batch: list[optuna.trial.FrozenTrial] | None = None
+    fresh: dict[int, optuna.trial.FrozenTrial] = {}
 
     def read_once(study_id: int) -> None:
         if study_id not in synced:
@@ -440,19 +446,61 @@ def one_read(study: optuna.Study) -> Iterator[Callable[[optuna.Trial], None]]:
         pending.append({"trial_id": trial_id, "param_name": name, "param_value": internal,
                         "distribution_json": optuna.distributions.distribution_to_json(distribution)})  # fmt: skip
 
+    def create_in_batch(study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
+        nonlocal batch
+        if template_trial is not None or study_id != study._study_id or asked >= new:
+            return create(study_id, template_trial)
+        if batch is None:
+            batch = _create_trials(backend, study_id, new - asked)
+        if not batch:
+            return create(study_id, template_trial)
+        trial = batch.pop(0)
+        storage._add_trials_to_cache(study_id, [trial])
+        fresh[trial._trial_id] = trial
+        return trial._trial_id
+
+    def get_fresh(trial_id: int) -> optuna.trial.FrozenTrial:
+        # A trial created just now has nothing but its number and start: no need to read it back.
+        return copy.deepcopy(fresh[trial_id]) if trial_id in fresh else get(trial_id)
+
     def remember(trial: optuna.Trial) -> None:
+        nonlocal asked
+        asked += 1
         storage._add_trials_to_cache(study._study_id, [copy.deepcopy(trial._cached_frozen_trial)])
 
+    pop_waiting = study._pop_waiting_trial_id
     storage._read_trials_from_remote_storage = read_once  # type: ignore[method-assign]
     storage.set_trial_param = buffer_param  # type: ignore[method-assign]
+    storage.create_new_trial = create_in_batch  # type: ignore[method-assign]
+    storage.get_trial = get_fresh  # type: ignore[method-assign]
+    study._pop_waiting_trial_id = lambda: None if batch is not None else pop_waiting()  # type: ignore[method-assign]
     try:
         yield remember
     finally:
-        del storage._read_trials_from_remote_storage, storage.set_trial_param  # the class's methods again
+        # The classes' methods again.
+        del storage._read_trials_from_remote_storage, storage.set_trial_param, storage.create_new_trial, storage.get_trial
+        del study._pop_waiting_trial_id
         if pending:
             # A worker that dies before this leaves trials without parameters, and without heartbeats: they
             # are failed once their grace period is over, and their retries sample afresh.
             retrying(_write_params, backend, pending)
+
+
+def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optuna.trial.FrozenTrial]:
+    """``count`` new RUNNING trials in one transaction, numbered as Optuna numbers them (under the same lock
+    on the study row, so no other worker's trial takes a number in between)."""
+    trials = models.TrialModel
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        first = session.scalar(sqlalchemy.select(sqlalchemy.func.count(trials.trial_id)).where(trials.study_id == study_id))
+        now = datetime.datetime.now()
+        rows = [trials(study_id=study_id, number=first + i, state=TrialState.RUNNING, datetime_start=now) for i in range(count)]
+        session.add_all(rows)
+        session.flush()
+        return [optuna.trial.FrozenTrial(number=r.number, state=TrialState.RUNNING, value=None, values=None,
+                                         datetime_start=r.datetime_start, datetime_complete=None, params={},
+                                         distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+                                         trial_id=r.trial_id) for r in rows]  # fmt: skip
 
 
 def _write_params(backend: RDBStorage, rows: list[dict[str, Any]]) -> None:

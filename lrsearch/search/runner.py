@@ -181,17 +181,21 @@ class Search:
         whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
         before = set(self._live)
-        # One read of the study for the whole round (the grid sampler keeps Optuna's own: it records its
-        # grid points as system attrs, which the round's cache would not show it).
-        round_cache = one_read(self.study) if self.spec.sampler != "grid" else contextlib.nullcontext(lambda t: None)
+        if drain_waiting:
+            wanted = min(free, retrying(self._waiting))
+        else:
+            existing = retrying(self._search_trials)
+            wanted = free if n_trials is None else min(free, max(0, n_trials - len(existing)))
+        # One read of the study and one creation of the new trials for the whole round (the grid sampler
+        # keeps Optuna's own: it records its grid points as system attrs, which the round's cache would not
+        # show it).
+        grid = self.spec.sampler == "grid"
+        round_cache = contextlib.nullcontext(lambda t: None) if grid else one_read(self.study, 0 if drain_waiting else wanted)
         with round_cache as remember:
             if drain_waiting:
-                wanted = min(free, retrying(self._waiting))
                 for _ in range(wanted):
                     retrying(self._ask, population, None, remember)
             else:
-                existing = retrying(self._search_trials)
-                wanted = free if n_trials is None else min(free, max(0, n_trials - len(existing)))
                 tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
                 for _ in range(wanted):
                     group = min(self._groups, key=tried.__getitem__) if self._groups else None
