@@ -199,14 +199,15 @@ def _reason(exc: BaseException, url: str) -> str:
 
 
 class TrialRecord:
-    """How a trial ends: its state, its value (COMPLETE), its per-epoch values and its user attributes."""
+    """How a trial ends: its state, its value (COMPLETE), its per-epoch values, its user attributes and
+    new system attributes (its artifacts')."""
 
-    __slots__ = ("intermediate", "state", "trial_id", "user_attrs", "value")
+    __slots__ = ("intermediate", "state", "system_attrs", "trial_id", "user_attrs", "value")
 
     def __init__(self, trial_id: int, intermediate: Mapping[int, float], user_attrs: Mapping[str, Any],
-                 state: TrialState, value: float | None = None) -> None:  # fmt: skip
+                 state: TrialState, value: float | None = None, system_attrs: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         self.trial_id, self.intermediate, self.user_attrs = trial_id, intermediate, user_attrs
-        self.state, self.value = state, value
+        self.state, self.value, self.system_attrs = state, value, system_attrs or {}
 
     def final_value(self) -> float | None:
         """COMPLETE: its value; PRUNED: its last reported value (as Optuna's tell does); FAIL: none."""
@@ -259,6 +260,10 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
             pairs = [(row["trial_id"], row["key"]) for row in attr_rows]
             session.execute(sqlalchemy.delete(attrs).where(sqlalchemy.tuple_(attrs.trial_id, attrs.key).in_(pairs)))
             session.execute(sqlalchemy.insert(attrs), attr_rows)
+        system_rows = [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
+                       for r in ending for k, v in r.system_attrs.items()]  # fmt: skip
+        if system_rows:
+            session.execute(sqlalchemy.insert(models.TrialSystemAttributeModel), system_rows)
         value_rows = []
         for r in ending:
             final = r.final_value()
@@ -284,6 +289,8 @@ def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bo
             storage.set_trial_intermediate_value(record.trial_id, step, value)
         for key, value in record.user_attrs.items():
             storage.set_trial_user_attr(record.trial_id, key, value)
+        for key, value in record.system_attrs.items():
+            storage.set_trial_system_attr(record.trial_id, key, value)
         final = record.final_value()
         return storage.set_trial_state_values(record.trial_id, record.state, None if final is None else [final])
     except optuna.exceptions.UpdateFinishedTrialError:

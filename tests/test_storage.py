@@ -84,7 +84,8 @@ def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, stor
     done, pruned, failed, taken = (study.ask() for _ in range(4))
     study.tell(taken, state=TrialState.FAIL)  # another worker ended it meanwhile
     records = [
-        TrialRecord(done._trial_id, {1: 0.5, 2: 0.7}, {"seed": 0, "curve": [0.1, 0.2]}, TrialState.COMPLETE, 0.7),
+        TrialRecord(done._trial_id, {1: 0.5, 2: 0.7}, {"seed": 0, "curve": [0.1, 0.2]}, TrialState.COMPLETE, 0.7,
+                    {"artifacts:a": '{"artifact_id": "a"}'}),
         TrialRecord(pruned._trial_id, {1: 0.4, 2: 0.3}, {"seed": 1}, TrialState.PRUNED),
         TrialRecord(failed._trial_id, {}, {"error": "x"}, TrialState.FAIL),
         TrialRecord(taken._trial_id, {1: 0.9}, {"seed": 3}, TrialState.COMPLETE, 0.9),
@@ -95,6 +96,7 @@ def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, stor
     assert trials[done.number].state == TrialState.COMPLETE and trials[done.number].value == pytest.approx(0.7)
     assert trials[done.number].intermediate_values == {1: 0.5, 2: pytest.approx(0.7)}
     assert trials[done.number].user_attrs == {"seed": 0, "curve": [0.1, 0.2]}
+    assert trials[done.number].system_attrs == {"artifacts:a": '{"artifact_id": "a"}'}
     assert trials[done.number].datetime_complete is not None
     assert trials[pruned.number].state == TrialState.PRUNED and trials[pruned.number].value == pytest.approx(0.3)
     assert trials[failed.number].state == TrialState.FAIL and trials[failed.number].value is None
@@ -112,9 +114,11 @@ def test_finishing_keeps_what_a_trial_was_enqueued_with(tmp_path: Path) -> None:
 def test_finishing_through_a_storage_without_a_database() -> None:
     study = optuna.create_study()
     trial = study.ask()
-    assert write_finished(study._storage, [TrialRecord(trial._trial_id, {1: 0.25}, {"k": "v"}, TrialState.PRUNED)])
+    record = TrialRecord(trial._trial_id, {1: 0.25}, {"k": "v"}, TrialState.PRUNED, system_attrs={"s": 1})
+    assert write_finished(study._storage, [record])
     frozen = study._storage.get_trial(trial._trial_id)
     assert frozen.intermediate_values == {1: 0.25} and frozen.user_attrs == {"k": "v"} and frozen.value == 0.25
+    assert frozen.system_attrs == {"s": 1}
 
 
 # --- heartbeats, stale trials, claims, retries ------------------------------------------------------------

@@ -14,7 +14,10 @@ import click
 from lrsearch import __version__
 from lrsearch.errors import ConfigError, RuntimeFailure
 
-__all__ = ["cli", "entry_point", "main"]
+__all__ = ["LOOPBACK", "cli", "entry_point", "main"]
+
+#: Addresses that only this machine reaches: a server bound elsewhere warns that it has no authentication.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @click.group(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,11 +32,11 @@ def _register_commands(debug: bool) -> None:
     during start-up ends as one line and exit 130."""
     import optuna
 
-    from lrsearch.cli import bench, export, lr_find, proxy, reap, report, run, schedule, studies, train
+    from lrsearch.cli import bench, dashboard, export, lr_find, proxy, reap, report, run, schedule, studies, train
 
     # lrsearch reports progress itself; Optuna's per-trial INFO lines would drown it.
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
-    for module in (run, studies, report, export, reap, proxy, lr_find, train, schedule, bench):
+    for module in (run, studies, report, dashboard, export, reap, proxy, lr_find, train, schedule, bench):
         cli.add_command(module.command)
 
 

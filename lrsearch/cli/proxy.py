@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 import optuna
 
+from lrsearch.cli import LOOPBACK
 from lrsearch.storage import masked, open_storage, resolve_url
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command("proxy")

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import click
 import optuna
+import optuna_dashboard
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lrsearch.artifacts import ArtifactWriter, open_store, resolve_artifacts
 from lrsearch.cli.report import print_report, report_console
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.report import build_report
+from lrsearch.review import publish
 from lrsearch.search.auto_lr import resolve_auto_lr
 from lrsearch.search.pruning import PRUNERS
 from lrsearch.search.repeats import schedule_repeats
@@ -119,12 +122,14 @@ def _run_workers(spec: StudySpec, url: str, devices: list[str], workers: int, fo
 @click.option("--max-retry", type=int, default=Heartbeat.max_retry, show_default=True,
               help="How many times a failed trial is re-enqueued.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
+@click.option("--artifacts", metavar="DIR|s3://BUCKET|gs://BUCKET",
+              help="Where each trial's curves go (default: LRSEARCH_ARTIFACTS, else beside a SQLite database).")
 @click.option("--no-report", is_flag=True, hidden=True, help="A worker started by another run: no summary.")
 def command(
     study_name: str, storage: str | None, n_trials: int | None, timeout: float | None, epochs: int | None,
     population: int | None, sampler: str | None, pruner: str | None, device: str, devices: str | None,
     workers: int | None, seed: int | None, heartbeat: int, grace: int, max_retry: int, data_dir: Path | None,
-    no_report: bool,
+    artifacts: str | None, no_report: bool,
 ) -> None:  # fmt: skip
     """Search a study's space with a population of trials at a time; then re-run each compared group's best
     with new seeds; then print the comparison and the verdict. Several workers (here, or on other machines
@@ -138,30 +143,45 @@ def command(
     spec = spec.with_overrides(n_trials=n_trials, timeout=timeout, epochs=epochs, population=population,
                                sampler=sampler, pruner=pruner, pruner_settings=pruner_settings, seed=seed)  # fmt: skip
     url = resolve_url(storage)
+    location = resolve_artifacts(artifacts, url)
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides.
     study = join_study(spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
+    store = open_store(location) if location else None
+    if not no_report and not optuna_dashboard.get_note(study):
+        publish(study, spec)  # the question, before any answer
     count = workers or len(worker_devices)
     if count > 1:
         forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in (
             ("n_trials", n_trials), ("timeout", timeout), ("epochs", epochs), ("population", population),
             ("sampler", sampler), ("pruner", pruner), ("seed", seed), ("heartbeat", heartbeat), ("grace", grace),
-            ("max_retry", max_retry), ("data_dir", data_dir)) if value is not None]  # fmt: skip
+            ("max_retry", max_retry), ("data_dir", data_dir), ("artifacts", location)) if value is not None]  # fmt: skip
         click.echo(f"study {spec.name} in {masked(url)}: {count} workers on {', '.join(worker_devices)}", err=True)
         _run_workers(spec, url, worker_devices, count, forwarded)
     else:
-        _work(spec, study, torch.device(worker_devices[0]), data_dir, masked(url))
+        writer = ArtifactWriter(store) if store is not None else None
+        try:
+            _work(spec, study, torch.device(worker_devices[0]), data_dir, masked(url), writer)
+        finally:
+            if writer is not None:
+                writer.close()
     if not no_report:
-        print_report(build_report(study), report_console())
+        report = build_report(study)
+        publish(study, spec, report)
+        print_report(report, report_console())
 
 
-def _work(spec: StudySpec, study: optuna.Study, device: torch.device, data_dir: Path | None, where: str) -> None:
+def _work(spec: StudySpec, study: optuna.Study, device: torch.device, data_dir: Path | None, where: str,
+          artifacts: ArtifactWriter | None) -> None:  # fmt: skip
     """This process as one worker: the search, then the repeats."""
     problem = load_problem(spec.trainer, device=device, data_dir=data_dir)
     spec = resolve_auto_lr(spec, study, problem)
     console = Console(stderr=True)
     console.print(f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False)
+    if artifacts is None:
+        console.print("no artifact store (--artifacts or LRSEARCH_ARTIFACTS): trials keep their curves as user "
+                      "attrs only", highlight=False)  # fmt: skip
     display = _Display(console, spec.n_trials, f"{device} {worker_id()}")
-    search = Search(spec, study, problem, on_progress=display.update)
+    search = Search(spec, study, problem, on_progress=display.update, artifacts=artifacts)
     with display.progress:
         search.run(n_trials=spec.n_trials, timeout=spec.timeout)
         if spec.repeats:

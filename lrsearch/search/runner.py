@@ -33,6 +33,7 @@ from contextlib import contextmanager
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.artifacts import ArtifactWriter
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.search.pruning import PruningView, create_pruner
@@ -140,8 +141,9 @@ class Search:
         problem: Problem,
         *,
         on_progress: Callable[[Tally], None] | None = None,
+        artifacts: ArtifactWriter | None = None,
     ) -> None:
-        self.spec, self.study, self.problem = spec, study, problem
+        self.spec, self.study, self.problem, self.artifacts = spec, study, problem, artifacts
         self.space: SearchSpace = spec.space
         self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
         self.worker = worker_id()
@@ -281,7 +283,8 @@ class Search:
         finishing = [(r, self._live.pop(r.member)) for r in results]
         records = [
             TrialRecord(live.trial._trial_id, live.values, self._attrs(r, live),
-                        TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED, r.val_accuracy)
+                        TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED, r.val_accuracy,
+                        self.artifacts.prepare(live.trial.number, r.history) if self.artifacts and r.history else None)
             for r, live in finishing
         ]  # fmt: skip
         ended = set(retrying(write_finished, self.study._storage, records))
