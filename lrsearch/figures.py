@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["accuracy_vs_lr", "learning_curves", "lr_curves", "peak_lr"]
 
-_LAYOUT: dict[str, Any] = {"template": "plotly_white", "height": 420, "legend_title_text": ""}
+# Legends under the plot: beside it they take half of a narrow chart's width.
+_LAYOUT: dict[str, Any] = {"template": "plotly_white", "height": 480, "margin": {"l": 60, "r": 60, "t": 60, "b": 40},
+                           "legend": {"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0}}
 
 
 def peak_lr(trial: FrozenTrial) -> float | None:
@@ -86,7 +88,10 @@ def accuracy_vs_lr(trials: Sequence[FrozenTrial], compare: str) -> go.Figure:
         if lr is None or lr <= 0:
             continue
         kind = "diverged" if trial.user_attrs.get("diverged") else trial.state.name.lower()
-        value = 0.0 if kind == "diverged" or trial.value is None else trial.value
+        last = trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None
+        value = 0.0 if kind == "diverged" else trial.value if trial.value is not None else last
+        if value is None:
+            continue
         groups.setdefault((str(group_of(trial, compare)), kind), []).append((lr, value, trial.number))
     colours = {g: qualitative.Plotly[i % len(qualitative.Plotly)] for i, g in enumerate(sorted({g for g, _ in groups}))}
     for (group, kind), points in sorted(groups.items()):

@@ -137,7 +137,7 @@ def _svg_panel(panel: Panel, width: int, height: int) -> str:
         points = " ".join(f"{px(x):.1f},{py(scale(v)):.1f}" for x, v in zip(panel.x, line, strict=False) if usable(v))
         if points:
             out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
-        if len(panel.lines) > 1:
-            out.append(f'<text x="{left + plot_w - 4}" y="{top + 14 + 13 * j}" text-anchor="end" '
-                       f'fill="{colour}">{html.escape(name)}</text>')  # fmt: skip
+        if len(panel.lines) > 1:  # the legend sits under the chart, between the x labels: no curve is hidden
+            out.append(f'<text x="{left + plot_w * (j + 1) / (len(panel.lines) + 1):.0f}" y="{height - 8}" '
+                       f'text-anchor="middle" fill="{colour}">{html.escape(name)}</text>')  # fmt: skip
     return "".join(out)

@@ -56,6 +56,8 @@ DEFAULT_STORAGE = "sqlite:///lrsearch.db"
 _SCHEMES = {"sqlite": None, "postgresql": "psycopg", "postgres": "psycopg", "mysql": None}
 _GRPC = "grpc://"
 _CONNECT_TIMEOUT_S = 10
+#: How long a worker that starts while the server restarts keeps trying to connect (well under 30 s).
+_RESTART_PATIENCE_S = 10.0
 
 
 def resolve_url(flag: str | None) -> str:
@@ -147,7 +149,8 @@ class Heartbeat:
 
 def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True) -> optuna.storages.BaseStorage:
     """Open (and on first use create) the study database, or connect to ``lrsearch proxy``; one that cannot
-    be reached is one RuntimeFailure within about ``_CONNECT_TIMEOUT_S`` seconds, with the password masked.
+    be reached is one RuntimeFailure within about ``_CONNECT_TIMEOUT_S`` + ``_RESTART_PATIENCE_S`` seconds,
+    with the password masked.
     Through the proxy there are no heartbeats (Optuna's gRPC API has none): see ``lrsearch reap --all``.
     A worker opens it without ``per_epoch_values``: its trials are read without them (see rdb_reader)."""
     if url.startswith(_GRPC):
@@ -177,16 +180,31 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
         raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
 
 
-def _created(connect: Callable[[], RDBStorage], attempts: int = 3) -> RDBStorage:
-    """``connect()``, again when another process created the schema of a fresh database at the same moment:
-    the loser's CREATE fails with "already exists" once the winner has committed, and a retry finds it."""
-    for _ in range(attempts - 1):
+def _created(connect: Callable[[], RDBStorage], *, patience: float = _RESTART_PATIENCE_S) -> RDBStorage:
+    """``connect()``, again when another process created the schema of a fresh database at the same moment
+    (the loser's CREATE fails with "already exists" once the winner has committed, and a retry finds it),
+    or while the server restarts (for up to ``patience`` seconds: an unreachable one still fails soon)."""
+    deadline = time.monotonic() + patience
+    schema_races = 0
+    while True:
         try:
             return connect()
         except sqlalchemy.exc.DBAPIError as exc:
-            if "already exists" not in str(exc.orig):
+            if "already exists" in str(exc.orig) and schema_races < 2:
+                schema_races += 1
+            elif _restarting(exc.orig) and time.monotonic() + 1 < deadline:
+                time.sleep(1)
+            else:
                 raise
-    return connect()
+
+
+def _restarting(error: BaseException | None) -> bool:
+    """A PostgreSQL server shutting down or starting up (SQLSTATE 57P01-57P03), a connection lost (08...),
+    or refused (no SQLSTATE: nobody listens, for the moment of a restart)."""
+    state = getattr(error, "sqlstate", None)
+    if state is not None:
+        return state in ("57P01", "57P02", "57P03") or state.startswith("08")
+    return type(error).__module__.startswith("psycopg") and "refused" in str(error).lower()
 
 
 def _reason(exc: BaseException, url: str) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import uuid
 from collections.abc import Iterator
@@ -153,3 +154,25 @@ def password_postgres() -> Iterator[tuple[str, str]]:
     finally:
         as_postgres(str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reviewed:
+    """A finished small study on SQLite, with its artifacts beside the database."""
+
+    folder: Path
+    url: str
+    artifacts: Path
+
+
+@pytest.fixture(scope="session")
+def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    """``lrsearch run`` of a small blobs study (8 search trials, 2 repeats per group): what the review
+    tests (note, charts, artifacts, dashboard, report page) look at. Shared: seconds to make."""
+    from lrsearch.cli import main
+
+    folder = tmp_path_factory.mktemp("reviewed")
+    url = f"sqlite:///{folder / 'studies.db'}"
+    study = write_study(folder, n_trials=8, population=4, repeats=2, epochs=12)
+    assert main(["run", "--study", str(study), "--storage", url, "--device", "cpu"]) == 0
+    return Reviewed(folder, url, folder / "studies-artifacts")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from lrsearch.cli.dashboard import command as dashboard_command
 from lrsearch.cli.run import command as run_command
 from lrsearch.studies import find_study
 
@@ -56,21 +57,31 @@ def test_services_and_volume(compose: dict[str, Any]) -> None:
 def test_the_dashboard_is_published_on_loopback_only(compose: dict[str, Any]) -> None:
     ports = compose["services"]["dashboard"]["ports"]
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
-    command = compose["services"]["dashboard"]["command"]
-    published = ports[0].split(":")[-1]
-    assert command[command.index("--port") + 1] == published
+    args = compose["services"]["dashboard"]["command"]
+    assert args[0] == "dashboard"
+    context = dashboard_command.make_context("dashboard", list(args[1:]))  # parses and checks every option
+    assert str(context.params["port"]) == ports[0].split(":")[-1]
+
+
+def test_workers_and_the_dashboard_share_the_artifacts(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("worker", "dashboard"):
+        (mount,) = services[name]["volumes"]
+        volume, folder = mount.split(":")
+        assert volume in compose["volumes"] and services[name]["environment"]["LRSEARCH_ARTIFACTS"] == folder
 
 
 def test_one_storage_url_that_matches_postgres(compose: dict[str, Any]) -> None:
     services = compose["services"]
     worker_url = services["worker"]["environment"]["LRSEARCH_STORAGE"]
-    dashboard_url = services["dashboard"]["command"][0]
+    dashboard_url = services["dashboard"]["environment"]["LRSEARCH_STORAGE"]
     assert worker_url == dashboard_url
     url = make_url(worker_url)
     env = services["postgres"]["environment"]
     assert (url.host, url.port) == ("postgres", 5432)
     assert (url.username, url.password, url.database) == (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"])
-    assert "storage" not in " ".join(services["worker"]["command"])  # never on a command line
+    for name in ("worker", "dashboard"):
+        assert "storage" not in " ".join(services[name]["command"])  # never on a command line
 
 
 def test_workers_reserve_a_gpu_each_and_scale(compose: dict[str, Any]) -> None:
@@ -101,7 +112,8 @@ def test_the_dockerfile() -> None:
     assert user and user[-1] not in ("USER root", "USER 0")
     assert lines.index(user[-1]) > max(i for i, line in enumerate(lines) if line.startswith("RUN pip"))
     assert 'ENTRYPOINT ["lrsearch"]' in lines
-    assert "ENV LRSEARCH_STUDIES=/app/studies" in lines and "COPY studies ./studies" in lines
+    assert "ENV LRSEARCH_STUDIES=/app/studies \\" in lines and "COPY studies ./studies" in lines
+    assert "LRSEARCH_ARTIFACTS=/artifacts" in lines and "chown lrsearch /artifacts" in text
 
 
 def test_the_lock_pins_every_dependency() -> None:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from lrsearch.errors import ConfigError
-from lrsearch.plots import check_plot_path, line_chart
+from lrsearch.plots import Panel, check_plot_path, line_chart, svg_panels
 
 
 @pytest.mark.parametrize("suffix", [".png", ".html"])
@@ -20,3 +21,22 @@ def test_writes_both_formats(tmp_path: Path, suffix: str) -> None:
 def test_rejected_before_any_work(tmp_path: Path, name: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_plot_path(tmp_path / name)
+
+
+def test_svg_panels_are_one_valid_document() -> None:
+    svg = svg_panels([Panel("learning rate", [1, 2, 3], {"lr": [0.1, 0.01, 0.001]}, log_y=True),
+                      Panel("loss", [1, 2, 3], {"train": [1.0, float("nan"), 0.2], "validation": [1.1, 0.6, 0.3]})],
+                     title="trial <7>")  # fmt: skip
+    root = ElementTree.fromstring(svg)
+    lines = root.findall(".//{http://www.w3.org/2000/svg}polyline")
+    assert root.get("width") == "600" and len(lines) == 3
+    assert [len(line.get("points", "").split()) for line in lines] == [3, 2, 3]  # the NaN is left out
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "trial <7>" in texts and {"train", "validation", "learning rate"} <= set(texts)
+    assert "0.1" in texts and "0.001" in texts  # the log axis is labelled in rates, not exponents
+
+
+@pytest.mark.parametrize("values", [[], [float("nan")], [0.0, -1.0]])
+def test_svg_panel_without_drawable_values(values: list[float]) -> None:
+    svg = svg_panels([Panel("lr", list(range(len(values))), {"lr": values}, log_y=True)])
+    assert ElementTree.fromstring(svg).find(".//{http://www.w3.org/2000/svg}polyline") is None

@@ -68,6 +68,18 @@ def test_an_unreachable_database_is_one_error_within_30_seconds() -> None:
     assert "s3cret" not in str(error.value)
 
 
+def test_a_restarting_server_is_waited_for_and_a_wrong_login_is_not() -> None:
+    import psycopg
+
+    from lrsearch.storage import _restarting
+
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=5)
+    with pytest.raises(psycopg.OperationalError) as nobody:
+        psycopg.connect("postgresql://nobody@127.0.0.1:5432/test", connect_timeout=5)
+    assert _restarting(refused.value) and not _restarting(nobody.value)
+
+
 def test_workers_creating_a_fresh_database_at_once(postgres_url: str) -> None:
     # Optuna creates its schema on first use; workers started together race to create it (CREATE TYPE
     # fails in all but one of them). Every one must end up with a working storage.

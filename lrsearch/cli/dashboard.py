@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import click
 import optuna_dashboard
+from sqlalchemy.engine import make_url
 
 from lrsearch.artifacts import open_store, resolve_artifacts
 from lrsearch.cli import LOOPBACK
-from lrsearch.errors import RuntimeFailure
+from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.storage import masked, open_storage, resolve_url
 
 
@@ -21,12 +25,23 @@ def command(storage: str | None, host: str, port: int, artifacts: str | None) ->
     """Serve optuna-dashboard: the studies, their notes and charts, each trial's curves."""
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
+    parsed = make_url(url) if not url.startswith("grpc://") else None
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).is_file():
+            raise ConfigError(f"no study database at {parsed.database} (lrsearch run writes one)")
+    _check_free(host, port)
     backend = open_storage(url, heartbeat=None)
     if host not in LOOPBACK:
         click.echo(f"warning: the dashboard has no authentication and anyone who can reach {host}:{port} can read "
                    "and change the studies; put it behind a reverse proxy with authentication", err=True)  # fmt: skip
     click.echo(f"dashboard for {masked(url)} (artifacts: {location or 'none'}) on http://{host}:{port}/", err=True)
+    optuna_dashboard.run_server(backend, host=host, port=port, artifact_store=open_store(location) if location else None)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail as one line before the server starts (it prints its banner first, then a traceback)."""
     try:
-        optuna_dashboard.run_server(backend, host=host, port=port, artifact_store=open_store(location) if location else None)
+        with socket.create_server((host, port)):
+            pass
     except OSError as exc:
         raise RuntimeFailure(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}") from None

@@ -1,8 +1,7 @@
-"""``lrsearch report``: what a study answers, as tables, JSON or a self-contained HTML page."""
+"""``lrsearch report``: what a study answers, as tables, JSON or a self-contained HTML page (``report_page``)."""
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.errors import ConfigError
 from lrsearch.report import StudyReport, build_report
+from lrsearch.report_page import write_page
 from lrsearch.search.study import load_existing
 from lrsearch.storage import open_storage, resolve_url
 
@@ -55,34 +55,6 @@ def print_report(report: StudyReport, console: Console) -> None:
     console.print(f"[bold]Verdict:[/bold] {report.verdict}")
 
 
-def write_html(report: StudyReport, path: Path) -> None:
-    """A self-contained page with the comparison and the verdict."""
-    e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(str(g.value))}</td><td>{g.trials}</td><td>{g.completed}</td><td>{g.pruned}</td>"
-        f"<td>{g.diverged}</td><td>{_fmt(g.best_val_accuracy)}</td><td>{_fmt(g.best_test_accuracy)}</td>"
-        f"<td>{e(str(g.repeats)) if g.repeats else '-'}</td></tr>"
-        for g in report.groups
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(report.study)}: lrsearch report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}.verdict{{font-size:1.15rem;background:#f3f6fa;padding:.8rem}}</style>
-</head><body>
-<h1>{e(report.study)}</h1><p><strong>Question:</strong> {e(report.question)}</p>
-<p class="verdict" id="verdict">{e(report.verdict)}</p>
-<table id="groups"><tr><th>{e(report.compare)}</th><th>trials</th><th>complete</th><th>pruned</th><th>diverged</th>
-<th>best val</th><th>its test</th><th>repeats: test accuracy, mean ± 95% CI</th></tr>{rows}</table>
-<p><strong>Test:</strong> {e(report.test)} ({e(report.test_why)})</p>
-</body></html>
-"""
-    try:
-        path.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot write {path}: {exc.strerror}") from None
-
-
 @click.command("report")
 @click.option("--study", "study_name", required=True, help="The study's name.")
 @click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
@@ -93,9 +65,10 @@ def command(study_name: str, storage: str | None, as_json: bool, html_path: Path
     url = resolve_url(storage)
     if html_path is not None and not html_path.parent.is_dir():
         raise ConfigError(f"folder {html_path.parent} for --html does not exist")
-    report = build_report(load_existing(study_name, open_storage(url)))
+    study = load_existing(study_name, open_storage(url, heartbeat=None))
+    report = build_report(study)
     if html_path is not None:
-        write_html(report, html_path)
+        write_page(report, study.get_trials(deepcopy=False), html_path)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))
     else:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
 
 from tests.cli.conftest import Outcome, assert_one_line_error
-from tests.conftest import write_study
+from tests.conftest import Reviewed, write_study
 
 
 def test_a_small_study_runs_and_answers(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
@@ -20,6 +22,24 @@ def test_a_small_study_runs_and_answers(lrsearch: Callable[..., Outcome], tmp_pa
     assert "constant" in outcome.out and "cosine" in outcome.out
     trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
     assert len(trials) == 6 + 2 * 2  # the search, then two repeats of each group's best
+
+
+def test_every_finished_trial_keeps_its_curves_beside_the_database(reviewed: Reviewed) -> None:
+    study = optuna.load_study(study_name="small", storage=reviewed.url)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == len(study.trials) == 8 + 2 * 2
+    for trial in finished:
+        metas = get_all_artifact_meta(trial, storage=study._storage)
+        assert sorted(m.filename for m in metas) == ["curves.json", "curves.svg"]
+        assert all((reviewed.artifacts / m.artifact_id).is_file() for m in metas)
+
+
+def test_artifacts_go_where_they_are_told(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", url, "--n-trials", "2",
+                       "--population", "2", "--artifacts", str(tmp_path / "elsewhere"))  # fmt: skip
+    assert outcome.code == 0 and len(list((tmp_path / "elsewhere").iterdir())) == 2 * 2
+    assert not (tmp_path / "s-artifacts").exists()
 
 
 def test_the_default_storage_is_sqlite_in_the_working_directory(lrsearch: Callable[..., Outcome], tmp_path: Path,

@@ -16,12 +16,21 @@ import pytest
 from optuna.trial import TrialState
 
 from lrsearch.search.runner import REPEAT_OF
+from lrsearch.storage import open_storage, resolve_url
 from tests.cli.conftest import Outcome
 from tests.conftest import write_study
 
 
 def trials(url: str, name: str = "small") -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=url).trials
+
+
+def running(url: str) -> bool:
+    """Whether the study exists and has a trial in training."""
+    storage = open_storage(resolve_url(url), None)  # races the workers to create the schema: open_storage copes
+    if "small" not in [s.study_name for s in storage.get_all_studies()]:
+        return False
+    return any(t.state == TrialState.RUNNING for t in trials(url))
 
 
 @pytest.fixture
@@ -92,7 +101,10 @@ def test_workers_carry_on_through_a_postgres_restart(tmp_path: Path, postgres_ur
     cluster = next(iter(os.listdir("/etc/postgresql")))
     study = write_study(tmp_path, n_trials=16, population=2, epochs=400, pruner='"none"')
     workers = [worker(study, postgres_url, "--heartbeat", "2", "--grace", "20") for _ in range(2)]
-    time.sleep(5)
+    deadline = time.monotonic() + 120
+    while not running(postgres_url):  # in the middle of the study
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.5)
     try:
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True,
                        capture_output=True, timeout=60)  # fmt: skip
