@@ -5,8 +5,9 @@ row (every parameter, attribute and per-epoch value): with blobs trials of 200 e
 that was most of a worker's time. This reads the same tables with plain SELECTs and builds the same
 FrozenTrials (the tests hold the two equal); ``install`` puts it in place of the storage's reader.
 
-A worker can skip the per-epoch values (``with_steps=False``): its sampler never reads them, and its pruner
-gets the few it needs from ``completed_values``. That is most of the data (200 rows per blobs trial).
+A worker can skip the per-epoch values (``with_steps=False``): the intermediate values and the per-epoch
+user attrs (``*_history``). Its sampler never reads them, and its pruner gets the few it needs from
+``completed_values``. That is most of the data (200 rows and four 200-long lists per blobs trial).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["completed_values", "install", "read_trials", "reads_steps"]
+__all__ = ["PER_EPOCH_ATTR_SUFFIX", "completed_values", "install", "read_trials", "reads_steps"]
+
+#: User attrs whose key ends so hold per-epoch lists (``lr_history``...): skipped with the per-epoch values.
+PER_EPOCH_ATTR_SUFFIX = "_history"
 
 #: Ids per IN (...) list, below every database's limit on bound variables.
 _CHUNK = 500
@@ -43,10 +47,13 @@ def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
     return utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
 
 
-def _rows(session: Any, model: Any, columns: Iterable[str], ids: list[int], order: str | None = None) -> list[Any]:
+def _rows(session: Any, model: Any, columns: Iterable[str], ids: list[int], order: str | None = None,
+          where: Any = None) -> list[Any]:  # fmt: skip
     out: list[Any] = []
     for start in range(0, len(ids), _CHUNK):
         query = sqlalchemy.select(*(getattr(model, c) for c in columns)).where(model.trial_id.in_(ids[start : start + _CHUNK]))
+        if where is not None:
+            query = query.where(where)
         if order:
             query = query.order_by(getattr(model, order))
         out.extend(session.execute(query).all())
@@ -62,8 +69,8 @@ def read_trials(
     *,
     with_steps: bool = True,
 ) -> list[FrozenTrial]:
-    """What ``RDBStorage._get_trials`` returns, read without the ORM (and without the per-epoch values
-    unless ``with_steps``)."""
+    """What ``RDBStorage._get_trials`` returns, read without the ORM (and without the per-epoch values and
+    user attrs unless ``with_steps``)."""
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session) as session:
@@ -85,7 +92,9 @@ def read_trials(
         params = _rows(session, models.TrialParamModel, ("trial_id", "param_name", "param_value", "distribution_json"),
                        ids, order="param_id")  # fmt: skip
         values = _rows(session, models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), ids)
-        user = _rows(session, models.TrialUserAttributeModel, ("trial_id", "key", "value_json"), ids)
+        attrs = models.TrialUserAttributeModel
+        per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_ATTR_SUFFIX, autoescape=True)
+        user = _rows(session, attrs, ("trial_id", "key", "value_json"), ids, where=per_epoch)
         system = _rows(session, models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), ids)
         steps = _rows(session, models.TrialIntermediateValueModel,
                       ("trial_id", "step", "intermediate_value", "intermediate_value_type"), ids) if with_steps else []  # fmt: skip

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import enum
 import functools
 import json
 import logging
@@ -40,6 +41,7 @@ from lrsearch.errors import ConfigError, RuntimeFailure
 __all__ = [
     "DEFAULT_STORAGE",
     "Heartbeat",
+    "AskRound",
     "TrialRecord",
     "claim",
     "fail_stale",
@@ -267,8 +269,7 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
                 stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
                 rows.append({"trial_id": r.trial_id, "step": step, "intermediate_value": stored,
                              "intermediate_value_type": kind})  # fmt: skip
-        if rows:
-            session.execute(sqlalchemy.insert(models.TrialIntermediateValueModel), rows)
+        _insert(session, models.TrialIntermediateValueModel, rows)
         attrs = models.TrialUserAttributeModel
         attr_rows = [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
                      for r in ending for k, v in r.user_attrs.items()]  # fmt: skip
@@ -277,25 +278,40 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
             # a retry's copy of its original's attributes is overwritten where this run has news).
             pairs = [(row["trial_id"], row["key"]) for row in attr_rows]
             session.execute(sqlalchemy.delete(attrs).where(sqlalchemy.tuple_(attrs.trial_id, attrs.key).in_(pairs)))
-            session.execute(sqlalchemy.insert(attrs), attr_rows)
-        system_rows = [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
-                       for r in ending for k, v in r.system_attrs.items()]  # fmt: skip
-        if system_rows:
-            session.execute(sqlalchemy.insert(models.TrialSystemAttributeModel), system_rows)
+            _insert(session, attrs, attr_rows)
+        _insert(session, models.TrialSystemAttributeModel, [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
+                                                            for r in ending for k, v in r.system_attrs.items()])  # fmt: skip
         value_rows = []
         for r in ending:
             final = r.final_value()
             if final is not None:
                 stored, kind = models.TrialValueModel.value_to_stored_repr(final)
                 value_rows.append({"trial_id": r.trial_id, "objective": 0, "value": stored, "value_type": kind})
-        if value_rows:
-            session.execute(sqlalchemy.insert(models.TrialValueModel), value_rows)
+        _insert(session, models.TrialValueModel, value_rows)
         for state in {r.state for r in ending}:
             session.execute(
                 sqlalchemy.update(trials).where(trials.trial_id.in_([r.trial_id for r in ending if r.state == state]))
                 .values(state=state, _datetime_complete_utc=now)
             )  # fmt: skip
     return [r.trial_id for r in ending]
+
+
+def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in the session's transaction: on PostgreSQL with COPY
+    (a population's per-epoch values are thousands of rows: 2-4x faster than executemany), elsewhere with
+    one Core executemany (the ORM's bulk insert builds an object per row)."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        columns = list(rows[0])
+        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(
+            f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row([v.name if isinstance(v, enum.Enum) else v for v in row.values()])
+    else:
+        connection.execute(model.__table__.insert(), rows)
 
 
 def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bool:
@@ -430,10 +446,19 @@ def claim(study: optuna.Study, key: str) -> bool:
     return True
 
 
+@dataclasses.dataclass
+class AskRound:
+    """What ``one_read`` yields: set ``new`` to the number of new trials the round asks for before the first
+    ask, and call ``remember`` with each trial asked once its parameters are drawn."""
+
+    new: int = 0
+    remember: Callable[[optuna.Trial], None] = lambda trial: None
+
+
 @contextlib.contextmanager
-def one_read(study: optuna.Study, new: int = 0) -> Iterator[Callable[[optuna.Trial], None]]:
-    """Within the block (a round of up to ``new`` asks for new trials), the study is read from the database
-    once, the new trials are created in one transaction, and the sampled parameters are written once.
+def one_read(study: optuna.Study) -> Iterator[AskRound]:
+    """Within the block (a round of asks), the study is read from the database once, the round's new
+    trials are created in one transaction, and the sampled parameters are written once.
 
     Optuna's cached storage re-reads every running trial, of every worker, on each ``ask``, creates each
     trial under a lock on the study (then reads it back), and writes each parameter in a transaction of its
@@ -441,14 +466,14 @@ def one_read(study: optuna.Study, new: int = 0) -> Iterator[Callable[[optuna.Tri
     the first ask that finds no enqueued trial creates the rest of the round's trials at once (after which
     the round takes no more enqueued trials: a retry enqueued meanwhile waits for the next round, so no
     created trial is left over); the trials asked are put into the cache with their parameters by the
-    function yielded (call it once a trial's parameters are drawn), so the sampler still sees them as
+    round's ``remember``, so the sampler still sees them as
     running (TPE's constant liar keeps them apart); the parameters are written together on the way out.
     Trials other workers start meanwhile are seen at the next round.
     """
     storage = study._storage
     backend = _rdb(storage)
     if backend is None or not isinstance(storage, optuna.storages._CachedStorage):
-        yield lambda trial: None
+        yield AskRound()
         return
     sync, create, get = storage._read_trials_from_remote_storage, storage.create_new_trial, storage.get_trial
     synced: set[int] = set()
@@ -473,10 +498,10 @@ def one_read(study: optuna.Study, new: int = 0) -> Iterator[Callable[[optuna.Tri
 
     def create_in_batch(study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
         nonlocal batch
-        if template_trial is not None or study_id != study._study_id or asked >= new:
+        if template_trial is not None or study_id != study._study_id or asked >= round_.new:
             return create(study_id, template_trial)
         if batch is None:
-            batch = _create_trials(backend, study_id, new - asked)
+            batch = _create_trials(backend, study_id, round_.new - asked)
         if not batch:
             return create(study_id, template_trial)
         trial = batch.pop(0)
@@ -493,6 +518,7 @@ def one_read(study: optuna.Study, new: int = 0) -> Iterator[Callable[[optuna.Tri
         asked += 1
         storage._add_trials_to_cache(study._study_id, [copy.deepcopy(trial._cached_frozen_trial)])
 
+    round_ = AskRound(remember=remember)
     pop_waiting = study._pop_waiting_trial_id
     storage._read_trials_from_remote_storage = read_once  # type: ignore[method-assign]
     storage.set_trial_param = buffer_param  # type: ignore[method-assign]
@@ -500,7 +526,7 @@ def one_read(study: optuna.Study, new: int = 0) -> Iterator[Callable[[optuna.Tri
     storage.get_trial = get_fresh  # type: ignore[method-assign]
     study._pop_waiting_trial_id = lambda: None if batch is not None else pop_waiting()  # type: ignore[method-assign]
     try:
-        yield remember
+        yield round_
     finally:
         # The classes' methods again.
         del storage._read_trials_from_remote_storage, storage.set_trial_param, storage.create_new_trial, storage.get_trial
@@ -530,4 +556,4 @@ def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optun
 
 def _write_params(backend: RDBStorage, rows: list[dict[str, Any]]) -> None:
     with _create_scoped_session(backend.scoped_session) as session:
-        session.execute(sqlalchemy.insert(models.TrialParamModel), rows)
+        _insert(session, models.TrialParamModel, rows)

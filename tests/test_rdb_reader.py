@@ -26,7 +26,7 @@ def populated(storage_url: str) -> tuple[RDBStorage, int]:
             distributions=dists if state != TrialState.WAITING else {},
             values=[0.5 + i / 10, math.inf if i == 5 else -i] if state == TrialState.COMPLETE else None,
             intermediate_values={1: 0.1 * i, 2: math.nan, 3: -math.inf} if state != TrialState.WAITING else {},
-            user_attrs={"seed": i, "curve": [0.1, 0.2], "note": None},
+            user_attrs={"seed": i, "curve": [0.1, 0.2], "note": None, "lr_history": [0.1, 0.05], "a_history_x": 1},
             system_attrs={"fixed_params": {"lr": 0.1}} if i == 4 else {"k": [i]},
         ))  # fmt: skip
     return storage, study._study_id
@@ -49,6 +49,16 @@ def test_reads_what_optunas_reader_reads(populated: tuple[RDBStorage, int], stat
         assert a.intermediate_values.keys() == b.intermediate_values.keys()
         for step, value in a.intermediate_values.items():
             assert value == b.intermediate_values[step] or (math.isnan(value) and math.isnan(b.intermediate_values[step]))
+
+
+def test_without_steps_a_worker_skips_the_per_epoch_values_and_lists(populated: tuple[RDBStorage, int]) -> None:
+    storage, study_id = populated
+    light = read_trials(storage, study_id, None, set(), -1, with_steps=False)
+    full = read_trials(storage, study_id, None, set(), -1)
+    for a, b in zip(light, full, strict=True):
+        assert a.intermediate_values == {} and "lr_history" in b.user_attrs
+        assert a.user_attrs == {k: v for k, v in b.user_attrs.items() if k != "lr_history"}  # a_history_x stays
+        assert (a.params, a.values, a.system_attrs) == (b.params, b.values, b.system_attrs)
 
 
 def test_a_missing_study_raises_as_optunas_does(populated: tuple[RDBStorage, int]) -> None:

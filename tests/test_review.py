@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import optuna
 import optuna_dashboard
 from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
@@ -34,6 +36,9 @@ def test_a_run_leaves_the_answer_and_the_charts_with_the_study(reviewed: Reviewe
         assert f"| {group.value} | {group.trials} |" in note
     charts = get_plotly_graph_objects(system_attrs(study))
     assert set(charts) == set(CHARTS)
+    lr_chart = json.loads(charts["lr_per_epoch"])
+    assert len(lr_chart["data"]) == len(report.groups) and all(len(t["y"]) == 12 for t in lr_chart["data"])
+    assert sum(len(t["x"]) for t in json.loads(charts["accuracy_vs_lr"])["data"]) == 8  # every search trial
 
 
 def test_publishing_again_replaces_the_note_and_charts(reviewed: Reviewed) -> None:

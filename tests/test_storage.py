@@ -186,10 +186,11 @@ def test_a_round_creates_its_trials_at_once_and_numbers_them_among_other_workers
     mine = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
     other = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url), None))
     other.ask(X)  # number 0
-    with one_read(mine, 3) as remember:
+    with one_read(mine) as round_:
+        round_.new = 3
         for _ in range(3):
             trial = mine.ask(X)
-            remember(trial)
+            round_.remember(trial)
             other.ask(X)  # another worker, between this round's asks: its own numbers after the batch
     found = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url), None)).get_trials()
     assert [t.number for t in found] == list(range(7))
@@ -200,14 +201,15 @@ def test_a_round_creates_its_trials_at_once_and_numbers_them_among_other_workers
 def test_a_round_takes_enqueued_trials_first_and_leaves_no_created_trial_over(storage_url: str) -> None:
     study = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
     study.enqueue_trial({"x": 0.25})
-    with one_read(study, 3) as remember:
+    with one_read(study) as round_:
+        round_.new = 3
         first = study.ask(X)
-        remember(first)
+        round_.remember(first)
         second = study.ask(X)  # creates the round's other two
-        remember(second)
+        round_.remember(second)
         study.enqueue_trial({"x": 0.75})  # a retry arriving mid-round waits for the next round
         third = study.ask(X)
-        remember(third)
+        round_.remember(third)
     assert first.params == {"x": 0.25} and first.number == 0 and [second.number, third.number] == [1, 2]
     assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 3 + [TrialState.WAITING]
     assert study.ask(X).params == {"x": 0.75}  # after the round: Optuna's own ask again

@@ -165,6 +165,8 @@ def command(
             if writer is not None:
                 writer.close()
     if not no_report:
+        # Read in full: the workers' reads leave out the per-epoch values and lists the charts show.
+        study = optuna.load_study(study_name=spec.name, storage=open_storage(url, heartbeat=None))
         report = build_report(study)
         publish(study, spec, report)
         print_report(report, report_console())

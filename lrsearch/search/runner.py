@@ -39,6 +39,7 @@ from lrsearch.errors import ConfigError
 from lrsearch.search.pruning import PruningView, create_pruner
 from lrsearch.search.space import Choice, SearchSpace
 from lrsearch.storage import (
+    AskRound,
     Heartbeat,
     TrialRecord,
     fail_stale,
@@ -63,9 +64,9 @@ def worker_id() -> str:
 
 @dataclasses.dataclass
 class Tally:
-    """What this worker has finished so far, for the progress display and the summary; ``training``
-    is the time spent training (epochs, without the pruning reads), ``wall`` the time in ``run``: the rest,
-    but ``waiting``, went to asking, telling and the storage."""
+    """What this worker has finished so far, for the progress display and the summary; ``training`` is the
+    time spent training (new members' weights and epochs, without the pruning reads), ``wall`` the time in
+    ``run``: the rest, but ``waiting``, went to asking, telling and the storage."""
 
     completed: int = 0
     pruned: int = 0
@@ -183,27 +184,24 @@ class Search:
         whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
         before = set(self._live)
-        if drain_waiting:
-            wanted = min(free, retrying(self._waiting))
-        else:
-            existing = retrying(self._search_trials)
-            wanted = free if n_trials is None else min(free, max(0, n_trials - len(existing)))
         # One read of the study and one creation of the new trials for the whole round (the grid sampler
         # keeps Optuna's own: it records its grid points as system attrs, which the round's cache would not
         # show it).
-        grid = self.spec.sampler == "grid"
-        round_cache = contextlib.nullcontext(lambda t: None) if grid else one_read(self.study, 0 if drain_waiting else wanted)
-        with round_cache as remember:
+        with contextlib.nullcontext(AskRound()) if self.spec.sampler == "grid" else one_read(self.study) as round_:
             if drain_waiting:
+                wanted = min(free, retrying(self._waiting))
                 for _ in range(wanted):
-                    retrying(self._ask, population, None, remember)
+                    retrying(self._ask, population, None, round_.remember)
             else:
+                existing = retrying(self._search_trials)
+                wanted = free if n_trials is None else min(free, max(0, n_trials - len(existing)))
+                round_.new = wanted
                 tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
                 for _ in range(wanted):
                     group = min(self._groups, key=tried.__getitem__) if self._groups else None
                     # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
                     # fail_stale ends and re-enqueues once its grace period is over.
-                    retrying(self._ask, population, group, remember)
+                    retrying(self._ask, population, group, round_.remember)
                     if group is not None:
                         tried[group] += 1
         retrying(record_heartbeats, self.study._storage, [self._live[m].trial._trial_id for m in set(self._live) - before])
@@ -225,7 +223,9 @@ class Search:
             seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
             config = self.space.sample(trial, seed=int(seed))
             remember(trial)
+            started = time.perf_counter()
             member = population.add(config)
+            self.tally.training += time.perf_counter() - started  # the member's weights: the trainer's work
         except ConfigError as exc:
             # The file was validated at its corners; a combination inside can still be refused.
             self._end(trial, {}, {"error": str(exc), "worker": self.worker}, TrialState.FAIL)
