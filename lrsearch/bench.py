@@ -177,9 +177,10 @@ class WorkerTiming:
 
 
 def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, population: int = 64,
-                  epochs: int | None = None) -> WorkerTiming:  # fmt: skip
+                  epochs: int | None = None, sampler: str | None = None) -> WorkerTiming:  # fmt: skip
     """``workers`` local CPU workers on one study in ``storage`` running the ``blobs_lr`` search without
-    pruning (populations of ``population``), each recording its timing with the study."""
+    pruning (populations of ``population``; the file's sampler, TPE, unless ``sampler``), each recording its
+    timing with the study."""
     import subprocess
     import sys
 
@@ -192,7 +193,8 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
         path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
         command = [sys.executable, "-m", "lrsearch", "run", "--study", str(path), "--workers", str(workers),
                    "--device", "cpu", "--n-trials", str(trials), "--population", str(population), "--pruner", "none",
-                   "--no-report", *(["--epochs", str(epochs)] if epochs else [])]  # fmt: skip
+                   "--no-report", *(["--epochs", str(epochs)] if epochs else []),
+                   *(["--sampler", sampler] if sampler else [])]  # fmt: skip
         started = time.perf_counter()
         subprocess.run(command, check=True, env={**__import__("os").environ, "LRSEARCH_STORAGE": storage},
                        stdout=subprocess.DEVNULL)  # fmt: skip

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lrsearch.bench import bench_blobs, bench_configs, bench_workers, default_population
@@ -25,7 +26,10 @@ def test_default_population_by_device() -> None:
     assert default_population("fashion_mnist", torch.device("cpu")) >= 1
 
 
-def test_bench_workers_reads_every_workers_timing(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    timing = bench_workers(f"sqlite:///{tmp_path / 'w.db'}", workers=2, trials=6, population=3, epochs=5)
+@pytest.mark.parametrize("sampler", [None, "random"])
+def test_bench_workers_reads_every_workers_timing(tmp_path, sampler: str | None) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    timing = bench_workers(url, workers=2, trials=6, population=3, epochs=5, sampler=sampler)
     assert timing.workers == 2 and timing.trials >= 6
     assert 0 < timing.training < timing.wall and 0.0 <= timing.outside_training < 1.0
+

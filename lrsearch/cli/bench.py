@@ -14,6 +14,7 @@ from rich.table import Table
 from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_search, bench_workers
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError
+from lrsearch.search.samplers import SAMPLERS
 from lrsearch.storage import masked, resolve_url
 
 
@@ -36,9 +37,12 @@ def _describe(device: torch.device) -> str:
 @click.option("--storage", help="For --trainer workers: the database (default: LRSEARCH_STORAGE).")
 @click.option("--workers", type=int, default=8, show_default=True, help="For --trainer workers: worker processes.")
 @click.option("--trials", type=int, default=512, show_default=True, help="For --trainer workers: search trials.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)),
+              help="For --trainer workers: instead of the study's TPE (random: the storage's share alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(trainer: str, device: str, population: int | None, baseline_trials: int, epochs: int | None,
-            data_dir: Path | None, storage: str | None, workers: int, trials: int, as_json: bool) -> None:  # fmt: skip
+            data_dir: Path | None, storage: str | None, workers: int, trials: int, sampler: str | None,
+            as_json: bool) -> None:  # fmt: skip
     """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
     population engine and of the plain one-at-a-time loop."""
     for name, value in (("--population", population), ("--baseline-trials", baseline_trials), ("--epochs", epochs)):
@@ -46,7 +50,7 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
             raise ConfigError(f"{name} must be >= 1 but got {value}")
     if trainer == "workers":
         _workers(resolve_url(storage), workers=workers, trials=trials, population=population or 64, epochs=epochs,
-                 as_json=as_json)  # fmt: skip
+                 sampler=sampler, as_json=as_json)  # fmt: skip
         return
     torch_device = resolve_device(device)
     results: dict[str, list[Measurement]] = {}
@@ -86,11 +90,12 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
             console.print(f"  population / {label}: [bold]{ratio:.1f}x[/bold] {unit}")
 
 
-def _workers(storage: str, *, workers: int, trials: int, population: int, epochs: int | None, as_json: bool) -> None:
+def _workers(storage: str, *, workers: int, trials: int, population: int, epochs: int | None, sampler: str | None,
+             as_json: bool) -> None:  # fmt: skip
     for name, value in (("--workers", workers), ("--trials", trials)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1 but got {value}")
-    timing = bench_workers(storage, workers=workers, trials=trials, population=population, epochs=epochs)
+    timing = bench_workers(storage, workers=workers, trials=trials, population=population, epochs=epochs, sampler=sampler)
     if as_json:
         click.echo(json.dumps({**vars(timing), "outside_training": timing.outside_training}, indent=2))
         return
