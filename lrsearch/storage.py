@@ -106,10 +106,20 @@ def _sqlite_connection(database: str) -> sqlite3.Connection:
     # A few local processes share one file: wait up to 30 s for the writer's lock instead of failing. WAL
     # lets them read while one writes, and with synchronous=NORMAL a commit is one write, not two fsyncs
     # (a killed process loses nothing; only a power cut can lose the last commits).
-    connection = sqlite3.connect(database, timeout=30, check_same_thread=False)
+    # isolation_level=None: the driver begins no transactions of its own (it would begin one only at the
+    # first write, so a read and the write after it would not be atomic); _sqlite_transactions begins them.
+    connection = sqlite3.connect(database, timeout=30, check_same_thread=False, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
+
+
+def _sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Every transaction on a SQLite file takes the write lock when it begins (BEGIN IMMEDIATE, waiting up
+    to the busy timeout): with the driver's own transactions, two workers could both read an enqueued trial
+    as WAITING and both take it (Optuna's check-then-set relies on SELECT ... FOR UPDATE, which SQLite
+    ignores)."""
+    sqlalchemy.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -174,6 +184,8 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
             # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = _created(lambda: RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats))
+        if storage.engine.dialect.name == "sqlite" and "creator" in _engine_kwargs(url):
+            _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
         return storage
     except sqlalchemy.exc.NoSuchModuleError as exc:
@@ -276,8 +288,14 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
         if attr_rows:
             # Replace only the keys written: a trial keeps what it was enqueued with (a repeat's repeat_of,
             # a retry's copy of its original's attributes is overwritten where this run has news).
-            pairs = [(row["trial_id"], row["key"]) for row in attr_rows]
-            session.execute(sqlalchemy.delete(attrs).where(sqlalchemy.tuple_(attrs.trial_id, attrs.key).in_(pairs)))
+            # One DELETE per set of keys (a population's trials share theirs): a list of (trial, key) pairs
+            # costs more to build and to plan than the rows it removes.
+            by_keys: dict[frozenset[str], list[int]] = {}
+            for r in ending:
+                if r.user_attrs:
+                    by_keys.setdefault(frozenset(r.user_attrs), []).append(r.trial_id)
+            for keys, ids in by_keys.items():
+                session.execute(sqlalchemy.delete(attrs).where(attrs.trial_id.in_(ids), attrs.key.in_(sorted(keys))))
             _insert(session, attrs, attr_rows)
         _insert(session, models.TrialSystemAttributeModel, [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
                                                             for r in ending for k, v in r.system_attrs.items()])  # fmt: skip

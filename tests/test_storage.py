@@ -80,6 +80,17 @@ def test_a_restarting_server_is_waited_for_and_a_wrong_login_is_not() -> None:
     assert _restarting(refused.value) and not _restarting(nobody.value)
 
 
+def test_a_sqlite_transaction_holds_from_its_first_read(tmp_path: Path) -> None:
+    # Optuna pops an enqueued trial by reading it (WAITING) and then writing RUNNING; unless the read is
+    # inside the transaction, two workers can both take the same trial (it happened in CI).
+    storage = open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"), None)
+    with storage.engine.connect() as connection:
+        with connection.begin():
+            connection.exec_driver_sql("SELECT 1").all()
+            assert connection.connection.driver_connection.in_transaction  # the write lock is held already
+        assert not connection.connection.driver_connection.in_transaction
+
+
 def test_workers_creating_a_fresh_database_at_once(postgres_url: str) -> None:
     # Optuna creates its schema on first use; workers started together race to create it (CREATE TYPE
     # fails in all but one of them). Every one must end up with a working storage.
