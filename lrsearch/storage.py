@@ -417,15 +417,18 @@ def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int
 
 
 T = TypeVar("T")
-_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 _log = logging.getLogger(__name__)
 
 
-def _transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException | None) -> bool:
+    """An error that a later attempt may not meet: the server away or restarting, a connection dropped or
+    invalidated, a session left to roll back after one of these."""
     # Optuna re-raises any database error inside its sessions as StorageInternalError; look at the cause.
     if isinstance(exc, optuna.exceptions.StorageInternalError):
-        return isinstance(exc.__cause__, _TRANSIENT)
-    return isinstance(exc, _TRANSIENT)
+        exc = exc.__cause__
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.PendingRollbackError)):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and (exc.connection_invalidated or _restarting(exc.orig))
 
 
 def retrying(action: Callable[..., T], *args: Any, patience: float = 120.0, **kwargs: Any) -> T:
@@ -436,7 +439,7 @@ def retrying(action: Callable[..., T], *args: Any, patience: float = 120.0, **kw
     while True:
         try:
             return action(*args, **kwargs)
-        except (*_TRANSIENT, optuna.exceptions.StorageInternalError) as exc:
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             if not _transient(exc):
                 raise
             if time.monotonic() + wait > deadline:

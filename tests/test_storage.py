@@ -226,6 +226,21 @@ def test_a_round_takes_enqueued_trials_first_and_leaves_no_created_trial_over(st
     assert study.ask(X).params == {"x": 0.75}  # after the round: Optuna's own ask again
 
 
+@pytest.mark.parametrize(("error", "transient"), [
+    (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")), True),
+    (sqlalchemy.exc.PendingRollbackError("roll back first"), True),
+    (sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("lost"), connection_invalidated=True), True),
+    (sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+    (sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("syntax error")), False),
+])  # fmt: skip
+def test_which_errors_are_retried(error: Exception, transient: bool) -> None:
+    from lrsearch.storage import _transient
+
+    wrapped = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    wrapped.__cause__ = error
+    assert _transient(error) is transient and _transient(wrapped) is transient
+
+
 def test_retrying_waits_out_a_dropped_connection() -> None:
     calls = []
 

@@ -72,11 +72,11 @@ def schedule_repeats(study: optuna.Study, spec: StudySpec, *, poll: float = 2.0,
             raise RuntimeFailure(f"search trials of study {spec.name} still running after {patience:.0f} s")
         retrying(fail_stale, study)  # a vanished worker's trials would keep everyone waiting
         time.sleep(poll)
-    searched = sum(REPEAT_OF not in t.user_attrs for t in study.get_trials(deepcopy=False))
+    searched = sum(REPEAT_OF not in t.user_attrs for t in retrying(study.get_trials, deepcopy=False))
     key, ready = f"lrsearch:repeats:{searched}", f"lrsearch:repeats_ready:{searched}"
     if retrying(claim, study, key):
         retrying(enqueue_repeats, study, spec)
-        study._storage.set_study_system_attr(study._study_id, ready, True)
+        retrying(study._storage.set_study_system_attr, study._study_id, ready, True)
         return
     while not retrying(lambda: ready in study._storage.get_study_system_attrs(study._study_id)):
         if time.monotonic() > deadline:

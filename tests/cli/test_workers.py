@@ -35,12 +35,13 @@ def running(url: str) -> bool:
 
 @pytest.fixture
 def worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Starts worker processes; kills whatever is left of them after the test."""
+    """Starts worker processes (with --debug: a failure shows its traceback); kills whatever is left of them
+    after the test."""
     started: list[subprocess.Popen[str]] = []
 
     def start(study: Path, url: str, *extra: str) -> subprocess.Popen[str]:
         env = {**os.environ, "LRSEARCH_STORAGE": url}
-        process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--device", "cpu",
+        process = subprocess.Popen([sys.executable, "-m", "lrsearch", "--debug", "run", "--study", str(study), "--device", "cpu",
                                     "--no-report", *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True)  # fmt: skip
         started.append(process)
