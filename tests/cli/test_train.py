@@ -96,7 +96,13 @@ def test_ctrl_c_exits_130_with_one_line() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(4)  # past the imports, into training
+        # Into training: torch loaded (a loaded machine can take seconds to get there), then the rest of the
+        # imports and the data.
+        deadline = time.monotonic() + 60
+        while "libtorch" not in Path(f"/proc/{process.pid}/maps").read_text():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        time.sleep(4)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     finally:
