@@ -23,10 +23,10 @@ from typing import Any
 from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore, GCSArtifactStore
 from optuna.artifacts._protocol import ArtifactStore
 from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
-from sqlalchemy.engine import make_url
 
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.plots import Panel, svg_panels
+from lrsearch.storage import sqlite_file
 from lrsearch.trainers import EpochMetrics
 
 __all__ = ["ArtifactWriter", "curves_of", "open_store", "resolve_artifacts"]
@@ -52,11 +52,10 @@ def resolve_artifacts(flag: str | None, storage_url: str) -> str | None:
                 if importlib.util.find_spec(module.split(".")[0]) is None:
                     raise ConfigError(f"artifact store {location!r} needs {package}: pip install {package}")
         return location
-    url = make_url(storage_url) if not storage_url.startswith("grpc://") else None
-    if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    database = sqlite_file(storage_url)
+    if database is None:
         return None
-    database = Path(url.database)
-    return str(database.with_name(f"{database.stem}-artifacts"))
+    return str(Path(database).with_name(f"{Path(database).stem}-artifacts"))
 
 
 def open_store(location: str) -> ArtifactStore:

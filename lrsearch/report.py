@@ -118,6 +118,31 @@ class StudyReport:
                                     "values": list(summary.repeats.values)}  # fmt: skip
         return clean(out)
 
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """The comparison as text, a row per group: what the terminal, the study note and the page show."""
+        header = [self.compare or "group", "trials", "complete", "pruned", "diverged", "best trial", "best val",
+                  "its test", "repeats", "mean test", "± 95% CI"]  # fmt: skip
+        rows = []
+        for g in self.groups:
+            r = g.repeats
+            rows.append([str(g.value), str(g.trials), str(g.completed), str(g.pruned), str(g.diverged),
+                         "-" if g.best_trial is None else f"#{g.best_trial}", _fmt(g.best_val_accuracy),
+                         _fmt(g.best_test_accuracy), str(r.n) if r else "0", _fmt(r.mean) if r else "-",
+                         _fmt(r.half_width) if r else "-"])  # fmt: skip
+        return header, rows
+
+    def tests_text(self) -> str:
+        """Each comparison's t and p, in one line."""
+        return "; ".join(f"{c.leader} vs {c.other}: t = {c.t:.2f}, p = {c.p:.3g}" for c in self.comparisons)
+
+    def importances_text(self) -> str:
+        """The parameter importances, highest first, in one line."""
+        return ", ".join(f"{k} {v:.2f}" for k, v in self.importances.items())
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
 
 def _metric(trial: FrozenTrial) -> float | None:
     value = trial.user_attrs.get("test_accuracy")

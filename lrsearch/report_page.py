@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,23 +20,11 @@ td:first-child,th:first-child{text-align:left}.verdict{font-size:1.15rem;backgro
 .charts section{margin:1.5rem 0}.note{color:#555}"""
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def _table(report: StudyReport) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in (report.compare or "group", "trials", "complete", "pruned", "diverged",
-                                                "best trial", "best val", "its test", "repeats", "mean test", "± 95% CI"))  # fmt: skip
-    rows = []
-    for g in report.groups:
-        r = g.repeats
-        cells = (str(g.value), g.trials, g.completed, g.pruned, g.diverged,
-                 f"#{g.best_trial}" if g.best_trial is not None else "-", _fmt(g.best_val_accuracy),
-                 _fmt(g.best_test_accuracy), r.n if r else 0, _fmt(r.mean) if r else "-",
-                 _fmt(r.half_width) if r else "-")  # fmt: skip
-        rows.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
-    return f'<table id="groups"><tr>{head}</tr>{"".join(rows)}</table>'
+    header, rows = report.table()
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table id="groups"><tr>{head}</tr>{body}</table>'
 
 
 def _importances(report: StudyReport) -> str:
@@ -54,15 +41,12 @@ def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -
     """The comparison with its intervals and the verdict, the best trials' learning-rate and learning
     curves, accuracy against learning rate (pruned and diverged trials marked), the importances."""
     e = html.escape
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        figures = [(name, build(trials, report.compare)) for name, build in
-                   (("lr_curves", lr_curves), ("learning_curves", learning_curves), ("accuracy_vs_lr", accuracy_vs_lr))]  # fmt: skip
-        charts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=name, default_width="100%", config={"responsive": True})
-                  for i, (name, fig) in enumerate(figures)]  # fmt: skip
-        if report.importances:
-            charts.append(_importances(report))
-    pairs = "; ".join(f"{e(str(c.leader))} vs {e(str(c.other))}: t = {c.t:.2f}, p = {c.p:.3g}" for c in report.comparisons)
+    figures = [(name, build(trials, report.compare)) for name, build in
+               (("lr_curves", lr_curves), ("learning_curves", learning_curves), ("accuracy_vs_lr", accuracy_vs_lr))]  # fmt: skip
+    charts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=name, default_width="100%", config={"responsive": True})
+              for i, (name, fig) in enumerate(figures)]  # fmt: skip
+    if report.importances:
+        charts.append(_importances(report))
     c = report.counts
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(report.study)}: lrsearch report</title>
@@ -75,7 +59,7 @@ def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -
 {_table(report)}
 <p class="note">best val / its test: the group's best search trial (chosen on validation accuracy; its test
 accuracy chose nothing). mean test ± 95% CI: the repeats' test accuracy, a t-interval.</p>
-<p><strong>Test:</strong> {e(report.test)} ({e(report.test_why)}). {pairs}</p>
+<p><strong>Test:</strong> {e(report.test)} ({e(report.test_why)}). {e(report.tests_text())}</p>
 <div class="charts">{"".join(f'<section>{chart}</section>' for chart in charts)}</div>
 </body></html>
 """

@@ -3,8 +3,6 @@ the current answer (rewritten at the end of each run), and charts kept with the 
 
 from __future__ import annotations
 
-import warnings
-
 import optuna
 import optuna_dashboard
 
@@ -49,22 +47,14 @@ def _question(spec: StudySpec) -> list[str]:
 
 
 def _answer(report: StudyReport) -> list[str]:
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:.4f}"
-
-    lines = ["", "## Answer so far", "", f"**Verdict:** {report.verdict}", "",
-             f"| {report.compare} | trials | complete | pruned | diverged | best trial | best val | its test | "
-             "repeats: test accuracy, mean ± 95% CI |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for g in report.groups:
-        best = f"#{g.best_trial}" if g.best_trial is not None else "-"
-        lines.append(f"| {g.value} | {g.trials} | {g.completed} | {g.pruned} | {g.diverged} | {best} | "
-                     f"{fmt(g.best_val_accuracy)} | {fmt(g.best_test_accuracy)} | {g.repeats or '-'} |")  # fmt: skip
+    header, rows = report.table()
+    lines = ["", "## Answer so far", "", f"**Verdict:** {report.verdict}", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows),
+             "", "Repeats: the best configuration of each group re-run with new seeds; their test accuracy."]  # fmt: skip
     if report.comparisons:
-        pairs = "; ".join(f"{c.leader} vs {c.other}: t = {c.t:.2f}, p = {c.p:.3g}" for c in report.comparisons)
-        lines += ["", f"**Test:** {report.test} ({report.test_why}). {pairs}."]
+        lines += ["", f"**Test:** {report.test} ({report.test_why}). {report.tests_text()}."]
     if report.importances:
-        ranked = ", ".join(f"`{k}` {v:.2f}" for k, v in report.importances.items())
-        lines += ["", f"**Parameter importances** (PED-ANOVA): {ranked}."]
+        lines += ["", f"**Parameter importances** (PED-ANOVA): {report.importances_text()}."]
     return lines
 
 
@@ -79,7 +69,5 @@ def publish(study: optuna.Study, spec: StudySpec, report: StudyReport | None = N
     if report is None:
         return
     trials = study.get_trials(deepcopy=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # plotly's deprecation chatter is not the user's business
-        for chart, build in zip(CHARTS, (lr_curves, accuracy_vs_lr), strict=True):
-            optuna_dashboard.save_plotly_graph_object(study, build(trials, spec.compare), graph_object_id=chart)
+    for chart, build in zip(CHARTS, (lr_curves, accuracy_vs_lr), strict=True):
+        optuna_dashboard.save_plotly_graph_object(study, build(trials, spec.compare), graph_object_id=chart)

@@ -40,17 +40,18 @@ from lrsearch.errors import ConfigError, RuntimeFailure
 
 __all__ = [
     "DEFAULT_STORAGE",
-    "Heartbeat",
     "AskRound",
+    "Heartbeat",
     "TrialRecord",
     "claim",
     "fail_stale",
     "masked",
+    "one_read",
     "open_storage",
     "record_heartbeats",
-    "one_read",
     "resolve_url",
     "retrying",
+    "sqlite_file",
     "write_finished",
 ]
 
@@ -122,12 +123,20 @@ def _sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
     sqlalchemy.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def sqlite_file(url: str) -> str | None:
+    """The database file of a ``sqlite:///FILE`` URL; None for any other storage (or SQLite in memory)."""
+    if url.startswith(_GRPC):
+        return None
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            return {}
-        return {"creator": functools.partial(_sqlite_connection, parsed.database)}
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if make_url(url).get_backend_name() == "sqlite":
+        database = sqlite_file(url)
+        return {"creator": functools.partial(_sqlite_connection, database)} if database else {}
     # Connections dropped by a restarted server or a firewall are noticed before use, not mid-trial.
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4, "pool_recycle": 1800}
     kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
@@ -184,7 +193,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
             # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = _created(lambda: RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats))
-        if storage.engine.dialect.name == "sqlite" and "creator" in _engine_kwargs(url):
+        if sqlite_file(url):
             _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
         return storage

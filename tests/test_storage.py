@@ -268,3 +268,12 @@ def test_grpc_urls() -> None:
     assert resolve_url("grpc://10.0.0.5:13000") == "grpc://10.0.0.5:13000"
     with pytest.raises(ConfigError, match="a proxy URL is grpc://HOST:PORT"):
         resolve_url("grpc://nohost")
+
+
+@pytest.mark.parametrize(("url", "expected"), [("sqlite:////srv/s.db", "/srv/s.db"), ("sqlite:///s.db", "s.db"),
+                                               ("sqlite://", None), ("sqlite:///:memory:", None),
+                                               ("postgresql+psycopg://u@db/s", None), ("grpc://proxy:13000", None)])  # fmt: skip
+def test_the_sqlite_file_of_a_url(url: str, expected: str | None) -> None:
+    from lrsearch.storage import sqlite_file
+
+    assert sqlite_file(url) == expected

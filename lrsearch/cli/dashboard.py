@@ -7,12 +7,11 @@ from pathlib import Path
 
 import click
 import optuna_dashboard
-from sqlalchemy.engine import make_url
 
 from lrsearch.artifacts import open_store, resolve_artifacts
 from lrsearch.cli import LOOPBACK
 from lrsearch.errors import ConfigError, RuntimeFailure
-from lrsearch.storage import masked, open_storage, resolve_url
+from lrsearch.storage import masked, open_storage, resolve_url, sqlite_file
 
 
 @click.command("dashboard")
@@ -25,10 +24,9 @@ def command(storage: str | None, host: str, port: int, artifacts: str | None) ->
     """Serve optuna-dashboard: the studies, their notes and charts, each trial's curves."""
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
-    parsed = make_url(url) if not url.startswith("grpc://") else None
-    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).is_file():
-            raise ConfigError(f"no study database at {parsed.database} (lrsearch run writes one)")
+    database = sqlite_file(url)
+    if database is not None and not Path(database).is_file():
+        raise ConfigError(f"no study database at {database} (lrsearch run writes one)")
     _check_free(host, port)
     backend = open_storage(url, heartbeat=None)
     if host not in LOOPBACK:

@@ -16,13 +16,9 @@ from lrsearch.search.study import load_existing
 from lrsearch.storage import open_storage, resolve_url
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def report_console() -> Console:
     """Stdout, at least as wide as the comparison table (piped output defaults to 80 columns)."""
-    return Console(width=max(Console().width, 110), highlight=False)
+    return Console(width=max(Console().width, 130), highlight=False)
 
 
 def print_report(report: StudyReport, console: Console) -> None:
@@ -37,21 +33,16 @@ def print_report(report: StudyReport, console: Console) -> None:
     )
     table = Table(show_edge=False, caption="repeats: the best configuration of each group re-run with new seeds; "
                   "test accuracy, mean ± 95% CI (t)")  # fmt: skip
-    for column in (report.compare or "group", "trials", "done", "pruned", "diverged", "best val", "best test",
-                   "repeats", "mean test", "± 95%"):  # fmt: skip
-        table.add_column(column, justify="left" if column in (report.compare, "group") else "right")
-    for g in report.groups:
-        r = g.repeats
-        table.add_row(str(g.value), str(g.trials), str(g.completed), str(g.pruned), str(g.diverged),
-                      _fmt(g.best_val_accuracy), _fmt(g.best_test_accuracy), str(r.n) if r else "0",
-                      _fmt(r.mean) if r else "-", _fmt(r.half_width) if r else "-")  # fmt: skip
+    header, rows = report.table()
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if report.comparisons:
-        pairs = "; ".join(f"{c.leader} vs {c.other}: t = {c.t:.2f}, p = {c.p:.3g}" for c in report.comparisons)
-        console.print(f"[bold]Test:[/bold] {report.test} ({report.test_why}). {pairs}")
+        console.print(f"[bold]Test:[/bold] {report.test} ({report.test_why}). {report.tests_text()}")
     if report.importances:
-        ranked = ", ".join(f"{k} {v:.2f}" for k, v in report.importances.items())
-        console.print(f"[bold]Parameter importances[/bold] (PED-ANOVA, completed search trials): {ranked}")
+        console.print(f"[bold]Parameter importances[/bold] (PED-ANOVA, completed search trials): {report.importances_text()}")
     console.print(f"[bold]Verdict:[/bold] {report.verdict}")
 
 
