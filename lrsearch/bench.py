@@ -1,4 +1,5 @@
-"""Measure the population engine against the plain one-configuration-at-a-time loop, in one run.
+"""Measure the population engine against the plain one-configuration-at-a-time loop, in one run (and
+lrsearch's TPE against Optuna's, and many workers' time outside training).
 
 Both sides train the same configurations on the same device with the same work per epoch (training, then a
 validation pass); the plain side is ``trainers.plain``: nn.Module, DataLoader, torch.optim. These machines
@@ -8,6 +9,7 @@ are noisy, so only the ratio measured in one run means much.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 import time
 import warnings
@@ -19,7 +21,9 @@ import optuna
 import torch
 
 from lrsearch.config import TrainConfig
-from lrsearch.search.runner import Search, worker_id
+from lrsearch.errors import ConfigError
+from lrsearch.search.runner import Search, Tally, worker_id
+from lrsearch.search.samplers import create_sampler
 from lrsearch.search.study import join_study
 from lrsearch.storage import open_storage
 from lrsearch.studies import find_study, load_study_file
@@ -28,10 +32,12 @@ from lrsearch.trainers.plain import train_plain
 
 __all__ = [
     "Measurement",
+    "SamplerTiming",
     "WorkerTiming",
     "bench_blobs",
     "bench_configs",
     "bench_lenet",
+    "bench_sampler",
     "bench_search",
     "bench_workers",
     "default_population",
@@ -159,14 +165,70 @@ def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int
 
 
 @dataclasses.dataclass(frozen=True)
+class SamplerTiming:
+    """One round of asks with lrsearch's TPE and with Optuna's, on the same study and seed."""
+
+    finished: int
+    running: int
+    population: int
+    ours: float  # seconds
+    optuna: float
+    same: bool  # whether both suggested the same parameters
+
+    @property
+    def ratio(self) -> float:
+        return self.optuna / self.ours
+
+
+def bench_sampler(*, finished: int = 512, running: int = 448, population: int = 64) -> SamplerTiming:
+    """A round of ``population`` asks of the ``blobs_lr`` space, as a worker makes it, on a study (in
+    memory) of ``finished`` trials and ``running`` others in training (TPE's constant liar counts them):
+    ``search.tpe.PopulationTPESampler`` against Optuna's ``TPESampler``, both seeded alike."""
+    space = load_study_file(find_study("blobs_lr")).space
+
+    def value(trial: optuna.Trial) -> float:  # a smooth made-up objective: only the sampler's work is timed
+        config = space.sample(trial, seed=0)
+        return -((math.log10(config.lr) + 1.5) ** 2) - (config.momentum - 0.8) ** 2
+
+    def study() -> optuna.Study:
+        made = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+        made.optimize(value, n_trials=finished, catch=(ConfigError,))
+        for _ in range(running):
+            space.sample(made.ask(), seed=0)
+        return made
+
+    def round_of_asks(sampler: optuna.samplers.BaseSampler) -> tuple[float, list[dict]]:
+        asked = study()
+        asked.sampler = sampler
+        started = time.perf_counter()
+        params = []
+        for _ in range(population):
+            trial = asked.ask()
+            space.sample(trial, seed=0)
+            params.append(trial.params)
+        return time.perf_counter() - started, params
+
+    ours, ours_params = round_of_asks(create_sampler("tpe", seed=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # TPE's group, chosen knowingly
+        optunas = optuna.samplers.TPESampler(seed=1, multivariate=True, group=True)
+    theirs, their_params = round_of_asks(optunas)
+    return SamplerTiming(finished, running, population, ours, theirs, ours_params == their_params)
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkerTiming:
-    """Summed over workers: wall time, training time and idle waiting; the rest is ask/tell/storage."""
+    """Summed over workers (``Tally.TIMES``): wall time, training, asking, pruning, telling and idle
+    waiting; the rest of the wall time went to the study's other reads and to heartbeats."""
 
     workers: int
     trials: int
     seconds: float  # the whole run, end to end
     wall: float
     training: float
+    asking: float
+    pruning: float
+    telling: float
     waiting: float
 
     @property
@@ -177,10 +239,10 @@ class WorkerTiming:
 
 
 def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, population: int = 64,
-                  epochs: int | None = None, sampler: str | None = None) -> WorkerTiming:  # fmt: skip
-    """``workers`` local CPU workers on one study in ``storage`` running the ``blobs_lr`` search without
-    pruning (populations of ``population``; the file's sampler, TPE, unless ``sampler``), each recording its
-    timing with the study."""
+                  epochs: int | None = None, sampler: str | None = None, pruner: str = "none") -> WorkerTiming:  # fmt: skip
+    """``workers`` local CPU workers on one study in ``storage`` running the ``blobs_lr`` search
+    (populations of ``population``; the file's sampler, TPE, unless ``sampler``; without pruning unless
+    ``pruner``), each recording its timing with the study."""
     import subprocess
     import sys
 
@@ -192,7 +254,7 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
         path = Path(folder) / f"{name}.toml"
         path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
         command = [sys.executable, "-m", "lrsearch", "run", "--study", str(path), "--workers", str(workers),
-                   "--device", "cpu", "--n-trials", str(trials), "--population", str(population), "--pruner", "none",
+                   "--device", "cpu", "--n-trials", str(trials), "--population", str(population), "--pruner", pruner,
                    "--no-report", *(["--epochs", str(epochs)] if epochs else []),
                    *(["--sampler", sampler] if sampler else [])]  # fmt: skip
         started = time.perf_counter()
@@ -202,11 +264,5 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
         study = load_existing(name, open_storage(storage, heartbeat=None))
         timings = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items()
                    if k.startswith("lrsearch:timing:")]  # fmt: skip
-        return WorkerTiming(
-            workers=len(timings),
-            trials=len(study.trials),
-            seconds=seconds,
-            wall=sum(t["wall"] for t in timings),
-            training=sum(t["training"] for t in timings),
-            waiting=sum(t.get("waiting", 0.0) for t in timings),
-        )
+        return WorkerTiming(workers=len(timings), trials=len(study.trials), seconds=seconds,
+                            **{name: sum(t.get(name, 0.0) for t in timings) for name in Tally.TIMES})  # fmt: skip

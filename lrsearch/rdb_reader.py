@@ -8,6 +8,12 @@ FrozenTrials (the tests hold the two equal); ``install`` puts it in place of the
 A worker can skip the per-epoch values (``with_steps=False``): the intermediate values and the per-epoch
 user attrs (``*_history``). Its sampler never reads them, and its pruner gets the few it needs from
 ``completed_values``. That is most of the data (200 rows and four 200-long lists per blobs trial).
+
+Optuna's cache reads every running trial again at every read of the study (hundreds, with several workers
+each training a population), yet a running trial rarely changes: its parameters arrive once, its end
+once. The installed reader (``Reader``) keeps the running trials it built and builds one again only when its
+state, or the number or ids of its rows, changed since (one grouped query tells); a row overwritten in
+place, which neither lrsearch nor Optuna's samplers do to a running trial, would be seen when it ends.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Container, Iterable
 from typing import Any
@@ -26,7 +33,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["PER_EPOCH_ATTR_SUFFIX", "completed_values", "install", "read_trials", "reads_steps"]
+__all__ = ["PER_EPOCH_ATTR_SUFFIX", "Reader", "completed_values", "install", "read_trials", "reads_steps"]
 
 #: User attrs whose key ends so hold per-epoch lists (``lr_history``...): skipped with the per-epoch values.
 PER_EPOCH_ATTR_SUFFIX = "_history"
@@ -60,6 +67,38 @@ def _rows(session: Any, model: Any, columns: Iterable[str], ids: list[int], orde
     return out
 
 
+#: A running trial's rows as ``_stamps`` counts them: (table, count, sum of row ids) per child table.
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def _children(with_steps: bool) -> list[tuple[Any, Any, Any]]:
+    """The tables a trial's rows live in, each with its row id and the condition on what is read."""
+    attrs = models.TrialUserAttributeModel
+    per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_ATTR_SUFFIX, autoescape=True)
+    out = [(models.TrialParamModel, models.TrialParamModel.param_id, None),
+           (attrs, attrs.trial_user_attribute_id, per_epoch),
+           (models.TrialSystemAttributeModel, models.TrialSystemAttributeModel.trial_system_attribute_id, None),
+           (models.TrialValueModel, models.TrialValueModel.trial_value_id, None)]  # fmt: skip
+    if with_steps:
+        out.append((models.TrialIntermediateValueModel, models.TrialIntermediateValueModel.trial_intermediate_value_id, None))
+    return out
+
+
+def _stamps(session: Any, ids: list[int], with_steps: bool) -> dict[int, Stamp]:
+    """Per trial, how many rows it has in each child table and the sum of their ids: rows are only added or
+    deleted (new ids are larger than every old one), so any change alters one or the other."""
+    found: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    for model, row_id, where in _children(with_steps):
+        for start in range(0, len(ids), _CHUNK):
+            query = (sqlalchemy.select(model.trial_id, sqlalchemy.func.count(), sqlalchemy.func.sum(row_id))
+                     .where(model.trial_id.in_(ids[start : start + _CHUNK])).group_by(model.trial_id))  # fmt: skip
+            if where is not None:
+                query = query.where(where)
+            for trial_id, count, total in session.execute(query):
+                found[trial_id].append((model.__tablename__, count, int(total)))
+    return {trial_id: tuple(sorted(found[trial_id])) for trial_id in ids}
+
+
 def read_trials(
     backend: RDBStorage,
     study_id: int,
@@ -68,9 +107,11 @@ def read_trials(
     trial_id_greater_than: int,
     *,
     with_steps: bool = True,
+    running: dict[int, tuple[Stamp, FrozenTrial]] | None = None,
 ) -> list[FrozenTrial]:
     """What ``RDBStorage._get_trials`` returns, read without the ORM (and without the per-epoch values and
-    user attrs unless ``with_steps``)."""
+    user attrs unless ``with_steps``). ``running``: the running trials built before, by id with their stamps;
+    those unchanged are not read again, and it is brought up to date with this read."""
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session) as session:
@@ -86,9 +127,15 @@ def read_trials(
             sqlalchemy.select(trials.trial_id, trials.number, trials.state, trials._datetime_start_utc,
                               trials._datetime_complete_utc).where(*conditions).order_by(trials.trial_id)
         ).all()  # fmt: skip
-        ids = [h.trial_id for h in heads]
-        if not ids:
+        if not heads:
             return []
+        stamps: dict[int, Stamp] = {}
+        kept: dict[int, FrozenTrial] = {}
+        if running is not None:
+            # Stamped before the rows are read: a change in between is read now and seen again next time.
+            stamps = _stamps(session, [h.trial_id for h in heads if h.state == TrialState.RUNNING], with_steps)
+            kept = {tid: running[tid][1] for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp}
+        ids = [h.trial_id for h in heads if h.trial_id not in kept]
         params = _rows(session, models.TrialParamModel, ("trial_id", "param_name", "param_value", "distribution_json"),
                        ids, order="param_id")  # fmt: skip
         values = _rows(session, models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), ids)
@@ -106,6 +153,9 @@ def read_trials(
     out = []
     for head in heads:
         tid = head.trial_id
+        if tid in kept:
+            out.append(kept[tid])
+            continue
         trial_values: list[float] | None = None
         if by_trial["v"][tid]:
             trial_values = [0.0] * len(by_trial["v"][tid])
@@ -133,33 +183,57 @@ def read_trials(
                 trial_id=tid,
             )
         )
+    if running is not None:
+        for t in out:
+            if t.state == TrialState.RUNNING:
+                running[t._trial_id] = (stamps[t._trial_id], t)
+            else:
+                running.pop(t._trial_id, None)
     return out
 
 
+class Reader:
+    """``RDBStorage._get_trials`` as ``read_trials``, keeping each study's running trials between reads."""
+
+    def __init__(self, backend: RDBStorage, *, with_steps: bool) -> None:
+        self.backend, self.with_steps = backend, with_steps
+        self._running: dict[int, dict[int, tuple[Stamp, FrozenTrial]]] = defaultdict(dict)
+        self._lock = threading.Lock()  # one study's memo, one read at a time
+
+    def __call__(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
+                 trial_id_greater_than: int) -> list[FrozenTrial]:  # fmt: skip
+        with self._lock:
+            return read_trials(self.backend, study_id, states, included_trial_ids, trial_id_greater_than,
+                               with_steps=self.with_steps, running=self._running[study_id])  # fmt: skip
+
+
 def install(backend: RDBStorage, *, with_steps: bool = True) -> None:
-    """Read trials through ``read_trials`` from now on (the cache Optuna wraps around it is unchanged)."""
-    backend._get_trials = functools.partial(read_trials, backend, with_steps=with_steps)  # type: ignore[method-assign]
+    """Read trials through a ``Reader`` from now on (the cache Optuna wraps around it is unchanged)."""
+    backend._get_trials = Reader(backend, with_steps=with_steps)  # type: ignore[method-assign]
 
 
 def reads_steps(backend: RDBStorage) -> bool:
     """Whether the trials read through ``backend`` carry their per-epoch values."""
     reader = backend._get_trials
-    return getattr(reader, "func", None) is not read_trials or reader.keywords.get("with_steps", True)
+    return not isinstance(reader, Reader) or reader.with_steps
 
 
-def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -> dict[int, dict[int, float]]:
-    """trial id -> {step: value} of the study's completed trials at ``steps``: what a median or percentile
-    pruner compares a running trial with, in one query."""
+def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int] | None = None, *,
+                     known: Container[int] = ()) -> dict[int, dict[int, float]]:  # fmt: skip
+    """trial id -> {step: value} of every completed trial of the study but the ``known`` ones, at ``steps``
+    (every step if None; empty where it has none of them): what a median or percentile pruner compares a
+    running trial with."""
     trials, values = models.TrialModel, models.TrialIntermediateValueModel
     with _create_scoped_session(backend.scoped_session) as session:
-        rows = session.execute(
-            sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, values.intermediate_value_type)
-            .join(trials, trials.trial_id == values.trial_id)
-            .where(trials.study_id == study_id, trials.state == TrialState.COMPLETE, values.step.in_(list(steps)))
-        ).all()  # fmt: skip
-    out: dict[int, dict[int, float]] = defaultdict(dict)
+        ids = [i for i in session.scalars(
+            sqlalchemy.select(trials.trial_id).where(trials.study_id == study_id, trials.state == TrialState.COMPLETE)
+        ) if i not in known]  # fmt: skip
+        where = None if steps is None else values.step.in_(list(steps))
+        rows = _rows(session, values, ("trial_id", "step", "intermediate_value", "intermediate_value_type"), ids,
+                     where=where)  # fmt: skip
+    out: dict[int, dict[int, float]] = {i: {} for i in ids}
     for row in rows:
         out[row.trial_id][row.step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
             row.intermediate_value, row.intermediate_value_type
         )
-    return dict(out)
+    return out

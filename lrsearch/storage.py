@@ -44,7 +44,9 @@ __all__ = [
     "Heartbeat",
     "TrialRecord",
     "claim",
+    "count_trials",
     "fail_stale",
+    "is_database",
     "masked",
     "one_read",
     "open_storage",
@@ -291,23 +293,10 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
                 rows.append({"trial_id": r.trial_id, "step": step, "intermediate_value": stored,
                              "intermediate_value_type": kind})  # fmt: skip
         _insert(session, models.TrialIntermediateValueModel, rows)
-        attrs = models.TrialUserAttributeModel
-        attr_rows = [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
-                     for r in ending for k, v in r.user_attrs.items()]  # fmt: skip
-        if attr_rows:
-            # Replace only the keys written: a trial keeps what it was enqueued with (a repeat's repeat_of,
-            # a retry's copy of its original's attributes is overwritten where this run has news).
-            # One DELETE per set of keys (a population's trials share theirs): a list of (trial, key) pairs
-            # costs more to build and to plan than the rows it removes.
-            by_keys: dict[frozenset[str], list[int]] = {}
-            for r in ending:
-                if r.user_attrs:
-                    by_keys.setdefault(frozenset(r.user_attrs), []).append(r.trial_id)
-            for keys, ids in by_keys.items():
-                session.execute(sqlalchemy.delete(attrs).where(attrs.trial_id.in_(ids), attrs.key.in_(sorted(keys))))
-            _insert(session, attrs, attr_rows)
-        _insert(session, models.TrialSystemAttributeModel, [{"trial_id": r.trial_id, "key": k, "value_json": json.dumps(v)}
-                                                            for r in ending for k, v in r.system_attrs.items()])  # fmt: skip
+        # A trial keeps what it was enqueued with (a repeat's repeat_of); a retry's copy of its original's
+        # attributes is overwritten where this run has news.
+        _set_attrs(session, models.TrialUserAttributeModel, {r.trial_id: r.user_attrs for r in ending})
+        _set_attrs(session, models.TrialSystemAttributeModel, {r.trial_id: r.system_attrs for r in ending})
         value_rows = []
         for r in ending:
             final = r.final_value()
@@ -341,6 +330,20 @@ def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
         connection.execute(model.__table__.insert(), rows)
 
 
+def _set_attrs(session: Any, model: Any, attrs: Mapping[int, Mapping[str, Any]]) -> None:
+    """Set trials' attributes (trial id -> {key: value}) in the session's transaction, replacing only the
+    keys given. One DELETE per set of keys (a population's trials share theirs): a list of (trial, key)
+    pairs costs more to build and to plan than the rows it removes."""
+    by_keys: dict[frozenset[str], list[int]] = {}
+    for trial_id, values in attrs.items():
+        if values:
+            by_keys.setdefault(frozenset(values), []).append(trial_id)
+    for keys, ids in by_keys.items():
+        session.execute(sqlalchemy.delete(model).where(model.trial_id.in_(ids), model.key.in_(sorted(keys))))
+    _insert(session, model, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                             for trial_id, values in attrs.items() for k, v in values.items()])  # fmt: skip
+
+
 def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bool:
     """The same through the public storage API (in memory, the gRPC proxy)."""
     try:
@@ -361,6 +364,26 @@ def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bo
 def _rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
     backend = getattr(storage, "_backend", storage)  # create_study wraps an RDBStorage in a cache
     return backend if isinstance(backend, RDBStorage) else None
+
+
+def is_database(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether ``storage`` is a database lrsearch talks to itself (not in memory, not the gRPC proxy)."""
+    return _rdb(storage) is not None
+
+
+def count_trials(study: optuna.Study, states: Sequence[TrialState], *, without_user_attr: str | None = None) -> int:
+    """How many of the study's trials are in ``states`` (and lack the user attr ``without_user_attr``): on a
+    database, one query instead of a read of the study."""
+    backend = _rdb(study._storage)
+    if backend is None:
+        return sum(without_user_attr not in t.user_attrs for t in study.get_trials(deepcopy=False, states=states))
+    trials, attrs = models.TrialModel, models.TrialUserAttributeModel
+    query = sqlalchemy.select(sqlalchemy.func.count()).select_from(trials).where(
+        trials.study_id == study._study_id, trials.state.in_(list(states)))  # fmt: skip
+    if without_user_attr is not None:
+        query = query.where(~sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key == without_user_attr))
+    with _create_scoped_session(backend.scoped_session) as session:
+        return int(session.scalar(query))
 
 
 def record_heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> None:
@@ -486,7 +509,7 @@ class AskRound:
 
 
 @contextlib.contextmanager
-def one_read(study: optuna.Study) -> Iterator[AskRound]:
+def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] = ()) -> Iterator[AskRound]:
     """Within the block (a round of asks), the study is read from the database once, the round's new
     trials are created in one transaction, and the sampled parameters are written once.
 
@@ -497,8 +520,10 @@ def one_read(study: optuna.Study) -> Iterator[AskRound]:
     the round takes no more enqueued trials: a retry enqueued meanwhile waits for the next round, so no
     created trial is left over); the trials asked are put into the cache with their parameters by the
     round's ``remember``, so the sampler still sees them as
-    running (TPE's constant liar keeps them apart); the parameters are written together on the way out.
-    Trials other workers start meanwhile are seen at the next round.
+    running (TPE's constant liar keeps them apart); the parameters, and the system attrs the sampler sets
+    (TPE shares its relative parameters that way), are written together on the way out.
+    Trials other workers start meanwhile are seen at the next round. ``finished``: trials this worker has
+    finished but not yet written (see ``search.telling``), shown as such over what the read finds.
     """
     storage = study._storage
     backend = _rdb(storage)
@@ -508,6 +533,7 @@ def one_read(study: optuna.Study) -> Iterator[AskRound]:
     sync, create, get = storage._read_trials_from_remote_storage, storage.create_new_trial, storage.get_trial
     synced: set[int] = set()
     pending: list[dict[str, Any]] = []
+    pending_attrs: dict[int, dict[str, Any]] = {}
     asked = 0
     batch: list[optuna.trial.FrozenTrial] | None = None
     fresh: dict[int, optuna.trial.FrozenTrial] = {}
@@ -516,6 +542,8 @@ def one_read(study: optuna.Study) -> Iterator[AskRound]:
         if study_id not in synced:
             sync(study_id)
             synced.add(study_id)
+            if study_id == study._study_id:
+                storage._add_trials_to_cache(study_id, [copy.copy(t) for t in finished])
 
     def buffer_param(trial_id: int, name: str, internal: float, distribution: optuna.distributions.BaseDistribution) -> None:
         known = storage._studies[study._study_id].param_distribution
@@ -525,6 +553,9 @@ def one_read(study: optuna.Study) -> Iterator[AskRound]:
             known[name] = distribution
         pending.append({"trial_id": trial_id, "param_name": name, "param_value": internal,
                         "distribution_json": optuna.distributions.distribution_to_json(distribution)})  # fmt: skip
+
+    def buffer_system_attr(trial_id: int, key: str, value: Any) -> None:
+        pending_attrs.setdefault(trial_id, {})[key] = value
 
     def create_in_batch(study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
         nonlocal batch
@@ -552,6 +583,7 @@ def one_read(study: optuna.Study) -> Iterator[AskRound]:
     pop_waiting = study._pop_waiting_trial_id
     storage._read_trials_from_remote_storage = read_once  # type: ignore[method-assign]
     storage.set_trial_param = buffer_param  # type: ignore[method-assign]
+    storage.set_trial_system_attr = buffer_system_attr  # type: ignore[method-assign]
     storage.create_new_trial = create_in_batch  # type: ignore[method-assign]
     storage.get_trial = get_fresh  # type: ignore[method-assign]
     study._pop_waiting_trial_id = lambda: None if batch is not None else pop_waiting()  # type: ignore[method-assign]
@@ -559,12 +591,12 @@ def one_read(study: optuna.Study) -> Iterator[AskRound]:
         yield round_
     finally:
         # The classes' methods again.
-        del storage._read_trials_from_remote_storage, storage.set_trial_param, storage.create_new_trial, storage.get_trial
-        del study._pop_waiting_trial_id
-        if pending:
+        del storage._read_trials_from_remote_storage, storage.set_trial_param, storage.set_trial_system_attr
+        del storage.create_new_trial, storage.get_trial, study._pop_waiting_trial_id
+        if pending or pending_attrs:
             # A worker that dies before this leaves trials without parameters, and without heartbeats: they
             # are failed once their grace period is over, and their retries sample afresh.
-            retrying(_write_params, backend, pending)
+            retrying(_write_round, backend, pending, pending_attrs)
 
 
 def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optuna.trial.FrozenTrial]:
@@ -584,6 +616,7 @@ def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optun
                                          trial_id=r.trial_id) for r in rows]  # fmt: skip
 
 
-def _write_params(backend: RDBStorage, rows: list[dict[str, Any]]) -> None:
+def _write_round(backend: RDBStorage, params: list[dict[str, Any]], system_attrs: Mapping[int, Mapping[str, Any]]) -> None:
     with _create_scoped_session(backend.scoped_session) as session:
-        _insert(session, models.TrialParamModel, rows)
+        _insert(session, models.TrialParamModel, params)
+        _set_attrs(session, models.TrialSystemAttributeModel, system_attrs)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrsearch.bench import bench_blobs, bench_configs, bench_workers, default_population
+from lrsearch.bench import bench_blobs, bench_configs, bench_sampler, bench_workers, default_population
 from lrsearch.trainers import load_problem, train_population
 
 
@@ -26,10 +26,17 @@ def test_default_population_by_device() -> None:
     assert default_population("fashion_mnist", torch.device("cpu")) >= 1
 
 
-@pytest.mark.parametrize("sampler", [None, "random"])
-def test_bench_workers_reads_every_workers_timing(tmp_path, sampler: str | None) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("sampler", "pruner"), [(None, "none"), ("random", "median")])
+def test_bench_workers_reads_every_workers_timing(tmp_path, sampler: str | None, pruner: str) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    timing = bench_workers(url, workers=2, trials=6, population=3, epochs=5, sampler=sampler)
+    timing = bench_workers(url, workers=2, trials=6, population=3, epochs=5, sampler=sampler, pruner=pruner)
     assert timing.workers == 2 and timing.trials >= 6
     assert 0 < timing.training < timing.wall and 0.0 <= timing.outside_training < 1.0
+    assert timing.asking > 0 and timing.telling > 0 and (timing.pruning > 0) == (pruner != "none")
 
+
+
+def test_bench_sampler_times_both_tpes_on_the_same_round() -> None:
+    timing = bench_sampler(finished=30, running=8, population=6)
+    assert (timing.finished, timing.running, timing.population) == (30, 8, 6)
+    assert timing.ours > 0 and timing.optuna > 0 and timing.same  # the same seed gives the same suggestions

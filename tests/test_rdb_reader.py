@@ -6,9 +6,9 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.rdb_reader import read_trials
+from lrsearch.rdb_reader import Reader, read_trials
 from lrsearch.storage import open_storage, resolve_url
 
 
@@ -69,4 +69,47 @@ def test_a_missing_study_raises_as_optunas_does(populated: tuple[RDBStorage, int
 
 def test_open_storage_reads_through_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     storage = open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"))
-    assert getattr(storage._get_trials, "func", None) is read_trials
+    assert isinstance(storage._get_trials, Reader) and storage._get_trials.with_steps
+
+
+def test_the_reader_builds_a_running_trial_again_only_when_it_changed(storage_url: str) -> None:
+    storage = open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    reader = storage._get_trials
+    assert isinstance(reader, Reader)
+
+    def running() -> FrozenTrial:
+        (found,) = reader(study._study_id, None, {trial._trial_id}, -1)
+        return found
+
+    first = running()
+    assert running() is first  # unchanged: the one built before
+    for change in (lambda: trial.suggest_float("x", 0, 1), lambda: storage.set_trial_system_attr(trial._trial_id, "k", 1),
+                   lambda: trial.set_user_attr("seed", 3)):  # fmt: skip
+        before = running()
+        change()
+        after = running()
+        assert after is not before and after is running()
+    assert (after.params, after.system_attrs, after.user_attrs) == ({"x": trial.params["x"]}, {"k": 1}, {"seed": 3})
+    trial.set_user_attr("lr_history", [0.1])  # a per-epoch list this reader skips: nothing it reads changed
+    assert running() is after
+    study.tell(trial, 0.5)
+    ended = running()
+    assert ended.state == TrialState.COMPLETE and ended.value == 0.5
+    assert reader._running[study._study_id] == {}  # a finished trial is not kept
+
+
+def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> None:
+    storage = open_storage(resolve_url(storage_url), heartbeat=None)
+    study = optuna.create_study(storage=storage, study_name="s")
+    for i in range(4):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        trial.report(0.1 * i, 1)
+        trial.set_user_attr("i", i)
+    for _ in range(2):  # the second read keeps every running trial
+        ours = storage._get_trials(study._study_id, None, set(), -1)
+    theirs = RDBStorage._get_trials(storage, study._study_id, None, set(), -1)
+    assert [(t.number, t.params, t.user_attrs, t.intermediate_values) for t in ours] == [
+        (t.number, t.params, t.user_attrs, t.intermediate_values) for t in theirs]  # fmt: skip

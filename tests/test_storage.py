@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import copy
+import datetime
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +18,7 @@ from lrsearch.storage import (
     Heartbeat,
     TrialRecord,
     claim,
+    count_trials,
     fail_stale,
     masked,
     one_read,
@@ -224,6 +227,46 @@ def test_a_round_takes_enqueued_trials_first_and_leaves_no_created_trial_over(st
     assert first.params == {"x": 0.25} and first.number == 0 and [second.number, third.number] == [1, 2]
     assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 3 + [TrialState.WAITING]
     assert study.ask(X).params == {"x": 0.75}  # after the round: Optuna's own ask again
+
+
+def test_a_round_shows_this_workers_unwritten_trials_as_finished(storage_url: str) -> None:
+    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
+    done = study.ask(X)
+    done.suggest_float("x", 0, 1)
+    view = copy.copy(study._storage.get_trial(done._trial_id))
+    view.state, view.value, view.datetime_complete = TrialState.COMPLETE, 0.5, datetime.datetime.now()
+    with one_read(study, [view]):
+        assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.5)]
+    assert study.get_trials()[0].state == TrialState.RUNNING  # the database's word once the round is over
+
+
+def test_a_round_writes_the_samplers_system_attrs_with_the_parameters(storage_url: str) -> None:
+    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
+    study.enqueue_trial({"x": 0.25}, user_attrs={"k": 1})
+    waiting = study.get_trials()[0]
+    study._storage.set_trial_system_attr(waiting._trial_id, "shared", "old")  # as a retry's copy carries it
+    with one_read(study) as round_:
+        round_.new = 1
+        for _ in range(2):
+            trial = study.ask(X)
+            study._storage.set_trial_system_attr(trial._trial_id, "shared", f"new {trial.number}")
+            round_.remember(trial)
+        other = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url), None))
+        assert all("new" not in str(t.system_attrs.get("shared")) for t in other.get_trials())  # not yet
+    found = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url), None)).get_trials()
+    assert [t.system_attrs["shared"] for t in found] == ["new 0", "new 1"]  # the old one replaced, not doubled
+
+
+def test_counting_trials_without_reading_them(storage_url: str) -> None:
+    for storage in (open_storage(resolve_url(storage_url), None), optuna.storages.InMemoryStorage()):
+        study = optuna.create_study(storage=storage)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        study.ask(X).set_user_attr("repeat_of", 0)
+        study.ask(X)
+        running = (TrialState.RUNNING,)
+        assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING)) == 5
+        assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING), without_user_attr="repeat_of") == 4
+        assert count_trials(study, running, without_user_attr="repeat_of") == 1 and count_trials(study, (TrialState.FAIL,)) == 0
 
 
 @pytest.mark.parametrize(("error", "transient"), [

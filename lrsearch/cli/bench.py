@@ -11,9 +11,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_search, bench_workers
+from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_sampler, bench_search, bench_workers
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError
+from lrsearch.search.pruning import PRUNERS
 from lrsearch.search.samplers import SAMPLERS
 from lrsearch.storage import masked, resolve_url
 
@@ -25,9 +26,10 @@ def _describe(device: torch.device) -> str:
 
 
 @click.command("bench")
-@click.option("--trainer", type=click.Choice(["blobs", "fashion_mnist", "search", "workers", "all"]), default="all",
-              show_default=True, help="search: the blobs_lr study through Optuna, both sides on SQLite; workers: "
-              "--workers processes on one study in --storage, and the time they spend outside training.")
+@click.option("--trainer", type=click.Choice(["blobs", "fashion_mnist", "search", "sampler", "workers", "all"]),
+              default="all", show_default=True, help="search: the blobs_lr study through Optuna, both sides on "
+              "SQLite; sampler: a round of asks, lrsearch's TPE against Optuna's; workers: --workers processes on "
+              "one study in --storage, and the time they spend outside training.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--population", type=int, help="Members trained at once (default: by trainer and device).")
 @click.option("--baseline-trials", type=int, default=3, show_default=True,
@@ -35,22 +37,29 @@ def _describe(device: torch.device) -> str:
 @click.option("--epochs", type=int, help="Blobs epochs per trial (default 200); LeNet always trains one epoch.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
 @click.option("--storage", help="For --trainer workers: the database (default: LRSEARCH_STORAGE).")
-@click.option("--workers", type=int, default=8, show_default=True, help="For --trainer workers: worker processes.")
-@click.option("--trials", type=int, default=512, show_default=True, help="For --trainer workers: search trials.")
+@click.option("--workers", type=int, default=8, show_default=True,
+              help="For --trainer workers: worker processes; sampler: as many workers' populations running.")
+@click.option("--trials", type=int, default=512, show_default=True,
+              help="For --trainer workers: search trials; sampler: finished trials in the study.")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)),
               help="For --trainer workers: instead of the study's TPE (random: the storage's share alone).")
+@click.option("--pruner", type=click.Choice(list(PRUNERS)), default="none", show_default=True,
+              help="For --trainer workers: the pruner (median: the study's own, as `lrsearch run` prunes).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(trainer: str, device: str, population: int | None, baseline_trials: int, epochs: int | None,
             data_dir: Path | None, storage: str | None, workers: int, trials: int, sampler: str | None,
-            as_json: bool) -> None:  # fmt: skip
+            pruner: str, as_json: bool) -> None:  # fmt: skip
     """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
     population engine and of the plain one-at-a-time loop."""
     for name, value in (("--population", population), ("--baseline-trials", baseline_trials), ("--epochs", epochs)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be >= 1 but got {value}")
+    if trainer == "sampler":
+        _sampler(trials=trials, workers=workers, population=population or 64, as_json=as_json)
+        return
     if trainer == "workers":
         _workers(resolve_url(storage), workers=workers, trials=trials, population=population or 64, epochs=epochs,
-                 sampler=sampler, as_json=as_json)  # fmt: skip
+                 sampler=sampler, pruner=pruner, as_json=as_json)  # fmt: skip
         return
     torch_device = resolve_device(device)
     results: dict[str, list[Measurement]] = {}
@@ -91,18 +100,35 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
 
 
 def _workers(storage: str, *, workers: int, trials: int, population: int, epochs: int | None, sampler: str | None,
-             as_json: bool) -> None:  # fmt: skip
+             pruner: str, as_json: bool) -> None:  # fmt: skip
     for name, value in (("--workers", workers), ("--trials", trials)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1 but got {value}")
-    timing = bench_workers(storage, workers=workers, trials=trials, population=population, epochs=epochs, sampler=sampler)
+    timing = bench_workers(storage, workers=workers, trials=trials, population=population, epochs=epochs,
+                           sampler=sampler, pruner=pruner)  # fmt: skip
     if as_json:
         click.echo(json.dumps({**vars(timing), "outside_training": timing.outside_training}, indent=2))
         return
     click.echo(f"{timing.workers} workers on {masked(storage)}: {timing.trials} trials in {timing.seconds:.1f} s; "
                f"summed over workers: {timing.wall:.1f} s wall, {timing.training:.1f} s training, "
                f"{timing.waiting:.1f} s idle waiting for others")  # fmt: skip
+    other = timing.wall - timing.training - timing.asking - timing.pruning - timing.telling - timing.waiting
+    click.echo(f"outside training: {timing.asking:.1f} s asking, {timing.pruning:.1f} s pruning, "
+               f"{timing.telling:.1f} s telling, {other:.1f} s other reads and heartbeats")  # fmt: skip
     click.echo(f"outside training (ask, tell, storage): {timing.outside_training:.1%} of the busy time")
+
+
+def _sampler(*, trials: int, workers: int, population: int, as_json: bool) -> None:
+    for name, value in (("--workers", workers), ("--trials", trials)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1 but got {value}")
+    timing = bench_sampler(finished=trials, running=(workers - 1) * population, population=population)
+    if as_json:
+        click.echo(json.dumps({**vars(timing), "ratio": timing.ratio}, indent=2))
+        return
+    click.echo(f"TPE, a round of {timing.population} asks on {timing.finished} finished and {timing.running} running "
+               f"trials: lrsearch {timing.ours:.2f} s, Optuna {timing.optuna:.2f} s: {timing.ratio:.1f}x; "
+               f"the same suggestions: {'yes' if timing.same else 'no'}")  # fmt: skip
 
 
 def _ratio(name: str, ms: list[Measurement]) -> dict[str, float]:

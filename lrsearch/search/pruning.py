@@ -7,12 +7,16 @@ members end, so every trial after the first wave is pruned against those; the de
 startup count within one population so that happens from the second wave on.
 
 ``trial.should_prune()`` re-reads the study for every call (25 ms and more with a population running);
-``PruningView`` reads it once per epoch and the pruner decides every member against that snapshot.
+``PruningView`` is the study read once per epoch, and the pruner decides every member against that
+snapshot; for the median and percentile pruners, which look at nothing but the completed trials' values,
+it holds just those (``CompletedTrials``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import time
 from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
@@ -23,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.errors import ConfigError
 from lrsearch.rdb_reader import completed_values, reads_steps
 
-__all__ = ["PRUNERS", "PruningView", "create_pruner"]
+__all__ = ["PRUNERS", "CompletedTrials", "PruningView", "create_pruner"]
 
 PRUNERS = {
     "median": "prune below the median of completed trials at the same epoch (the default)",
@@ -77,31 +81,88 @@ class _RecordingStorage:
 
 
 class PruningView:
-    """The study as a pruner sees it during one epoch: its trials read once.
+    """The study as a pruner sees it during one epoch: ``trials`` (read once) and the study's directions.
 
     ``mirrors`` holds, per running trial id, the system attributes the pruner has written (successive
-    halving's rungs), which the in-memory trials carry. Where the worker reads trials without their
-    per-epoch values, the completed trials get their values at ``steps`` (the epochs being decided) from
-    one query: all a median or percentile pruner compares.
+    halving's rungs), which the in-memory trials carry.
     """
 
-    def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> None:
-        trials = study.get_trials(deepcopy=False)
-        backend = getattr(study._storage, "_backend", None)
-        if isinstance(backend, RDBStorage) and not reads_steps(backend):
-            values = completed_values(backend, study._study_id, steps)
-            trials = [_with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t
-                      for t in trials]  # fmt: skip
+    def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], trials: list[FrozenTrial]) -> None:
         self._trials = trials
+        self._filtered: dict[tuple[TrialState, ...], list[FrozenTrial]] = {}
         self._storage = _RecordingStorage(study._storage, mirrors)
         self.direction = study.direction
         self.directions = study.directions
 
+    @classmethod
+    def read(cls, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> PruningView:
+        """The view of every trial of the study, read now. Where the worker reads trials without their
+        per-epoch values, the completed ones get theirs at ``steps`` (the epochs being decided) from one
+        query: all a median or percentile pruner compares."""
+        trials = study.get_trials(deepcopy=False)
+        backend = _database(study)
+        if backend is not None and not reads_steps(backend):
+            values = completed_values(backend, study._study_id, steps)
+            trials = [_with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t
+                      for t in trials]  # fmt: skip
+        return cls(study, mirrors, trials)
+
     def get_trials(self, deepcopy: bool = False, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        return [t for t in self._trials if states is None or t.state in states]
+        # Asked once per member: filtered once per set of states.
+        key = tuple(states) if isinstance(states, (tuple, list)) else None
+        if key is None or key not in self._filtered:
+            found = [t for t in self._trials if states is None or t.state in states]
+            if key is None:
+                return found
+            self._filtered[key] = found
+        return self._filtered[key]
 
     def should_prune(self, pruner: optuna.pruners.BasePruner, trial: FrozenTrial) -> bool:
         return pruner.prune(self, trial)  # type: ignore[arg-type]
+
+
+class CompletedTrials:
+    """The completed trials of a study in a database, with every per-epoch value, as a median or percentile
+    pruner looks at them (nothing else): this worker's own as it completes them (``add``), the others' read
+    once each (a completed trial never changes), the study asked for new ones at most every ``refresh``
+    seconds. Re-reading the study for every epoch would re-read every running trial of every worker (with
+    eight workers, twice as long as the training)."""
+
+    def __init__(self, study: optuna.Study, *, refresh: float = 1.0) -> None:
+        backend = _database(study)
+        if backend is None:
+            raise ValueError(f"CompletedTrials reads a study in a database but got {type(study._storage).__name__}")
+        self._backend, self._study_id, self._refresh = backend, study._study_id, refresh
+        self._trials: dict[int, FrozenTrial] = {}
+        self._looked = -math.inf
+
+    @staticmethod
+    def suits(pruner: optuna.pruners.BasePruner, study: optuna.Study) -> bool:
+        """Whether ``pruner`` decides by the completed trials' values alone (median, percentile), on a
+        study in a database."""
+        return isinstance(pruner, optuna.pruners.PercentilePruner) and _database(study) is not None
+
+    def add(self, trial_id: int, values: dict[int, float]) -> None:
+        self._trials[trial_id] = _completed(trial_id, dict(values))
+
+    def trials(self) -> list[FrozenTrial]:
+        if time.monotonic() - self._looked >= self._refresh:
+            for trial_id, values in completed_values(self._backend, self._study_id, known=self._trials).items():
+                self._trials[trial_id] = _completed(trial_id, values)
+            self._looked = time.monotonic()
+        return list(self._trials.values())
+
+
+def _database(study: optuna.Study) -> RDBStorage | None:
+    backend = getattr(study._storage, "_backend", study._storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def _completed(trial_id: int, values: dict[int, float]) -> FrozenTrial:
+    """A completed trial as the median and percentile pruners see it: its per-epoch values."""
+    return FrozenTrial(number=-1, state=TrialState.COMPLETE, value=None, values=None, datetime_start=None,
+                       datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+                       intermediate_values=values, trial_id=trial_id)  # fmt: skip
 
 
 def _with_values(trial: FrozenTrial, values: dict[int, float]) -> FrozenTrial:

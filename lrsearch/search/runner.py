@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import socket
@@ -36,12 +37,15 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.artifacts import ArtifactWriter
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
-from lrsearch.search.pruning import PruningView, create_pruner
+from lrsearch.search.pruning import CompletedTrials, PruningView, create_pruner
+from lrsearch.search.samplers import FixingSampler
 from lrsearch.search.space import Choice, SearchSpace
+from lrsearch.search.telling import Teller, finished_view
 from lrsearch.storage import (
     AskRound,
     Heartbeat,
     TrialRecord,
+    count_trials,
     fail_stale,
     one_read,
     record_heartbeats,
@@ -64,9 +68,11 @@ def worker_id() -> str:
 
 @dataclasses.dataclass
 class Tally:
-    """What this worker has finished so far, for the progress display and the summary; ``training`` is the
-    time spent training (new members' weights and epochs, without the pruning reads), ``wall`` the time in
-    ``run``: the rest, but ``waiting``, went to asking, telling and the storage."""
+    """What this worker has finished so far, for the progress display and the summary, and where its time
+    went: ``training`` (new members' weights and epochs), ``asking`` (rounds of asks: the sampler, failing
+    stale trials, creating trials), ``pruning`` (the pruner's reads and decisions), ``telling`` (writing
+    finished trials), ``waiting`` (idle while other workers' trials run); ``wall`` is the time in ``run``,
+    and what it holds besides these went to the study's other reads and to heartbeats."""
 
     completed: int = 0
     pruned: int = 0
@@ -75,8 +81,17 @@ class Tally:
     best_value: float | None = None
     best_trial: int | None = None
     training: float = 0.0
-    waiting: float = 0.0  # idle, while other workers' trials run
+    asking: float = 0.0
+    pruning: float = 0.0
+    telling: float = 0.0
+    waiting: float = 0.0
     wall: float = 0.0
+
+    #: The times ``timing()`` gives, kept with the study for each worker.
+    TIMES = ("wall", "training", "asking", "pruning", "telling", "waiting")
+
+    def timing(self) -> dict[str, float]:
+        return {name: round(getattr(self, name), 3) for name in self.TIMES}
 
     @property
     def finished(self) -> int:
@@ -93,13 +108,20 @@ class _Live:
     values: dict[int, float] = dataclasses.field(default_factory=dict)
     system_attrs: dict[str, object] = dataclasses.field(default_factory=dict)
 
+    @functools.cached_property
     def frozen(self) -> FrozenTrial:
-        t = self.trial
+        """The trial as its pruner sees it, built once (``Trial.params`` copies at every call): it shares the
+        per-epoch values and system attrs above as they grow."""
+        t = self.trial._cached_frozen_trial
         return FrozenTrial(
             number=t.number, state=TrialState.RUNNING, value=None, datetime_start=t.datetime_start,
             datetime_complete=None, params=t.params, distributions=t.distributions, user_attrs={},
             system_attrs=self.system_attrs, intermediate_values=self.values, trial_id=t._trial_id,
         )  # fmt: skip
+
+
+#: A batch of finished members and their trials, as the teller gives it back once written.
+_Finishing = list[tuple[MemberResult, "_Live"]]
 
 
 def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
@@ -147,6 +169,7 @@ class Search:
         self.spec, self.study, self.problem, self.artifacts = spec, study, problem, artifacts
         self.space: SearchSpace = spec.space
         self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
+        self._completed = CompletedTrials(study) if CompletedTrials.suits(self.pruner, study) else None
         self.worker = worker_id()
         self.tally = Tally()
         self.on_progress = on_progress or (lambda tally: None)
@@ -154,10 +177,10 @@ class Search:
         self._sampler = study.sampler
         self._beating = _heartbeat_interval(study._storage) is not None
         self._poll = min(5.0, float(_heartbeat_interval(study._storage) or 5))
-        self._pruning_seconds = 0.0
         compared = self.space.find(spec.compare)
         # A grid sampler covers every group by itself, and must not be wrapped.
         self._groups = [Choice.encode(v) for v in compared.values] if isinstance(compared, Choice) and spec.sampler != "grid" else []
+        self._unused = {group: frozenset(self.space.other_branches(spec.compare, group)) for group in self._groups}
 
     # --- budget -------------------------------------------------------------------------------------------
 
@@ -178,16 +201,24 @@ class Search:
 
     # --- asking -------------------------------------------------------------------------------------------
 
-    def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool) -> bool:
+    def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool,
+                   teller: Teller[_Finishing]) -> bool:  # fmt: skip
         """Fail the trials of vanished workers, then ask up to ``free`` trials: the enqueued ones (draining),
         else new search trials within budget. Each new trial's first heartbeat is recorded at once. Returns
         whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
+        if not drain_waiting and n_trials is not None:
+            # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing.
+            if retrying(count_trials, self.study, SEARCH_STATES, without_user_attr=REPEAT_OF) >= n_trials:
+                return True
         before = set(self._live)
-        # One read of the study and one creation of the new trials for the whole round (the grid sampler
-        # keeps Optuna's own: it records its grid points as system attrs, which the round's cache would not
-        # show it).
-        with contextlib.nullcontext(AskRound()) if self.spec.sampler == "grid" else one_read(self.study) as round_:
+        # One read of the study and one creation of the new trials for the whole round, with this worker's
+        # trials still being written shown as finished (the grid sampler keeps Optuna's own: it records its
+        # grid points as system attrs, which the round's cache would not show it).
+        if self.spec.sampler == "grid":
+            self._written(teller, wait=True)
+        unwritten = teller.unwritten()
+        with contextlib.nullcontext(AskRound()) if self.spec.sampler == "grid" else one_read(self.study, unwritten) as round_:
             if drain_waiting:
                 wanted = min(free, retrying(self._waiting))
                 for _ in range(wanted):
@@ -210,11 +241,11 @@ class Search:
     def _ask(self, population: Population, group: object | None = None,
              remember: Callable[[optuna.Trial], None] = lambda trial: None) -> None:  # fmt: skip
         if group is not None:
-            # Fix the compared parameter for this trial only; the sampler chooses everything else. Optuna
-            # samples when a parameter is suggested, so the fixing sampler stays until the config is drawn.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                self.study.sampler = optuna.samplers.PartialFixedSampler({self.spec.compare: group}, self._sampler)
+            # Fix the compared parameter for this trial only; the sampler chooses everything else but the
+            # branches of the other groups. Optuna samples when a parameter is suggested, so the fixing
+            # sampler stays until the config is drawn.
+            self.study.sampler = FixingSampler({self.spec.compare: group}, self._sampler,
+                                               unused=self._unused[group])  # fmt: skip
         try:
             with warnings.catch_warnings():
                 # Optuna warns that its heartbeat runs only inside optimize(); this loop keeps it itself.
@@ -247,9 +278,12 @@ class Search:
             return []
         started = time.perf_counter()
         mirrors = {live.trial._trial_id: live.system_attrs for live in self._live.values()}
-        view = retrying(PruningView, self.study, mirrors, {r.metrics.epoch for r in prunable})
-        stop = [r.member for r in prunable if view.should_prune(self.pruner, self._live[r.member].frozen())]
-        self._pruning_seconds += time.perf_counter() - started
+        if self._completed is not None:
+            view = PruningView(self.study, mirrors, retrying(self._completed.trials))
+        else:
+            view = retrying(PruningView.read, self.study, mirrors, {r.metrics.epoch for r in prunable})
+        stop = [r.member for r in prunable if view.should_prune(self.pruner, self._live[r.member].frozen)]
+        self.tally.pruning += time.perf_counter() - started
         return stop
 
     # --- telling ------------------------------------------------------------------------------------------
@@ -275,9 +309,9 @@ class Search:
     def _end(self, trial: optuna.Trial, values: dict[int, float], attrs: dict[str, object], state: TrialState) -> None:
         retrying(write_finished, self.study._storage, [TrialRecord(trial._trial_id, values, attrs, state)])
 
-    def _finish(self, results: Sequence[MemberResult]) -> None:
+    def _finish(self, teller: Teller[_Finishing], results: Sequence[MemberResult]) -> None:
         """End the trials whose members finished, all in one transaction (Optuna's tell takes several per
-        trial); a trial another worker failed as stale meanwhile stays failed (its retry is enqueued)."""
+        trial), written behind the training (``search.telling``)."""
         if not results:
             return
         finishing = [(r, self._live.pop(r.member)) for r in results]
@@ -287,19 +321,35 @@ class Search:
                         self.artifacts.prepare(live.trial.number, r.history) if self.artifacts and r.history else None)
             for r, live in finishing
         ]  # fmt: skip
-        ended = set(retrying(write_finished, self.study._storage, records))
-        for result, live in finishing:
-            if live.trial._trial_id not in ended:
-                continue
-            if result.status == "completed":
-                self.tally.completed += 1
-                if self.tally.best_value is None or result.val_accuracy > self.tally.best_value:  # type: ignore[operator]
-                    self.tally.best_value, self.tally.best_trial = result.val_accuracy, live.trial.number
-            else:
-                # PRUNED keeps its last reported value; a diverged member reported only finite epochs.
-                self.tally.pruned += 1
-                self.tally.diverged += result.diverged
-        self.on_progress(self.tally)
+        views = [finished_view(live.trial._cached_frozen_trial, record, live.system_attrs)
+                 for (_, live), record in zip(finishing, records, strict=True)]  # fmt: skip
+        teller.tell(records, views, finishing)
+        if self._completed is not None:
+            for record in records:
+                if record.state == TrialState.COMPLETE:
+                    self._completed.add(record.trial_id, record.intermediate)
+
+    def _count(self, written: list[tuple[_Finishing, set[int]]]) -> None:
+        """Count the trials whose end was written; a trial another worker failed as stale meanwhile stays
+        failed (its retry is enqueued) and is not counted."""
+        for finishing, ended in written:
+            for result, live in finishing:
+                if live.trial._trial_id not in ended:
+                    continue
+                if result.status == "completed":
+                    self.tally.completed += 1
+                    if self.tally.best_value is None or result.val_accuracy > self.tally.best_value:  # type: ignore[operator]
+                        self.tally.best_value, self.tally.best_trial = result.val_accuracy, live.trial.number
+                else:
+                    # PRUNED keeps its last reported value; a diverged member reported only finite epochs.
+                    self.tally.pruned += 1
+                    self.tally.diverged += result.diverged
+            self.on_progress(self.tally)
+
+    def _written(self, teller: Teller[_Finishing], *, wait: bool) -> None:
+        started = time.perf_counter()
+        self._count(teller.written(wait=wait))
+        self.tally.telling += time.perf_counter() - started
 
     def _fail_live(self) -> None:
         """End every trial in training as FAIL and enqueue a retry with its parameters."""
@@ -324,22 +374,30 @@ class Search:
         # budget every epoch would read the study every epoch.
         exhausted = False
         try:
-            with _heartbeats(self.study._storage, live_ids):
+            with _heartbeats(self.study._storage, live_ids), Teller[_Finishing](self.study._storage) as teller:
                 while True:
+                    self._written(teller, wait=False)
                     free = self.spec.population - population.live
                     in_time = time.monotonic() < deadline
                     if free > 0 and in_time and not (exhausted and population.live):
-                        exhausted = self._ask_round(population, free, n_trials, drain_waiting)
+                        asking_started, training_before = time.perf_counter(), self.tally.training
+                        exhausted = self._ask_round(population, free, n_trials, drain_waiting, teller)
+                        # A new member's weights are the trainer's work, counted as training in _ask.
+                        self.tally.asking += time.perf_counter() - asking_started - (self.tally.training - training_before)
                     if population.live == 0:
+                        # This worker's own trials are written before it judges the others' (or leaves).
+                        self._written(teller, wait=True)
                         if in_time and retrying(self._others_running, drain_waiting):
                             time.sleep(self._poll)  # the next round fails the stale ones and takes their retries
                             self.tally.waiting += self._poll
                             continue
                         break
-                    epoch_started, pruning_before = time.perf_counter(), self._pruning_seconds
+                    epoch_started, pruning_before = time.perf_counter(), self.tally.pruning
                     results = population.run_epoch(self._on_epoch)
-                    self.tally.training += time.perf_counter() - epoch_started - (self._pruning_seconds - pruning_before)
-                    self._finish(results)
+                    telling_started = time.perf_counter()
+                    self.tally.training += telling_started - epoch_started - (self.tally.pruning - pruning_before)
+                    self._finish(teller, results)
+                    self.tally.telling += time.perf_counter() - telling_started
         except BaseException:
             self._fail_live()
             raise
@@ -349,9 +407,7 @@ class Search:
         return self.tally
 
     def _record_timing(self) -> None:
-        """This worker's time, training and in all, kept with the study: what a run spent outside training
-        (asking, telling, the storage) is wall - training, for any worker and run."""
+        """This worker's times (``Tally.timing``) kept with the study: what a run spent outside training is
+        wall - training - waiting, for any worker and run."""
         key = f"lrsearch:timing:{self.worker}"
-        retrying(self.study._storage.set_study_system_attr, self.study._study_id, key,
-                 {"wall": round(self.tally.wall, 3), "training": round(self.tally.training, 3),
-                  "waiting": round(self.tally.waiting, 3)})  # fmt: skip
+        retrying(self.study._storage.set_study_system_attr, self.study._study_id, key, self.tally.timing())

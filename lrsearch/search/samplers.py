@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
+from lrsearch.search.tpe import PopulationTPESampler
 
-__all__ = ["SAMPLERS", "create_sampler"]
+__all__ = ["SAMPLERS", "FixingSampler", "create_sampler"]
 
 # CMA-ES is left out on purpose: Optuna's CmaEsSampler unpickles its state from the database, which is
 # only safe on a database you trust, and a shared study database is exactly the one you may not.
@@ -32,6 +34,24 @@ class _GridSampler(optuna.samplers.GridSampler):
         pass
 
 
+class FixingSampler(optuna.samplers.PartialFixedSampler):
+    """Optuna's PartialFixedSampler (fixed values for some parameters, the base sampler for the rest) that
+    also leaves out of the relative sampling the parameters the trial will never suggest (``unused``: the
+    other branches of a fixed choice). TPE with groups samples every group at each ask, the branches not
+    taken too, and shares those values with other workers' constant liar as if the trial used them."""
+
+    def __init__(self, fixed_params: Mapping[str, Any], base_sampler: optuna.samplers.BaseSampler, *,
+                 unused: Container[str] = frozenset()) -> None:  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(dict(fixed_params), base_sampler)
+        self._unused = unused
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = super().infer_relative_search_space(study, trial)
+        return {name: d for name, d in space.items() if name not in self._unused}
+
+
 def create_sampler(name: str, *, seed: int, grid: Mapping[str, Sequence[Any]] | None = None) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         # TPE's ``group`` and the QMC sampler are marked experimental; they are chosen knowingly.
@@ -42,7 +62,7 @@ def create_sampler(name: str, *, seed: int, grid: Mapping[str, Sequence[Any]] | 
 def _create(name: str, seed: int, grid: Mapping[str, Sequence[Any]] | None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         # multivariate + group: conditional branches (step.gamma only with step) are modelled together.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        return PopulationTPESampler(seed=seed, multivariate=True, group=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "qmc":

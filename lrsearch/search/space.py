@@ -124,6 +124,15 @@ class SearchSpace:
         entry = self.branches.get(branch, {}).get(key)
         return entry if isinstance(entry, Param) else None
 
+    def other_branches(self, name: str, value: Any) -> set[str]:
+        """The Optuna names a trial whose choice ``name`` is ``value`` never suggests: the parameters of the
+        branches named after the choice's other values (a cosine trial has no ``step.gamma``)."""
+        choice = self.params.get(name)
+        if not isinstance(choice, Choice):
+            return set()
+        others = {Choice.encode(v) for v in choice.values} - {Choice.encode(value)}
+        return {n for n in self.param_names() if "." in n and n.partition(".")[0] in others}
+
     def sample(self, trial: Suggester, *, seed: int) -> TrainConfig:
         """The configuration ``trial`` chooses (raises ConfigError if the combination is invalid)."""
 

@@ -25,10 +25,20 @@ def test_table_report(lrsearch: Callable[..., Outcome]) -> None:
     assert outcome.code == 0 and "trials/s" in outcome.out and "population / one at a time" in outcome.out
 
 
+def test_sampler_report(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("bench", "--trainer", "sampler", "--trials", "20", "--workers", "2", "--population", "4", "--json")
+    assert outcome.code == 0, outcome.err
+    report = json.loads(outcome.out)
+    assert (report["finished"], report["running"], report["population"], report["same"]) == (20, 4, 4, True)
+    assert report["ratio"] == pytest.approx(report["optuna"] / report["ours"])
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(["--population", "0"], "--population must be >= 1 but got 0"), (["--trainer", "lenet"], "'lenet' is not one of"),
-     (["--epochs", "-1"], "--epochs must be >= 1"), (["--device", "gpu"], "device must be auto, cpu")],
+     (["--epochs", "-1"], "--epochs must be >= 1"), (["--device", "gpu"], "device must be auto, cpu"),
+     (["--trainer", "sampler", "--trials", "0"], "--trials must be >= 1 but got 0"),
+     (["--trainer", "workers", "--pruner", "hyperband"], "'hyperband' is not one of")],
 )  # fmt: skip
 def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:
     assert_one_line_error(lrsearch("bench", *args), 2, fragment)

@@ -55,7 +55,8 @@ def worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 
 def test_four_workers_reach_the_study_wide_total(lrsearch: Callable[..., Outcome], tmp_path: Path,
                                                  postgres_url: str) -> None:  # fmt: skip
-    study = write_study(tmp_path, n_trials=12, population=2, epochs=30)
+    # Populations long enough (seconds) that a worker whose start-up lags still finds trials to run.
+    study = write_study(tmp_path, n_trials=12, population=2, epochs=200)
     outcome = lrsearch("run", "--study", str(study), "--storage", postgres_url, "--workers", "4", "--device", "cpu")
     assert outcome.code == 0, outcome.err
     found = trials(postgres_url)

@@ -137,3 +137,14 @@ def test_repeats_rerun_each_groups_best_with_new_seeds(tmp_path: Path, blobs: Pr
         assert trial.user_attrs["seed"] in {REPEAT_SEED_BASE * k + best.number for k in (1, 2)}
         assert len(trial.intermediate_values) == spec.epochs  # never pruned
     assert len(search_trials(study)) == 6
+
+
+def test_a_worker_keeps_where_its_time_went_with_the_study(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=6, population=3))
+    study = open_study(spec, storage_url)
+    tally = Search(spec, study, blobs).run(n_trials=6, timeout=None)
+    timing = study._storage.get_study_system_attrs(study._study_id)[f"lrsearch:timing:{worker_id()}"]
+    assert set(timing) == set(tally.TIMES) and timing == tally.timing()
+    parts = sum(timing[name] for name in tally.TIMES if name != "wall")
+    assert all(timing[name] >= 0 for name in tally.TIMES) and timing["training"] > 0 and parts <= timing["wall"] + 1e-3
+    assert timing["asking"] > 0 and timing["pruning"] > 0 and timing["telling"] > 0

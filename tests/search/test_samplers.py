@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from lrsearch.errors import ConfigError
-from lrsearch.search.samplers import SAMPLERS, create_sampler
+from lrsearch.search.samplers import SAMPLERS, FixingSampler, create_sampler
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
@@ -32,3 +32,20 @@ def test_same_seed_same_suggestions_different_seed_different() -> None:
 def test_cmaes_is_not_offered() -> None:
     with pytest.raises(ConfigError, match="unknown sampler 'cmaes'"):
         create_sampler("cmaes", seed=0)
+
+
+def test_a_fixing_sampler_samples_only_the_branch_the_trial_takes() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        schedule = trial.suggest_categorical("schedule", ["cosine", "step"])
+        branch = trial.suggest_float(f"{schedule}.x", 0, 1)
+        return trial.suggest_float("lr", 1e-3, 1, log=True) + branch
+
+    base = create_sampler("tpe", seed=0)
+    study = optuna.create_study(sampler=base)
+    study.optimize(objective, n_trials=30)
+    study.sampler = FixingSampler({"schedule": "cosine"}, base, unused={"step.x"})
+    trial = study.ask()
+    objective(trial)
+    assert trial.params["schedule"] == "cosine" and "step.x" not in trial.params
+    # TPE samples the groups of the relative space up front: the other branch's is not among them.
+    assert set(trial.relative_params) == {"lr", "cosine.x"}

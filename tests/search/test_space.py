@@ -58,6 +58,14 @@ def test_param_names_and_find() -> None:
     assert SPACE.find("nope") is None
 
 
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("schedule", "cosine", {"step.milestones"}), ("schedule", "step", {"cosine.final_lr"}),
+    ("optimizer", "sgd", {"adam.beta2"}), ("optimizer", "adam", set()), ("lr", 0.1, set()), ("nope", 1, set()),
+])  # fmt: skip
+def test_other_branches_are_the_names_a_choice_rules_out(name: str, value: object, expected: set[str]) -> None:
+    assert SPACE.other_branches(name, value) == expected
+
+
 def test_corners_cover_every_branch_combination() -> None:
     corners = list(SPACE.corners())
     assert {(c.optimizer, c.schedule) for c in corners} == {(o, s) for o in ("sgd", "adam") for s in ("cosine", "step")}

@@ -20,7 +20,9 @@ BLOBS_CONFIGS = [
     TrainConfig(lr=0.05, momentum=0.9, seed=3, schedule="cosine", warmup=3),
     TrainConfig(lr=0.01, optimizer="adam", seed=1, decay=1e-3),
     TrainConfig(lr=0.03, seed=5, schedule="step", schedule_params={"milestones": [40]}, schedule_unit="update"),
-    TrainConfig(lr=0.02, momentum=0.5, nesterov=True, seed=7, schedule="plateau", schedule_params={"patience": 1}),
+    # A stable rate: at 0.02 this run is chaotic, and the float32 noise between kernels decided on one machine
+    # when the plateau cut the rate. At 0.005 the cut still comes (epoch 7) and both loops agree to 1e-6.
+    TrainConfig(lr=0.005, momentum=0.5, nesterov=True, seed=7, schedule="plateau", schedule_params={"patience": 1}),
     TrainConfig(lr=0.01, optimizer="rmsprop", seed=2, schedule="exponential", schedule_params={"decay_rate": 0.8}),
     TrainConfig(lr=0.05, optimizer="adagrad", seed=4, weight_decay=1e-3),
     TrainConfig(lr=0.005, optimizer="adamw", seed=6, schedule="one_cycle"),

@@ -1,0 +1,91 @@
+"""Telling the study how trials ended without making the training wait.
+
+A worker hands each batch of finished trials to one background thread, which writes the batches in order
+(one transaction each: ``storage.write_finished``). Until a batch is written, its trials are shown to the
+worker's own sampler as finished (``unwritten``, given to ``storage.one_read``), so the round of asks that
+follows at once when a population ends samples with their results while the database takes them in. On a
+GPU host the training never waits for the database; on a CPU host the write overlaps the next asks.
+
+A worker that dies with a batch unwritten leaves those trials RUNNING without heartbeats: they are failed as
+stale and retried, as the trials of any vanished worker. Storages without a database of their own (in
+memory, the gRPC proxy) are written at once, in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from lrsearch.rdb_reader import PER_EPOCH_ATTR_SUFFIX
+from lrsearch.storage import TrialRecord, is_database, retrying, write_finished
+
+__all__ = ["Teller", "finished_view"]
+
+P = TypeVar("P")
+
+
+@dataclasses.dataclass
+class _Batch(Generic[P]):
+    views: list[FrozenTrial]
+    payload: P
+    future: Future[list[int]]
+
+
+class Teller(Generic[P]):
+    """Writes batches of finished trials in the background, in order; a context manager that, on the way
+    out, waits until every batch is written."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self._storage = storage
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if is_database(storage) else None
+        self._batches: collections.deque[_Batch[P]] = collections.deque()
+
+    def __enter__(self) -> Teller[P]:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def tell(self, records: Sequence[TrialRecord], views: list[FrozenTrial], payload: P) -> None:
+        """Write ``records`` (retried while the database is away); ``views`` are their trials as finished, and
+        ``payload`` comes back from ``written`` with the ids of the trials the write ended."""
+        if self._executor is None:
+            future: Future[list[int]] = Future()
+            future.set_result(retrying(write_finished, self._storage, records))
+        else:
+            future = self._executor.submit(retrying, write_finished, self._storage, records)
+        self._batches.append(_Batch(views, payload, future))
+
+    def unwritten(self) -> list[FrozenTrial]:
+        """The trials of the batches not yet written, as finished."""
+        return [view for batch in self._batches if not batch.future.done() for view in batch.views]
+
+    def written(self, *, wait: bool) -> list[tuple[P, set[int]]]:
+        """The batches written since the last call, in order, each with the ids of the trials it ended (a
+        trial another worker failed as stale meanwhile stays failed); with ``wait``, every batch. A write
+        that failed raises its error here."""
+        out = []
+        while self._batches and (wait or self._batches[0].future.done()):
+            batch = self._batches.popleft()
+            out.append((batch.payload, set(batch.future.result())))
+        return out
+
+
+def finished_view(trial: FrozenTrial, record: TrialRecord, system_attrs: dict[str, Any]) -> FrozenTrial:
+    """``trial`` as ``record`` ends it, as this worker would read it back: without per-epoch values and
+    lists (see ``rdb_reader``)."""
+    user_attrs = {**trial.user_attrs, **{k: v for k, v in record.user_attrs.items() if not k.endswith(PER_EPOCH_ATTR_SUFFIX)}}
+    return FrozenTrial(
+        number=trial.number, state=record.state, value=record.final_value(), datetime_start=trial.datetime_start,
+        datetime_complete=datetime.datetime.now(), params=trial.params, distributions=trial.distributions, user_attrs=user_attrs,
+        system_attrs={**system_attrs, **record.system_attrs}, intermediate_values={}, trial_id=trial._trial_id,
+    )  # fmt: skip
