@@ -21,11 +21,13 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Container, Iterable
 from typing import Any
 
+import numpy as np
 import sqlalchemy
 from optuna import distributions
 from optuna.storages import RDBStorage
@@ -33,7 +35,8 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["PER_EPOCH_ATTR_SUFFIX", "Reader", "completed_values", "install", "read_trials", "reads_steps"]
+__all__ = ["PER_EPOCH_ATTR_SUFFIX", "Reader", "completed_curves", "completed_values", "install", "read_trials",
+           "reads_steps"]
 
 #: User attrs whose key ends so hold per-epoch lists (``lr_history``...): skipped with the per-epoch values.
 PER_EPOCH_ATTR_SUFFIX = "_history"
@@ -218,22 +221,47 @@ def reads_steps(backend: RDBStorage) -> bool:
     return not isinstance(reader, Reader) or reader.with_steps
 
 
-def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int] | None = None, *,
-                     known: Container[int] = ()) -> dict[int, dict[int, float]]:  # fmt: skip
-    """trial id -> {step: value} of every completed trial of the study but the ``known`` ones, at ``steps``
-    (every step if None; empty where it has none of them): what a median or percentile pruner compares a
-    running trial with."""
+def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -> dict[int, dict[int, float]]:
+    """trial id -> {step: value} of every completed trial of the study, at ``steps`` (empty where it has none
+    of them): what a median or percentile pruner compares a running trial with, in one query."""
+    trials, values = models.TrialModel, models.TrialIntermediateValueModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        rows = session.execute(
+            sqlalchemy.select(trials.trial_id, values.step, values.intermediate_value, values.intermediate_value_type)
+            .outerjoin(values, sqlalchemy.and_(values.trial_id == trials.trial_id, values.step.in_(list(steps))))
+            .where(trials.study_id == study_id, trials.state == TrialState.COMPLETE)
+        ).all()  # fmt: skip
+    out: dict[int, dict[int, float]] = {}
+    for row in rows:
+        found = out.setdefault(row.trial_id, {})
+        if row.step is not None:
+            found[row.step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                row.intermediate_value, row.intermediate_value_type
+            )
+    return out
+
+
+#: A stored value's kind -> the float it stands for (FINITE: the stored value itself).
+_NOT_FINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+
+
+def completed_curves(backend: RDBStorage, study_id: int, known: Container[int]
+                     ) -> tuple[list[int], tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
+    """The study's completed trials but the ``known`` ones, and all their per-epoch values as (trial id, step,
+    value) arrays: a worker's pruner reads each completed trial once, hundreds of values each, so they
+    come as arrays (a Python object per value took 5x longer than the query)."""
     trials, values = models.TrialModel, models.TrialIntermediateValueModel
     with _create_scoped_session(backend.scoped_session) as session:
         ids = [i for i in session.scalars(
             sqlalchemy.select(trials.trial_id).where(trials.study_id == study_id, trials.state == TrialState.COMPLETE)
         ) if i not in known]  # fmt: skip
-        where = None if steps is None else values.step.in_(list(steps))
-        rows = _rows(session, values, ("trial_id", "step", "intermediate_value", "intermediate_value_type"), ids,
-                     where=where)  # fmt: skip
-    out: dict[int, dict[int, float]] = {i: {} for i in ids}
-    for row in rows:
-        out[row.trial_id][row.step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-            row.intermediate_value, row.intermediate_value_type
-        )
-    return out
+        kind = sqlalchemy.type_coerce(values.intermediate_value_type, sqlalchemy.String)  # its name, not the enum
+        rows = [row for start in range(0, len(ids), _CHUNK) for row in session.execute(
+            sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, kind)
+            .where(values.trial_id.in_(ids[start : start + _CHUNK]))
+        )]  # fmt: skip
+    trial_ids, steps, stored, kinds = zip(*rows) if rows else ((), (), (), ())
+    value = np.array(stored, dtype=float)  # None (a value that is not finite) -> NaN, set below
+    for name, number in _NOT_FINITE.items():
+        value[np.array(kinds) == name] = number
+    return ids, (np.array(trial_ids, dtype=np.int64), np.array(steps, dtype=np.int64), value)

@@ -8,8 +8,8 @@ startup count within one population so that happens from the second wave on.
 
 ``trial.should_prune()`` re-reads the study for every call (25 ms and more with a population running);
 ``PruningView`` is the study read once per epoch, and the pruner decides every member against that
-snapshot; for the median and percentile pruners, which look at nothing but the completed trials' values,
-it holds just those (``CompletedTrials``).
+snapshot. The median and percentile pruners look at nothing but the completed trials' values: a worker
+keeps those (``CompletedTrials``) and decides a whole population against them (``percentile_decisions``).
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
-from lrsearch.rdb_reader import completed_values, reads_steps
+from lrsearch.rdb_reader import completed_curves, completed_values, reads_steps
 
-__all__ = ["PRUNERS", "CompletedTrials", "PruningView", "create_pruner"]
+__all__ = ["PRUNERS", "CompletedTrials", "CompletedValues", "PruningView", "create_pruner", "percentile_decisions"]
 
 PRUNERS = {
     "median": "prune below the median of completed trials at the same epoch (the default)",
@@ -81,88 +83,140 @@ class _RecordingStorage:
 
 
 class PruningView:
-    """The study as a pruner sees it during one epoch: ``trials`` (read once) and the study's directions.
+    """The study as a pruner sees it during one epoch: its trials read once.
 
     ``mirrors`` holds, per running trial id, the system attributes the pruner has written (successive
-    halving's rungs), which the in-memory trials carry.
+    halving's rungs), which the in-memory trials carry. Where the worker reads trials without their
+    per-epoch values, the completed trials get their values at ``steps`` (the epochs being decided) from
+    one query.
     """
 
-    def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], trials: list[FrozenTrial]) -> None:
-        self._trials = trials
-        self._filtered: dict[tuple[TrialState, ...], list[FrozenTrial]] = {}
-        self._storage = _RecordingStorage(study._storage, mirrors)
-        self.direction = study.direction
-        self.directions = study.directions
-
-    @classmethod
-    def read(cls, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> PruningView:
-        """The view of every trial of the study, read now. Where the worker reads trials without their
-        per-epoch values, the completed ones get theirs at ``steps`` (the epochs being decided) from one
-        query: all a median or percentile pruner compares."""
+    def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> None:
         trials = study.get_trials(deepcopy=False)
         backend = _database(study)
         if backend is not None and not reads_steps(backend):
             values = completed_values(backend, study._study_id, steps)
             trials = [_with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t
                       for t in trials]  # fmt: skip
-        return cls(study, mirrors, trials)
+        self._trials = trials
+        self._storage = _RecordingStorage(study._storage, mirrors)
+        self.direction = study.direction
+        self.directions = study.directions
 
     def get_trials(self, deepcopy: bool = False, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        # Asked once per member: filtered once per set of states.
-        key = tuple(states) if isinstance(states, (tuple, list)) else None
-        if key is None or key not in self._filtered:
-            found = [t for t in self._trials if states is None or t.state in states]
-            if key is None:
-                return found
-            self._filtered[key] = found
-        return self._filtered[key]
+        return [t for t in self._trials if states is None or t.state in states]
 
     def should_prune(self, pruner: optuna.pruners.BasePruner, trial: FrozenTrial) -> bool:
         return pruner.prune(self, trial)  # type: ignore[arg-type]
 
 
+def percentile_decisions(pruner: optuna.pruners.PercentilePruner, completed: CompletedValues,
+                         direction: StudyDirection, members: Sequence[tuple[int, float]]) -> list[bool]:  # fmt: skip
+    """What ``pruner.prune`` decides for members of a population, each given as (the step it reached, its
+    best value so far) with a value at every step before (one per epoch), against the ``completed`` trials'
+    values (all that Optuna's median and percentile pruners look at). Each step's percentile is computed
+    once for every member at it: Optuna's pruner computes it over every completed trial, and walks the
+    member's values twice, for each member it is asked about; for a population at every epoch that was most
+    of a worker's time."""
+    if not len(completed) or len(completed) < pruner._n_startup_trials:
+        return [False] * len(members)
+    warmup, interval = pruner._n_warmup_steps, pruner._interval_steps
+    percentile = 100 - pruner._percentile if direction == StudyDirection.MAXIMIZE else pruner._percentile
+    at_step: dict[int, float] = {}
+    decisions = []
+    for step, best in members:
+        # Optuna's interval rule with the steps 1..step: the step before this one is the one before it.
+        first_in_interval = step - 1 < (step - warmup) // interval * interval + warmup
+        if step < warmup or not first_in_interval:
+            decisions.append(False)
+            continue
+        if math.isnan(best):
+            decisions.append(True)
+            continue
+        if step not in at_step:
+            values = completed.at(step)
+            at_step[step] = math.nan if len(values) < pruner._n_min_trials else float(np.nanpercentile(values, percentile))
+        threshold = at_step[step]
+        decisions.append(not math.isnan(threshold) and (best < threshold if direction == StudyDirection.MAXIMIZE
+                                                        else best > threshold))  # fmt: skip
+    return decisions
+
+
+class CompletedValues:
+    """Completed trials' per-epoch values, a row each: what the median and percentile pruners compare with."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, int] = {}  # trial id -> row
+        self._values = np.empty((0, 0))  # NaN where a trial has no value at a step (or a NaN value)
+        self._present = np.empty((0, 0), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, trial_id: object) -> bool:
+        return trial_id in self._rows
+
+    def add(self, trial_ids: Sequence[int], rows: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Completed trials (those held already stay as they are) and their values as (trial id, step, value)
+        arrays."""
+        fresh = np.array([i for i in dict.fromkeys(trial_ids) if i not in self._rows], dtype=np.int64)
+        if not fresh.size:
+            return
+        trial, step, value = rows
+        keep = np.isin(trial, fresh)
+        trial, step, value = trial[keep], step[keep], value[keep]
+        width = max(self._values.shape[1], int(step.max()) + 1 if step.size else 0)
+        order = np.argsort(fresh)
+        at = order[np.searchsorted(fresh, trial, sorter=order)]
+        values, present = np.full((fresh.size, width), np.nan), np.zeros((fresh.size, width), dtype=bool)
+        values[at, step], present[at, step] = value, True
+        pad = width - self._values.shape[1]
+        self._values = np.vstack([np.pad(self._values, ((0, 0), (0, pad)), constant_values=np.nan), values])
+        self._present = np.vstack([np.pad(self._present, ((0, 0), (0, pad))), present])
+        self._rows.update((int(i), len(self._rows) + k) for k, i in enumerate(fresh))
+
+    def at(self, step: int) -> np.ndarray:
+        """The values at ``step`` of the trials that have one."""
+        if step >= self._values.shape[1]:
+            return np.empty(0)
+        return self._values[self._present[:, step], step]
+
+
 class CompletedTrials:
-    """The completed trials of a study in a database, with every per-epoch value, as a median or percentile
-    pruner looks at them (nothing else): this worker's own as it completes them (``add``), the others' read
-    once each (a completed trial never changes), the study asked for new ones at most every ``refresh``
-    seconds. Re-reading the study for every epoch would re-read every running trial of every worker (with
-    eight workers, twice as long as the training)."""
+    """The completed trials' values of a study in a database, kept by a worker for its median or percentile
+    pruner: its own trials as it completes them (``add``), the others' read once each (a completed trial
+    never changes), the study asked for new ones at most every ``refresh`` seconds. Re-reading the study for
+    every epoch would re-read every running trial of every worker (with eight workers, twice as long as the
+    training)."""
 
     def __init__(self, study: optuna.Study, *, refresh: float = 1.0) -> None:
         backend = _database(study)
         if backend is None:
             raise ValueError(f"CompletedTrials reads a study in a database but got {type(study._storage).__name__}")
         self._backend, self._study_id, self._refresh = backend, study._study_id, refresh
-        self._trials: dict[int, FrozenTrial] = {}
+        self._values = CompletedValues()
         self._looked = -math.inf
 
     @staticmethod
     def suits(pruner: optuna.pruners.BasePruner, study: optuna.Study) -> bool:
-        """Whether ``pruner`` decides by the completed trials' values alone (median, percentile), on a
-        study in a database."""
+        """Whether ``pruner`` decides by the completed trials' values alone (median, percentile: see
+        ``percentile_decisions``), on a study in a database."""
         return isinstance(pruner, optuna.pruners.PercentilePruner) and _database(study) is not None
 
-    def add(self, trial_id: int, values: dict[int, float]) -> None:
-        self._trials[trial_id] = _completed(trial_id, dict(values))
+    def add(self, trial_id: int, values: Mapping[int, float]) -> None:
+        steps = np.fromiter(values, dtype=np.int64, count=len(values))
+        self._values.add([trial_id], (np.full(len(values), trial_id), steps, np.array(list(values.values()), dtype=float)))
 
-    def trials(self) -> list[FrozenTrial]:
+    def values(self) -> CompletedValues:
         if time.monotonic() - self._looked >= self._refresh:
-            for trial_id, values in completed_values(self._backend, self._study_id, known=self._trials).items():
-                self._trials[trial_id] = _completed(trial_id, values)
+            self._values.add(*completed_curves(self._backend, self._study_id, known=self._values))
             self._looked = time.monotonic()
-        return list(self._trials.values())
+        return self._values
 
 
 def _database(study: optuna.Study) -> RDBStorage | None:
     backend = getattr(study._storage, "_backend", study._storage)
     return backend if isinstance(backend, RDBStorage) else None
-
-
-def _completed(trial_id: int, values: dict[int, float]) -> FrozenTrial:
-    """A completed trial as the median and percentile pruners see it: its per-epoch values."""
-    return FrozenTrial(number=-1, state=TrialState.COMPLETE, value=None, values=None, datetime_start=None,
-                       datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
-                       intermediate_values=values, trial_id=trial_id)  # fmt: skip
 
 
 def _with_values(trial: FrozenTrial, values: dict[int, float]) -> FrozenTrial:

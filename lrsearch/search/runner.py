@@ -32,12 +32,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.artifacts import ArtifactWriter
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
-from lrsearch.search.pruning import CompletedTrials, PruningView, create_pruner
+from lrsearch.search.pruning import CompletedTrials, PruningView, create_pruner, percentile_decisions
 from lrsearch.search.samplers import FixingSampler
 from lrsearch.search.space import Choice, SearchSpace
 from lrsearch.search.telling import Teller, finished_view
@@ -107,6 +108,13 @@ class _Live:
     repeat: bool  # repeats run to the end: their point is a value nobody selected
     values: dict[int, float] = dataclasses.field(default_factory=dict)
     system_attrs: dict[str, object] = dataclasses.field(default_factory=dict)
+    best: float = math.nan  # the best of ``values`` (NaN while there is none), kept as they come
+
+    def report(self, step: int, value: float, direction: StudyDirection) -> None:
+        self.values[step] = value
+        if not math.isnan(value) and (math.isnan(self.best) or (value > self.best if direction == StudyDirection.MAXIMIZE
+                                                                else value < self.best)):  # fmt: skip
+            self.best = value
 
     @functools.cached_property
     def frozen(self) -> FrozenTrial:
@@ -170,6 +178,7 @@ class Search:
         self.space: SearchSpace = spec.space
         self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
         self._completed = CompletedTrials(study) if CompletedTrials.suits(self.pruner, study) else None
+        self._direction = study.direction
         self.worker = worker_id()
         self.tally = Tally()
         self.on_progress = on_progress or (lambda tally: None)
@@ -269,22 +278,23 @@ class Search:
     # --- every epoch --------------------------------------------------------------------------------------
 
     def _on_epoch(self, reports: Sequence[EpochReport]) -> list[int]:
-        """Record each member's validation accuracy and ask the pruner about each (one study read)."""
+        """Record each member's validation accuracy and ask the pruner about each (one read at the most)."""
         finite = [r for r in reports if not r.diverged]
         for r in finite:
-            self._live[r.member].values[r.metrics.epoch] = r.metrics.val_accuracy
+            self._live[r.member].report(r.metrics.epoch, r.metrics.val_accuracy, self._direction)
         prunable = [r for r in finite if not self._live[r.member].repeat]
         if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
             return []
         started = time.perf_counter()
-        mirrors = {live.trial._trial_id: live.system_attrs for live in self._live.values()}
         if self._completed is not None:
-            view = PruningView(self.study, mirrors, retrying(self._completed.trials))
+            members = [(r.metrics.epoch, self._live[r.member].best) for r in prunable]
+            decisions = percentile_decisions(self.pruner, retrying(self._completed.values), self._direction, members)  # type: ignore[arg-type]
         else:
-            view = retrying(PruningView.read, self.study, mirrors, {r.metrics.epoch for r in prunable})
-        stop = [r.member for r in prunable if view.should_prune(self.pruner, self._live[r.member].frozen)]
+            mirrors = {live.trial._trial_id: live.system_attrs for live in self._live.values()}
+            view = retrying(PruningView, self.study, mirrors, {r.metrics.epoch for r in prunable})
+            decisions = [view.should_prune(self.pruner, self._live[r.member].frozen) for r in prunable]
         self.tally.pruning += time.perf_counter() - started
-        return stop
+        return [r.member for r, stop in zip(prunable, decisions, strict=True) if stop]
 
     # --- telling ------------------------------------------------------------------------------------------
 

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
-from lrsearch.search.pruning import PRUNERS, CompletedTrials, PruningView, create_pruner
+from lrsearch.search.pruning import (
+    PRUNERS,
+    CompletedTrials,
+    CompletedValues,
+    PruningView,
+    create_pruner,
+    percentile_decisions,
+)
 
 
 def completed(study: optuna.Study, curves: list[list[float]]) -> None:
@@ -30,7 +40,7 @@ def test_the_view_decides_as_the_pruner_does_on_the_study(values: list[float]) -
     completed(study, [[0.5, 0.7, 0.8], [0.6, 0.75, 0.85], [0.4, 0.65, 0.82]])
     pruner = create_pruner("median", {"n_warmup_steps": 0}, epochs=3, population=3)
     trial = running(study, values)
-    view = PruningView.read(study, {trial._trial_id: {}})
+    view = PruningView(study, {trial._trial_id: {}})
     assert view.should_prune(pruner, trial) == pruner.prune(study, trial)
 
 
@@ -39,7 +49,7 @@ def test_successive_halving_rungs_are_stored_and_mirrored() -> None:
     pruner = create_pruner("asha", {"min_resource": 1, "reduction_factor": 2}, epochs=8, population=2)
     trial = running(study, [0.5])
     mirror: dict[str, object] = {}
-    PruningView.read(study, {trial._trial_id: mirror}).should_prune(pruner, trial)
+    PruningView(study, {trial._trial_id: mirror}).should_prune(pruner, trial)
     assert mirror == {"completed_rung_0": 0.5}
     assert study.trials[trial.number].system_attrs["completed_rung_0"] == 0.5
 
@@ -74,7 +84,7 @@ def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, valu
     pruner = create_pruner("median", {"n_warmup_steps": 0}, epochs=3, population=3)
     trial = running(full, values)
     step = {trial.last_step}
-    decided = [PruningView.read(s, {trial._trial_id: {}}, step).should_prune(pruner, trial) for s in (full, light)]
+    decided = [PruningView(s, {trial._trial_id: {}}, step).should_prune(pruner, trial) for s in (full, light)]
     assert decided[0] == decided[1] == pruner.prune(full, trial)
 
 
@@ -93,8 +103,9 @@ def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, 
     trial = running(study, values)
     full = optuna.load_study(study_name="s", storage=resolve_url(storage_url))  # Optuna's own reads, in full
     assert CompletedTrials.suits(pruner, study)
-    view = PruningView(study, {trial._trial_id: {}}, CompletedTrials(study).trials())
-    assert view.should_prune(pruner, trial) == pruner.prune(full, trial)
+    given = [(trial.last_step, float(np.nanmax(values)))]
+    (decided,) = percentile_decisions(pruner, CompletedTrials(study).values(), study.direction, given)
+    assert decided == pruner.prune(full, trial)
 
 
 def test_completed_trials_are_read_once_and_looked_for_every_refresh(storage_url: str) -> None:
@@ -103,12 +114,23 @@ def test_completed_trials_are_read_once_and_looked_for_every_refresh(storage_url
     study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None), study_name="s")
     completed(study, [[0.5, 0.7]])
     slow, eager = CompletedTrials(study, refresh=3600), CompletedTrials(study, refresh=0)
-    assert len(slow.trials()) == len(eager.trials()) == 1
+    assert len(slow.values()) == len(eager.values()) == 1
     completed(study, [[0.6, 0.8]])  # another worker's
-    assert len(slow.trials()) == 1 and len(eager.trials()) == 2
+    assert len(slow.values()) == 1 and len(eager.values()) == 2
     slow.add(12345, {1: 0.3})  # this worker's own, as it completes it
-    assert sorted(t.intermediate_values[1] for t in slow.trials()) == [0.3, 0.5]
-    assert [t.intermediate_values for t in eager.trials()] == [{1: 0.5, 2: 0.7}, {1: 0.6, 2: 0.8}]
+    assert sorted(slow.values().at(1)) == [0.3, 0.5] and list(slow.values().at(2)) == [0.7]
+    assert sorted(eager.values().at(2)) == [0.7, 0.8] and len(eager.values().at(3)) == 0
+
+
+def test_completed_values_keep_what_is_not_finite_and_what_is_missing() -> None:
+    held = CompletedValues()
+    trials = np.array([7, 7, 7, 9, 9])
+    held.add([7, 9, 11], (trials, np.array([1, 2, 3, 1, 5]), np.array([0.5, np.nan, np.inf, 0.25, -np.inf])))
+    assert len(held) == 3 and 11 in held and 8 not in held  # 11 completed without a value
+    assert sorted(held.at(1)) == [0.25, 0.5] and np.isnan(held.at(2)).tolist() == [True]  # a NaN counts
+    assert held.at(3).tolist() == [np.inf] and held.at(5).tolist() == [-np.inf] and held.at(4).size == 0
+    held.add([7, 12], (np.array([7, 12]), np.array([1, 9]), np.array([0.0, 0.75])))  # 7 is held: left as it is
+    assert sorted(held.at(1)) == [0.25, 0.5] and held.at(9).tolist() == [0.75] and len(held) == 4
 
 
 def test_only_median_and_percentile_on_a_database_decide_by_the_completed_trials() -> None:
@@ -119,9 +141,34 @@ def test_only_median_and_percentile_on_a_database_decide_by_the_completed_trials
     assert not CompletedTrials.suits(create_pruner("asha", epochs=5, population=2), in_memory)
 
 
-def test_the_view_filters_its_trials_once_per_set_of_states() -> None:
-    study = optuna.create_study(direction="maximize")
-    completed(study, [[0.5, 0.7]])
-    view = PruningView.read(study, {})
-    assert view.get_trials(states=(TrialState.COMPLETE,)) is view.get_trials(states=(TrialState.COMPLETE,))
-    assert len(view.get_trials()) == 1
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize("settings", [
+    {"name": "median", "n_warmup_steps": 0}, {"name": "median", "n_warmup_steps": 3, "interval_steps": 2},
+    {"name": "percentile", "percentile": 10.0, "n_min_trials": 4}, {"name": "median", "n_startup_trials": 30},
+])  # fmt: skip
+def test_a_populations_decisions_are_the_pruners_own(direction: str, settings: dict) -> None:
+    rng = np.random.default_rng(len(str(settings)) + len(direction))
+    study = optuna.create_study(direction=direction)
+    curves = rng.uniform(0, 1, (12, 8)).cumsum(axis=1) / 8
+    curves[3, 5] = np.nan  # a NaN among the completed values
+    completed(study, [list(c[: 8 - i % 3]) for i, c in enumerate(curves)])  # some lack the later steps
+    members = []
+    for i in range(40):
+        values = list(rng.uniform(0, 1, rng.integers(1, 9)).cumsum() / 8)
+        if i % 9 == 0:
+            values[-1] = float("nan")  # a member whose loss went NaN at its last step
+        members.append(running(study, values))
+    members += [running(study, [extreme] * 7) for extreme in (-10.0, 10.0)]  # the worst either way
+    config = dict(settings)
+    pruner = create_pruner(config.pop("name"), config, epochs=8, population=4)
+    best = np.nanmax if direction == "maximize" else np.nanmin
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a member whose only value is NaN: its best is NaN
+        given = [(m.last_step, float(best(list(m.intermediate_values.values())))) for m in members]
+    held = CompletedValues()
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        steps = list(t.intermediate_values)
+        held.add([t._trial_id], (np.full(len(steps), t._trial_id), np.array(steps), np.array(list(t.intermediate_values.values()))))
+    ours = percentile_decisions(pruner, held, study.direction, given)
+    assert ours == [pruner.prune(study, member) for member in members]
+    assert any(ours) or settings.get("n_startup_trials") == 30
