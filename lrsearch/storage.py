@@ -543,7 +543,10 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
             sync(study_id)
             synced.add(study_id)
             if study_id == study._study_id:
-                storage._add_trials_to_cache(study_id, [copy.copy(t) for t in finished])
+                # Only over what the read still finds running: a trial it found ended is read no more, so a
+                # view put over it would stay.
+                unfinished = storage._studies[study_id].unfinished_trial_ids
+                storage._add_trials_to_cache(study_id, [copy.copy(t) for t in finished if t._trial_id in unfinished])
 
     def buffer_param(trial_id: int, name: str, internal: float, distribution: optuna.distributions.BaseDistribution) -> None:
         known = storage._studies[study._study_id].param_distribution

@@ -238,6 +238,10 @@ def test_a_round_shows_this_workers_unwritten_trials_as_finished(storage_url: st
     with one_read(study, [view]):
         assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.5)]
     assert study.get_trials()[0].state == TrialState.RUNNING  # the database's word once the round is over
+    study.tell(done, 0.75)  # written: a view of it is not put over what the database says
+    with one_read(study, [view]):
+        assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.75)]
+    assert study.get_trials()[0].value == 0.75
 
 
 def test_a_round_writes_the_samplers_system_attrs_with_the_parameters(storage_url: str) -> None:
