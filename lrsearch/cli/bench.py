@@ -51,7 +51,8 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
             pruner: str, as_json: bool) -> None:  # fmt: skip
     """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
     population engine and of the plain one-at-a-time loop."""
-    for name, value in (("--population", population), ("--baseline-trials", baseline_trials), ("--epochs", epochs)):
+    for name, value in (("--population", population), ("--baseline-trials", baseline_trials), ("--epochs", epochs),
+                        ("--workers", workers), ("--trials", trials)):  # fmt: skip
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be >= 1 but got {value}")
     if trainer == "sampler":
@@ -101,9 +102,6 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
 
 def _workers(storage: str, *, workers: int, trials: int, population: int, epochs: int | None, sampler: str | None,
              pruner: str, as_json: bool) -> None:  # fmt: skip
-    for name, value in (("--workers", workers), ("--trials", trials)):
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1 but got {value}")
     timing = bench_workers(storage, workers=workers, trials=trials, population=population, epochs=epochs,
                            sampler=sampler, pruner=pruner)  # fmt: skip
     if as_json:
@@ -119,9 +117,6 @@ def _workers(storage: str, *, workers: int, trials: int, population: int, epochs
 
 
 def _sampler(*, trials: int, workers: int, population: int, as_json: bool) -> None:
-    for name, value in (("--workers", workers), ("--trials", trials)):
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1 but got {value}")
     timing = bench_sampler(finished=trials, running=(workers - 1) * population, population=population)
     if as_json:
         click.echo(json.dumps({**vars(timing), "ratio": timing.ratio}, indent=2))
