@@ -371,17 +371,20 @@ def is_database(storage: optuna.storages.BaseStorage) -> bool:
     return _rdb(storage) is not None
 
 
-def count_trials(study: optuna.Study, states: Sequence[TrialState], *, without_user_attr: str | None = None) -> int:
-    """How many of the study's trials are in ``states`` (and lack the user attr ``without_user_attr``): on a
-    database, one query instead of a read of the study."""
+def count_trials(study: optuna.Study, states: Sequence[TrialState], *, user_attr: str | None = None,
+                 present: bool = False) -> int:  # fmt: skip
+    """How many of the study's trials are in ``states`` (and have the user attr ``user_attr``, or lack it
+    unless ``present``): on a database, one query instead of a read of the study."""
     backend = _rdb(study._storage)
     if backend is None:
-        return sum(without_user_attr not in t.user_attrs for t in study.get_trials(deepcopy=False, states=states))
+        trials = study.get_trials(deepcopy=False, states=states)
+        return sum(user_attr is None or (user_attr in t.user_attrs) == present for t in trials)
     trials, attrs = models.TrialModel, models.TrialUserAttributeModel
     query = sqlalchemy.select(sqlalchemy.func.count()).select_from(trials).where(
         trials.study_id == study._study_id, trials.state.in_(list(states)))  # fmt: skip
-    if without_user_attr is not None:
-        query = query.where(~sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key == without_user_attr))
+    if user_attr is not None:
+        marked = sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key == user_attr)
+        query = query.where(marked if present else ~marked)
     with _create_scoped_session(backend.scoped_session) as session:
         return int(session.scalar(query))
 

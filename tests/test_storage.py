@@ -269,8 +269,9 @@ def test_counting_trials_without_reading_them(storage_url: str) -> None:
         study.ask(X)
         running = (TrialState.RUNNING,)
         assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING)) == 5
-        assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING), without_user_attr="repeat_of") == 4
-        assert count_trials(study, running, without_user_attr="repeat_of") == 1 and count_trials(study, (TrialState.FAIL,)) == 0
+        assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING), user_attr="repeat_of") == 4
+        assert count_trials(study, running, user_attr="repeat_of") == 1 and count_trials(study, (TrialState.FAIL,)) == 0
+        assert count_trials(study, running, user_attr="repeat_of", present=True) == 1
 
 
 @pytest.mark.parametrize(("error", "transient"), [

@@ -196,17 +196,14 @@ class Search:
     def _search_trials(self) -> list[FrozenTrial]:
         return [t for t in self.study.get_trials(deepcopy=False, states=SEARCH_STATES) if REPEAT_OF not in t.user_attrs]
 
-    def _waiting(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
     def _others_running(self, drain_waiting: bool) -> bool:
-        """Trials of this phase that another worker runs: if that worker vanishes, they come back (failed
-        as stale, re-enqueued) and someone must run them. Only heartbeats can tell a vanished worker."""
+        """Whether trials of this phase are running or waiting, once this worker's population is empty (so
+        not its own): if the worker running them vanishes, they come back (failed as stale, re-enqueued) and
+        someone must run them. Only heartbeats can tell a vanished worker."""
         if not self._beating:
             return False
-        mine = {live.trial._trial_id for live in self._live.values()}
-        active = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        return any(t._trial_id not in mine and (REPEAT_OF in t.user_attrs) == drain_waiting for t in active)
+        active = (TrialState.RUNNING, TrialState.WAITING)
+        return count_trials(self.study, active, user_attr=REPEAT_OF, present=drain_waiting) > 0
 
     # --- asking -------------------------------------------------------------------------------------------
 
@@ -218,7 +215,7 @@ class Search:
         retrying(fail_stale, self.study)
         if not drain_waiting and n_trials is not None:
             # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing.
-            if retrying(count_trials, self.study, SEARCH_STATES, without_user_attr=REPEAT_OF) >= n_trials:
+            if retrying(count_trials, self.study, SEARCH_STATES, user_attr=REPEAT_OF) >= n_trials:
                 return True
         before = set(self._live)
         # One read of the study and one creation of the new trials for the whole round, with this worker's
@@ -229,7 +226,7 @@ class Search:
         unwritten = teller.unwritten()
         with contextlib.nullcontext(AskRound()) if self.spec.sampler == "grid" else one_read(self.study, unwritten) as round_:
             if drain_waiting:
-                wanted = min(free, retrying(self._waiting))
+                wanted = min(free, retrying(count_trials, self.study, (TrialState.WAITING,)))
                 for _ in range(wanted):
                     retrying(self._ask, population, None, round_.remember)
             else:
