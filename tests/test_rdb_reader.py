@@ -8,7 +8,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.rdb_reader import Reader, read_trials
+from lrsearch.rdb_reader import Reader, completed_curves, read_trials
 from lrsearch.storage import open_storage, resolve_url
 
 
@@ -113,3 +113,18 @@ def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> 
     theirs = RDBStorage._get_trials(storage, study._study_id, None, set(), -1)
     assert [(t.number, t.params, t.user_attrs, t.intermediate_values) for t in ours] == [
         (t.number, t.params, t.user_attrs, t.intermediate_values) for t in theirs]  # fmt: skip
+
+
+def test_completed_curves_come_as_arrays_with_what_is_not_finite(populated: tuple[RDBStorage, int]) -> None:
+    storage, study_id = populated
+    ids, (trials, steps, values) = completed_curves(storage, study_id, known=())
+    completed = [t for t in RDBStorage._get_trials(storage, study_id, None, set(), -1) if t.state == TrialState.COMPLETE]
+    assert sorted(ids) == sorted(t._trial_id for t in completed)
+    found = {(int(t), int(s)): float(v) for t, s, v in zip(trials, steps, values, strict=True)}
+    expected = {(t._trial_id, s): v for t in completed for s, v in t.intermediate_values.items()}
+    assert found.keys() == expected.keys()
+    for key, value in expected.items():
+        assert found[key] == value or (math.isnan(value) and math.isnan(found[key]))
+    assert -math.inf in found.values() and any(math.isnan(v) for v in found.values())  # stored without a value
+    none_new, (no_trials, _, _) = completed_curves(storage, study_id, known=set(ids))
+    assert none_new == [] and no_trials.size == 0
