@@ -3,8 +3,10 @@
     while the budget allows: ask trials until the population is full (members join between epochs)
     train one epoch for every member
         each member reports its validation accuracy; the pruner decides against the study read once
+        (the median and percentile pruners: against the completed trials' values, each read once)
         a member whose loss went NaN/inf ends PRUNED with user attr diverged
-    write each finished trial's per-epoch values and attributes in one transaction, then tell it
+    write the finished trials' per-epoch values, attributes and ends in one transaction, behind the
+    training (search.telling)
 
 ``n_trials`` is the study-wide count of finished search trials (COMPLETE or PRUNED) plus those running in
 any worker; a timeout stops asking, and the members in training finish. Optuna's heartbeat runs only inside
