@@ -222,23 +222,21 @@ def reads_steps(backend: RDBStorage) -> bool:
 
 
 def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -> dict[int, dict[int, float]]:
-    """trial id -> {step: value} of every completed trial of the study, at ``steps`` (empty where it has none
-    of them): what a median or percentile pruner compares a running trial with, in one query."""
+    """trial id -> {step: value} of the study's completed trials at ``steps``: what a median or percentile
+    pruner compares a running trial with, in one query."""
     trials, values = models.TrialModel, models.TrialIntermediateValueModel
     with _create_scoped_session(backend.scoped_session) as session:
         rows = session.execute(
-            sqlalchemy.select(trials.trial_id, values.step, values.intermediate_value, values.intermediate_value_type)
-            .outerjoin(values, sqlalchemy.and_(values.trial_id == trials.trial_id, values.step.in_(list(steps))))
-            .where(trials.study_id == study_id, trials.state == TrialState.COMPLETE)
+            sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, values.intermediate_value_type)
+            .join(trials, trials.trial_id == values.trial_id)
+            .where(trials.study_id == study_id, trials.state == TrialState.COMPLETE, values.step.in_(list(steps)))
         ).all()  # fmt: skip
-    out: dict[int, dict[int, float]] = {}
+    out: dict[int, dict[int, float]] = defaultdict(dict)
     for row in rows:
-        found = out.setdefault(row.trial_id, {})
-        if row.step is not None:
-            found[row.step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                row.intermediate_value, row.intermediate_value_type
-            )
-    return out
+        out[row.trial_id][row.step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+            row.intermediate_value, row.intermediate_value_type
+        )
+    return dict(out)
 
 
 #: A stored value's kind -> the float it stands for (FINITE: the stored value itself).

@@ -45,8 +45,8 @@ __all__ = [
     "TrialRecord",
     "claim",
     "count_trials",
+    "database",
     "fail_stale",
-    "is_database",
     "masked",
     "one_read",
     "open_storage",
@@ -270,7 +270,7 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
     """End trials: per-epoch values, attributes, value and state, in one transaction on a database (Optuna's
     tell takes several per trial). A trial another worker ended meanwhile (failed as stale, say) is left
     as it is; returns the ids of the trials this call ended."""
-    backend = _rdb(storage)
+    backend = database(storage)
     if backend is None:
         return [r.trial_id for r in records if _finish_one(storage, r)]
     if not records:
@@ -361,21 +361,17 @@ def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bo
         return False
 
 
-def _rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
+def database(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
+    """The database behind ``storage``, which lrsearch talks to itself; None in memory or behind the proxy."""
     backend = getattr(storage, "_backend", storage)  # create_study wraps an RDBStorage in a cache
     return backend if isinstance(backend, RDBStorage) else None
-
-
-def is_database(storage: optuna.storages.BaseStorage) -> bool:
-    """Whether ``storage`` is a database lrsearch talks to itself (not in memory, not the gRPC proxy)."""
-    return _rdb(storage) is not None
 
 
 def count_trials(study: optuna.Study, states: Sequence[TrialState], *, user_attr: str | None = None,
                  present: bool = False) -> int:  # fmt: skip
     """How many of the study's trials are in ``states`` (and have the user attr ``user_attr``, or lack it
     unless ``present``): on a database, one query instead of a read of the study."""
-    backend = _rdb(study._storage)
+    backend = database(study._storage)
     if backend is None:
         trials = study.get_trials(deepcopy=False, states=states)
         return sum(user_attr is None or (user_attr in t.user_attrs) == present for t in trials)
@@ -391,7 +387,7 @@ def count_trials(study: optuna.Study, states: Sequence[TrialState], *, user_attr
 
 def record_heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> None:
     """Record a heartbeat for each running trial, in one transaction (Optuna's takes one per trial)."""
-    backend = _rdb(storage)
+    backend = database(storage)
     if backend is None or backend.get_heartbeat_interval() is None or not trial_ids:
         return
     with _create_scoped_session(backend.scoped_session, True) as session:
@@ -421,7 +417,7 @@ def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass
         return failed
-    backend = _rdb(study._storage)
+    backend = database(study._storage)
     if backend is None or backend.get_heartbeat_interval() is None:
         return []
     grace = datetime.timedelta(seconds=backend.grace_period or 2 * backend.get_heartbeat_interval())
@@ -488,7 +484,7 @@ def retrying(action: Callable[..., T], *args: Any, patience: float = 120.0, **kw
 def claim(study: optuna.Study, key: str) -> bool:
     """True for exactly one caller per study and ``key``, whichever process or machine it runs on: the
     database's unique constraint on a study's attribute keys decides (an upsert would let every caller win)."""
-    backend = _rdb(study._storage)
+    backend = database(study._storage)
     if backend is None:  # one process (in memory), or behind the proxy: first come, first served
         if key in study._storage.get_study_system_attrs(study._study_id):
             return False
@@ -529,7 +525,7 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
     finished but not yet written (see ``search.telling``), shown as such over what the read finds.
     """
     storage = study._storage
-    backend = _rdb(storage)
+    backend = database(storage)
     if backend is None or not isinstance(storage, optuna.storages._CachedStorage):
         yield AskRound()
         return

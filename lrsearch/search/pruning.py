@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
 from lrsearch.rdb_reader import completed_curves, completed_values, reads_steps
+from lrsearch.storage import database
 
 __all__ = ["PRUNERS", "CompletedTrials", "CompletedValues", "PruningView", "create_pruner", "percentile_decisions"]
 
@@ -93,7 +93,7 @@ class PruningView:
 
     def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> None:
         trials = study.get_trials(deepcopy=False)
-        backend = _database(study)
+        backend = database(study._storage)
         if backend is not None and not reads_steps(backend):
             values = completed_values(backend, study._study_id, steps)
             trials = [_with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t
@@ -190,7 +190,7 @@ class CompletedTrials:
     training)."""
 
     def __init__(self, study: optuna.Study, *, refresh: float = 1.0) -> None:
-        backend = _database(study)
+        backend = database(study._storage)
         if backend is None:
             raise ValueError(f"CompletedTrials reads a study in a database but got {type(study._storage).__name__}")
         self._backend, self._study_id, self._refresh = backend, study._study_id, refresh
@@ -201,7 +201,7 @@ class CompletedTrials:
     def suits(pruner: optuna.pruners.BasePruner, study: optuna.Study) -> bool:
         """Whether ``pruner`` decides by the completed trials' values alone (median, percentile: see
         ``percentile_decisions``), on a study in a database."""
-        return isinstance(pruner, optuna.pruners.PercentilePruner) and _database(study) is not None
+        return isinstance(pruner, optuna.pruners.PercentilePruner) and database(study._storage) is not None
 
     def add(self, trial_id: int, values: Mapping[int, float]) -> None:
         steps = np.fromiter(values, dtype=np.int64, count=len(values))
@@ -212,11 +212,6 @@ class CompletedTrials:
             self._values.add(*completed_curves(self._backend, self._study_id, known=self._values))
             self._looked = time.monotonic()
         return self._values
-
-
-def _database(study: optuna.Study) -> RDBStorage | None:
-    backend = getattr(study._storage, "_backend", study._storage)
-    return backend if isinstance(backend, RDBStorage) else None
 
 
 def _with_values(trial: FrozenTrial, values: dict[int, float]) -> FrozenTrial:

@@ -131,7 +131,7 @@ class _Live:
 
 
 #: A batch of finished members and their trials, as the teller gives it back once written.
-_Finishing = list[tuple[MemberResult, "_Live"]]
+_Finishing = list[tuple[MemberResult, _Live]]
 
 
 def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:

@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from lrsearch.rdb_reader import PER_EPOCH_ATTR_SUFFIX
-from lrsearch.storage import TrialRecord, is_database, retrying, write_finished
+from lrsearch.storage import TrialRecord, database, retrying, write_finished
 
 __all__ = ["Teller", "finished_view"]
 
@@ -45,7 +45,7 @@ class Teller(Generic[P]):
 
     def __init__(self, storage: optuna.storages.BaseStorage) -> None:
         self._storage = storage
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if is_database(storage) else None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if database(storage) else None
         self._batches: collections.deque[_Batch[P]] = collections.deque()
 
     def __enter__(self) -> Teller[P]:
