@@ -19,7 +19,7 @@ from lrsearch.artifacts import ArtifactWriter, open_store, resolve_artifacts
 from lrsearch.cli.report import print_report, report_console
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError, RuntimeFailure
-from lrsearch.report import build_report
+from lrsearch.report import StudyReport, build_report
 from lrsearch.review import publish
 from lrsearch.search.auto_lr import resolve_auto_lr
 from lrsearch.search.pruning import PRUNERS
@@ -27,7 +27,7 @@ from lrsearch.search.repeats import schedule_repeats
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.samplers import SAMPLERS
 from lrsearch.search.study import join_study
-from lrsearch.storage import Heartbeat, masked, open_storage, resolve_url
+from lrsearch.storage import Heartbeat, masked, open_storage, resolve_url, retrying
 from lrsearch.studies import StudySpec, find_study, load_study_file
 from lrsearch.trainers import load_problem
 
@@ -144,11 +144,12 @@ def command(
                                sampler=sampler, pruner=pruner, pruner_settings=pruner_settings, seed=seed)  # fmt: skip
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
-    # A worker never needs other trials' per-epoch values but at the epochs its pruner decides.
-    study = join_study(spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
+    # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
+    # storage call survives a database restart (retried), those of start-up and of the report included.
+    study = retrying(join_study, spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
     store = open_store(location) if location else None
-    if not no_report and not optuna_dashboard.get_note(study):
-        publish(study, spec)  # the question, before any answer
+    if not no_report and not retrying(optuna_dashboard.get_note, study):
+        retrying(publish, study, spec)  # the question, before any answer
     count = workers or len(worker_devices)
     if count > 1:
         forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in (
@@ -165,11 +166,16 @@ def command(
             if writer is not None:
                 writer.close()
     if not no_report:
-        # Read in full: the workers' reads leave out the per-epoch values and lists the charts show.
-        study = optuna.load_study(study_name=spec.name, storage=open_storage(url, heartbeat=None))
-        report = build_report(study)
-        publish(study, spec, report)
-        print_report(report, report_console())
+        print_report(retrying(_final_report, spec, url), report_console())
+
+
+def _final_report(spec: StudySpec, url: str) -> StudyReport:
+    """The study's report, also published to the dashboard. Read in full: the workers' reads leave out the
+    per-epoch values and lists the charts show."""
+    study = optuna.load_study(study_name=spec.name, storage=open_storage(url, heartbeat=None))
+    report = build_report(study)
+    publish(study, spec, report)
+    return report
 
 
 def _work(spec: StudySpec, study: optuna.Study, device: torch.device, data_dir: Path | None, where: str,

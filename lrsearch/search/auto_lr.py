@@ -13,6 +13,7 @@ import optuna
 from lrsearch.config import TrainConfig
 from lrsearch.lr_find import lr_range_test
 from lrsearch.search.space import WITH_MOMENTUM, FloatRange
+from lrsearch.storage import retrying
 from lrsearch.studies import StudySpec
 from lrsearch.trainers import Problem
 
@@ -27,13 +28,13 @@ def resolve_auto_lr(spec: StudySpec, study: optuna.Study, problem: Problem) -> S
     param = spec.space.params.get("lr")
     if not (isinstance(param, FloatRange) and param.auto):
         return spec
-    found = study.user_attrs.get(LR_RANGE)
+    found = retrying(lambda: study.user_attrs.get(LR_RANGE))
     if found is None:
         fixed = spec.space.fixed
         optimizer = fixed.get("optimizer", "sgd")
         config = TrainConfig(optimizer=optimizer, momentum=fixed.get("momentum", 0.0) if optimizer in WITH_MOMENTUM else 0.0)
         test = lr_range_test(problem, config, start=param.low, end=param.high, batch_size=spec.batch_size)
         found = {"low": test.low, "high": test.high, "suggested": test.suggested}
-        study.set_user_attr(LR_RANGE, found)
+        retrying(study.set_user_attr, LR_RANGE, found)
     params = {**spec.space.params, "lr": FloatRange(found["low"], found["high"], log=True)}
     return dataclasses.replace(spec, space=dataclasses.replace(spec.space, params=params))

@@ -9,7 +9,7 @@
     training (search.telling)
 
 ``n_trials`` is the study-wide count of finished search trials (COMPLETE or PRUNED) plus those running in
-any worker; a timeout stops asking, and the members in training finish. Optuna's heartbeat runs only inside
+any worker or enqueued (a failed trial's retry runs even once the budget is taken); a timeout stops asking, and the members in training finish. Optuna's heartbeat runs only inside
 ``study.optimize``, so the search records every running trial's heartbeat itself (a thread, one
 transaction per beat for the whole population), and fails the trials of vanished workers (re-enqueued
 with their parameters) before it asks for more. Storage calls survive a database restart (retried). The compared parameter is
@@ -62,7 +62,9 @@ __all__ = ["REPEAT_OF", "Search", "Tally", "worker_id"]
 
 #: User attr marking a repeat: the number of the trial whose configuration it re-runs with a new seed.
 REPEAT_OF = "repeat_of"
-SEARCH_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+#: What counts towards ``n_trials``: the search trials finished, running and enqueued (a failed trial does
+#: not count; its retry does).
+BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
 def worker_id() -> str:
@@ -196,7 +198,7 @@ class Search:
     # --- budget -------------------------------------------------------------------------------------------
 
     def _search_trials(self) -> list[FrozenTrial]:
-        return [t for t in self.study.get_trials(deepcopy=False, states=SEARCH_STATES) if REPEAT_OF not in t.user_attrs]
+        return [t for t in self.study.get_trials(deepcopy=False, states=BUDGET_STATES) if REPEAT_OF not in t.user_attrs]
 
     def _others_running(self, drain_waiting: bool) -> bool:
         """Whether trials of this phase are running or waiting, once this worker's population is empty (so
@@ -216,8 +218,11 @@ class Search:
         whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
         if not drain_waiting and n_trials is not None:
-            # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing.
-            if retrying(count_trials, self.study, SEARCH_STATES, user_attr=REPEAT_OF) >= n_trials:
+            # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing. A
+            # retry enqueued once the budget was taken runs all the same (it would be lost, and every worker
+            # would wait for it).
+            if (retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
+                    and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)):  # fmt: skip
                 return True
         before = set(self._live)
         # One read of the study and one creation of the new trials for the whole round, with this worker's
@@ -233,11 +238,13 @@ class Search:
                     retrying(self._ask, population, None, round_.remember)
             else:
                 existing = retrying(self._search_trials)
-                wanted = free if n_trials is None else min(free, max(0, n_trials - len(existing)))
+                # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed.
+                waiting = sum(t.state == TrialState.WAITING for t in existing)
+                wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
                 round_.new = wanted
                 tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
-                for _ in range(wanted):
-                    group = min(self._groups, key=tried.__getitem__) if self._groups else None
+                for i in range(wanted):
+                    group = min(self._groups, key=tried.__getitem__) if self._groups and i >= waiting else None
                     # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
                     # fail_stale ends and re-enqueues once its grace period is over.
                     retrying(self._ask, population, group, round_.remember)
@@ -281,7 +288,8 @@ class Search:
         finite = [r for r in reports if not r.diverged]
         for r in finite:
             self._live[r.member].report(r.metrics.epoch, r.metrics.val_accuracy, self._direction)
-        prunable = [r for r in finite if not self._live[r.member].repeat]
+        # A member in its last epoch completes whatever the pruner would say.
+        prunable = [r for r in finite if not self._live[r.member].repeat and r.metrics.epoch < self.spec.epochs]
         if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
             return []
         started = time.perf_counter()

@@ -265,10 +265,10 @@ class Population:
         for row, m in enumerate(group.members):
             if m.id in diverged:
                 ended[row] = "diverged"
+            elif len(m.history) >= self.epochs:
+                ended[row] = "completed"  # even if stopped now: it has trained every epoch
             elif m.id in stop:
                 ended[row] = "stopped"
-            elif len(m.history) >= self.epochs:
-                ended[row] = "completed"
         if not ended:
             return []
         completed = [row for row, status in ended.items() if status == "completed"]

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import REPEAT_OF, Search, worker_id
 from lrsearch.search.study import join_study
-from lrsearch.storage import open_storage, resolve_url
+from lrsearch.storage import Heartbeat, open_storage, resolve_url
 from lrsearch.studies import StudySpec, load_study_file
 from lrsearch.trainers import Problem, load_problem
 from tests.conftest import write_study
@@ -148,3 +148,19 @@ def test_a_worker_keeps_where_its_time_went_with_the_study(tmp_path: Path, stora
     parts = sum(timing[name] for name in tally.TIMES if name != "wall")
     assert all(timing[name] >= 0 for name in tally.TIMES) and timing["training"] > 0 and parts <= timing["wall"] + 1e-3
     assert timing["asking"] > 0 and timing["pruning"] > 0 and timing["telling"] > 0
+
+
+def test_a_retry_enqueued_once_the_budget_is_taken_still_runs(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    # A trial failed (a worker vanished, a database restart) while other workers filled the budget: its
+    # retry waits, and every worker must take it rather than wait for it forever.
+    spec = load_study_file(write_study(tmp_path, n_trials=4, population=2, pruner='"none"'))
+    study = open_study(spec, storage_url)
+    Search(spec, study, blobs).run(n_trials=3, timeout=None)
+    lost = study.ask({"schedule": optuna.distributions.CategoricalDistribution(["constant", "cosine"])})
+    study.tell(study.ask(), 0.5)  # another worker's trial fills the budget
+    study._storage.set_trial_state_values(lost._trial_id, state=TrialState.FAIL)
+    Heartbeat().retry_callback()(study, study._storage.get_trial(lost._trial_id))
+    Search(spec, open_study(spec, storage_url), blobs).run(n_trials=4, timeout=60)
+    retry = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and lost.params.items() <= retry[0].params.items()
+    assert len(study.get_trials()) == 6
