@@ -12,6 +12,7 @@ Parameter names and types are part of the interface: study files and the CLI use
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from abc import ABC, abstractmethod
@@ -391,7 +392,13 @@ def _schedule_class(name: str) -> type[Schedule]:
 
 def param_types(name: str) -> dict[str, type]:
     """The parameters a schedule type takes (besides ``lr``) and their types."""
-    cls = _schedule_class(name)
+    return dict(_param_types(_schedule_class(name)))
+
+
+@functools.cache
+def _param_types(cls: type) -> dict[str, type]:
+    # Resolving the string annotations is most of what checking a configuration costs: every trial asked
+    # builds one, and a search asks thousands.
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "lr"}
 
