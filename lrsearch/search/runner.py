@@ -9,14 +9,14 @@
     training (search.telling)
 
 ``n_trials`` is the study-wide count of finished search trials (COMPLETE or PRUNED) plus those running in
-any worker or enqueued (a failed trial's retry runs even once the budget is taken); a timeout stops asking, and the members in training finish. Optuna's heartbeat runs only inside
-``study.optimize``, so the search records every running trial's heartbeat itself (a thread, one
-transaction per beat for the whole population), and fails the trials of vanished workers (re-enqueued
-with their parameters) before it asks for more. Storage calls survive a database restart (retried). The compared parameter is
-balanced: each new trial is given the least-tried group (study-wide) and the sampler searches the rest,
-so no group wins by having been searched more. On Ctrl-C every trial in
-training ends FAIL, is re-enqueued with its parameters (as Optuna's RetryHeartbeatStaleTrialCallback
-does), and the interrupt goes on up.
+any worker or enqueued (a failed trial's retry runs even once the budget is taken); a timeout stops
+asking, and the members in training finish. Optuna's heartbeat runs only inside ``study.optimize``, so the
+search records every running trial's heartbeat itself (a thread, one transaction per beat for the whole
+population), and fails the trials of vanished workers (re-enqueued with their parameters) before it asks
+for more. Storage calls survive a database restart (retried). The compared parameter is balanced: each
+new trial is given the least-tried group (study-wide) and the sampler searches the rest, so no group wins
+by having been searched more. On Ctrl-C every trial in training ends FAIL, is re-enqueued with its
+parameters (as Optuna's RetryHeartbeatStaleTrialCallback does), and the interrupt goes on up.
 """
 
 from __future__ import annotations
@@ -288,8 +288,7 @@ class Search:
         finite = [r for r in reports if not r.diverged]
         for r in finite:
             self._live[r.member].report(r.metrics.epoch, r.metrics.val_accuracy, self._direction)
-        # A member in its last epoch completes whatever the pruner would say.
-        prunable = [r for r in finite if not self._live[r.member].repeat and r.metrics.epoch < self.spec.epochs]
+        prunable = [r for r in finite if not self._live[r.member].repeat]
         if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
             return []
         started = time.perf_counter()
