@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from lrsearch.checks import MAX_RATE, MAX_SEED, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
 from lrsearch.optim import optimizer_settings
 from lrsearch.schedules import Schedule, coerce_params, create_schedule
@@ -14,6 +14,8 @@ from lrsearch.schedules import Schedule, coerce_params, create_schedule
 __all__ = ["SCHEDULE_UNITS", "TrainConfig"]
 
 SCHEDULE_UNITS = ("epoch", "update")
+#: Keras's time-based decay per update: beyond this the rate is gone after one update.
+MAX_DECAY = 1e6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,24 +42,21 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr):
-            raise ConfigError(f"lr must be a number but got {self.lr!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0 but got {self.lr}")
-        if isinstance(self.decay, bool) or not isinstance(self.decay, (int, float)) or not self.decay >= 0:
-            raise ConfigError(f"decay must be a number >= 0 but got {self.decay!r}")
+        number("lr", self.lr, 0.0, MAX_RATE, low_open=True)
+        number("decay", self.decay, 0.0, MAX_DECAY)
         if self.schedule_unit not in SCHEDULE_UNITS:
             raise ConfigError(f"schedule_unit must be 'epoch' or 'update' but got {self.schedule_unit!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0 but got {self.seed!r}")
-        if isinstance(self.warmup_start, bool) or not isinstance(self.warmup_start, (int, float)):
-            raise ConfigError(f"warmup_start must be a number but got {self.warmup_start!r}")
+        integer("seed", self.seed, 0, MAX_SEED)
+        integer("warmup", self.warmup, 0, MAX_STEPS)
+        number("warmup_start", self.warmup_start, 0.0, MAX_RATE)
+        if not isinstance(self.schedule_params, Mapping) or not isinstance(self.optimizer_params, Mapping):
+            raise ConfigError("schedule_params and optimizer_params must be tables of settings")
         # Normalise the parameter maps so equal configurations compare (and hash into reports) equal.
         object.__setattr__(self, "schedule_params", coerce_params(self.schedule, self.schedule_params))
         self.optimizer_settings()
         # Every check but those on the run's length: a missing ``total`` stands in as a long run here, and
         # the run checks the real one when it builds the schedule.
-        self.build_schedule(horizon=self.warmup + 10**6 if isinstance(self.warmup, int) else None)
+        self._schedule(horizon=self.warmup + 10**6)
 
     def optimizer_settings(self) -> dict[str, Any]:
         """The optimizer's full hyperparameters, PyTorch defaults filled in."""
@@ -70,14 +69,19 @@ class TrainConfig:
             given["weight_decay"] = self.weight_decay
         return optimizer_settings(self.optimizer, given)
 
-    def build_schedule(self, horizon: int | None) -> Schedule:
-        """The schedule; ``horizon`` (the run's length in schedule units) is the default ``total``."""
+    def build_schedule(self, horizon: int) -> Schedule:
+        """The schedule of a run ``horizon`` schedule units long (the default ``total``), checked over it."""
+        schedule = self._schedule(horizon)
+        schedule.check_rates(horizon)
+        return schedule
+
+    def _schedule(self, horizon: int) -> Schedule:
         return create_schedule(
             self.schedule,
             self.lr,
             self.schedule_params,
             warmup=self.warmup,
-            warmup_start=float(self.warmup_start),
+            warmup_start=self.warmup_start,
             horizon=horizon,
         )
 

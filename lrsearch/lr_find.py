@@ -16,10 +16,11 @@ import math
 import numpy as np
 import torch
 
+from lrsearch.checks import MAX_RATE, integer, number
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.optim import create_optimizer
-from lrsearch.trainers import Problem
+from lrsearch.trainers import Problem, check_run_length
 
 __all__ = ["RangeTest", "lr_range_test"]
 
@@ -27,6 +28,9 @@ __all__ = ["RangeTest", "lr_range_test"]
 SMOOTHING = 0.98
 #: The test stops once the smoothed loss is this many times its minimum.
 DIVERGED = 4.0
+#: The longest test, and the most initialisations averaged.
+MAX_UPDATES = 100_000
+MAX_SEEDS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +65,13 @@ def lr_range_test(
     batch_size: int | None = None,
 ) -> RangeTest:
     """Run the test with ``config``'s optimizer settings (its rate and schedule are ignored)."""
-    if not 0 < start < end:
-        raise ConfigError(f"the range test needs 0 < start < end but got start={start}, end={end}")
-    if updates < 10 or seeds < 1:
-        raise ConfigError(f"the range test needs updates >= 10 and seeds >= 1 but got updates={updates}, seeds={seeds}")
+    number("start", start, 0.0, MAX_RATE, low_open=True)
+    number("end", end, 0.0, MAX_RATE, low_open=True)
+    if not start < end:
+        raise ConfigError(f"the range test needs start < end but got start={start}, end={end}")
+    integer("updates", updates, 10, MAX_UPDATES)
+    integer("seeds", seeds, 1, MAX_SEEDS)
+    check_run_length(None, batch_size)
     batch = batch_size or problem.batch_size
     model, device, train = problem.model, problem.device, problem.dataset.train
     rates = start * (end / start) ** (np.arange(updates) / (updates - 1))

@@ -12,7 +12,6 @@ every per-update coefficient (bias corrections, decoupled decay), so ``step`` on
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrsearch.checks import boolean, number
 from lrsearch.errors import ConfigError
 
 __all__ = ["OPTIMIZERS", "StackedOptimizer", "create_optimizer", "optimizer_settings"]
@@ -221,10 +221,15 @@ OPTIMIZERS: dict[str, type[StackedOptimizer]] = {cls.name: cls for cls in (SGD, 
 
 
 def _optimizer_class(name: str) -> type[StackedOptimizer]:
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}") from None
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+#: Each setting's range: the averaging coefficients below 1, eps and weight decay up to where training
+#: would be nothing but them.
+_RANGES = {"momentum": (0.0, 1.0, True), "alpha": (0.0, 1.0, True), "beta1": (0.0, 1.0, True),
+           "beta2": (0.0, 1.0, True), "eps": (0.0, 1.0, False), "weight_decay": (0.0, 100.0, False)}  # fmt: skip
 
 
 def optimizer_settings(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,17 +241,10 @@ def optimizer_settings(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     settings = {**cls.defaults, **given}
     for key, value in settings.items():
         if isinstance(cls.defaults[key], bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{key} must be true or false but got {value!r}")
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} must be a number but got {value!r}")
-    for key in ("momentum", "alpha", "beta1", "beta2"):
-        if key in settings and not 0 <= settings[key] < 1:
-            raise ConfigError(f"{key} must be in [0, 1) but got {settings[key]}")
-    for key in ("eps", "weight_decay"):
-        if key in settings and settings[key] < 0:
-            raise ConfigError(f"{key} must be >= 0 but got {settings[key]}")
+            boolean(key, value)
+        else:
+            low, high, high_open = _RANGES[key]
+            number(key, value, low, high, high_open=high_open)
     if settings.get("nesterov") and settings["momentum"] == 0:
         raise ConfigError("nesterov needs momentum > 0 but got momentum 0")
     return settings

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import typing
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from lrsearch.checks import MAX_RATE, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
 
 __all__ = [
@@ -35,14 +37,21 @@ __all__ = [
 ]
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{name} must be > 0 but got {value}")
+#: The largest factor a schedule multiplies its rate by (per step or per milestone).
+MAX_FACTOR = 1e3
 
 
-def _non_negative(name: str, value: float) -> None:
-    if not value >= 0:
-        raise ConfigError(f"{name} must be >= 0 but got {value}")
+def _rate(name: str, value: float) -> None:
+    """A rate a schedule starts from, falls to or is held at: 0 allowed."""
+    number(name, value, 0.0, MAX_RATE)
+
+
+def _factor(name: str, value: float) -> None:
+    number(name, value, 0.0, MAX_FACTOR, low_open=True)
+
+
+def _steps(name: str, value: int, low: int = 1) -> None:
+    integer(name, value, low, MAX_STEPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +62,7 @@ class Schedule(ABC):
     lr: float
 
     def __post_init__(self) -> None:
-        _positive("lr", self.lr)
+        number("lr", self.lr, 0.0, MAX_RATE, low_open=True)
         self._validate()
 
     def _validate(self) -> None:
@@ -73,6 +82,19 @@ class Schedule(ABC):
         """The metric-driven state a run must keep beside the rate table, if this type has one."""
         return None
 
+    def check_rates(self, horizon: int) -> None:
+        """Refuse a schedule whose rate outgrows ``MAX_RATE`` within ``horizon`` steps (exponential growth,
+        a gamma above 1). Every type is either bounded by its rates or monotone between its breakpoints,
+        so a grid with both ends finds the peak."""
+        steps = np.unique(np.linspace(0, max(0, horizon - 1), 65).round())
+        with np.errstate(over="ignore", invalid="ignore"):
+            rates = np.asarray(self(steps))
+        bad = ~(np.isfinite(rates) & (rates <= MAX_RATE))
+        if bad.any():
+            step = int(steps[np.argmax(bad)])
+            raise ConfigError(f"the {self.name} schedule's rate grows past {MAX_RATE:g} by step {step} "
+                              f"(it reaches {rates[np.argmax(bad)]:.3g}); lower its growth")  # fmt: skip
+
 
 @dataclasses.dataclass(frozen=True)
 class Constant(Schedule):
@@ -90,7 +112,7 @@ class InverseTime(Schedule):
     decay: float
 
     def _validate(self) -> None:
-        _non_negative("decay", self.decay)
+        number("decay", self.decay, 0.0, 1e6)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         return self.lr / (1.0 + self.decay * t)
@@ -106,8 +128,8 @@ class Exponential(Schedule):
     staircase: bool = False
 
     def _validate(self) -> None:
-        _positive("decay_rate", self.decay_rate)
-        _positive("decay_steps", self.decay_steps)
+        _factor("decay_rate", self.decay_rate)
+        number("decay_steps", self.decay_steps, 0.0, MAX_STEPS, low_open=True)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         exponent = t / self.decay_steps
@@ -125,14 +147,17 @@ class Step(Schedule):
     gamma: float = 0.1
 
     def _validate(self) -> None:
-        if not self.milestones:
-            raise ConfigError("milestones must list at least one step but got none")
+        if not 1 <= len(self.milestones) <= 1000:
+            raise ConfigError(f"milestones must list 1 to 1000 steps but got {len(self.milestones)}")
         for m in self.milestones:
-            _non_negative("each milestone", m)
-        _positive("gamma", self.gamma)
+            _steps("each milestone", m, low=0)
+        # Unsorted is most likely a typo, which PyTorch would sort silently; a repeat counts twice, as there.
+        if any(a > b for a, b in itertools.pairwise(self.milestones)):
+            raise ConfigError(f"milestones must be in increasing order but got {list(self.milestones)}")
+        _factor("gamma", self.gamma)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
-        passed = np.searchsorted(np.sort(np.asarray(self.milestones)), t, side="right")
+        passed = np.searchsorted(np.asarray(self.milestones), t, side="right")
         return self.lr * self.gamma**passed
 
 
@@ -145,8 +170,8 @@ class Factor(Schedule):
     min_lr: float = 0.0
 
     def _validate(self) -> None:
-        _positive("factor", self.factor)
-        _non_negative("min_lr", self.min_lr)
+        _factor("factor", self.factor)
+        _rate("min_lr", self.min_lr)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         return np.maximum(self.min_lr, self.lr * self.factor**t)
@@ -172,9 +197,9 @@ class Polynomial(Schedule):
     final_lr: float = 0.0
 
     def _validate(self) -> None:
-        _positive("total", self.total)
-        _positive("power", self.power)
-        _non_negative("final_lr", self.final_lr)
+        _steps("total", self.total)
+        _factor("power", self.power)
+        _rate("final_lr", self.final_lr)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         remaining = 1.0 - np.minimum(t, self.total) / self.total
@@ -190,8 +215,8 @@ class Cosine(Schedule):
     final_lr: float = 0.0
 
     def _validate(self) -> None:
-        _positive("total", self.total)
-        _non_negative("final_lr", self.final_lr)
+        _steps("total", self.total)
+        _rate("final_lr", self.final_lr)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         progress = np.minimum(t, self.total) / self.total
@@ -208,10 +233,9 @@ class CosineRestarts(Schedule):
     final_lr: float = 0.0
 
     def _validate(self) -> None:
-        _positive("period", self.period)
-        if self.t_mult < 1:
-            raise ConfigError(f"t_mult must be an integer >= 1 but got {self.t_mult}")
-        _non_negative("final_lr", self.final_lr)
+        _steps("period", self.period)
+        integer("t_mult", self.t_mult, 1, 1000)
+        _rate("final_lr", self.final_lr)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         # Cycle starts by exact integer arithmetic: PyTorch's log() form misplaces some restarts by one step.
@@ -237,10 +261,10 @@ class OneCycle(Schedule):
     final_div_factor: float = 1e4
 
     def _validate(self) -> None:
-        if not 0 < self.pct_start < 1:
-            raise ConfigError(f"pct_start must be in (0, 1) but got {self.pct_start}")
-        _positive("div_factor", self.div_factor)
-        _positive("final_div_factor", self.final_div_factor)
+        _steps("total", self.total)
+        number("pct_start", self.pct_start, 0.0, 1.0, low_open=True, high_open=True)
+        number("div_factor", self.div_factor, 1.0, 1e9)
+        number("final_div_factor", self.final_div_factor, 1.0, 1e12)
         if not (self.pct_start * self.total > 1 and self.total - self.pct_start * self.total > 0):
             raise ConfigError(
                 f"one_cycle needs pct_start * total > 1 so both phases have steps "
@@ -270,8 +294,8 @@ class Cyclic(Schedule):
     step_size_up: int
 
     def _validate(self) -> None:
-        _non_negative("min_lr", self.min_lr)
-        _positive("step_size_up", self.step_size_up)
+        _rate("min_lr", self.min_lr)
+        _steps("step_size_up", self.step_size_up)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         cycle_length = 2.0 * self.step_size_up
@@ -295,12 +319,11 @@ class Plateau(Schedule):
     min_lr: float = 0.0
 
     def _validate(self) -> None:
-        if not 0 < self.factor < 1:
-            raise ConfigError(f"factor must be in (0, 1) but got {self.factor}")
-        _non_negative("patience", self.patience)
-        _non_negative("min_delta", self.min_delta)
-        _non_negative("cooldown", self.cooldown)
-        _non_negative("min_lr", self.min_lr)
+        number("factor", self.factor, 0.0, 1.0, low_open=True, high_open=True)
+        _steps("patience", self.patience, low=0)
+        number("min_delta", self.min_delta, 0.0, 1e6)
+        _steps("cooldown", self.cooldown, low=0)
+        _rate("min_lr", self.min_lr)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         return np.full_like(t, self.lr)
@@ -353,8 +376,8 @@ class Warmup(Schedule):
     start: float = 0.0
 
     def _validate(self) -> None:
-        _positive("warmup", self.steps)
-        _non_negative("warmup_start", self.start)
+        _steps("warmup", self.steps)
+        _rate("warmup_start", self.start)
 
     def tracker(self) -> PlateauState | None:
         return self.main.tracker()
@@ -384,10 +407,9 @@ SCHEDULES: dict[str, type[Schedule]] = {
 
 
 def _schedule_class(name: str) -> type[Schedule]:
-    try:
-        return SCHEDULES[name]
-    except KeyError:
-        raise ConfigError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}") from None
+    if not isinstance(name, str) or name not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+    return SCHEDULES[name]
 
 
 def param_types(name: str) -> dict[str, type]:
@@ -412,24 +434,22 @@ def _required(name: str) -> list[str]:
     ]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _coerce(schedule: str, key: str, value: Any, kind: type) -> Any:
+    """The value as its parameter's type (an integral float counts as an int); the ranges are the
+    schedule's own checks."""
     where = f"{schedule} parameter {key}"
     if kind is bool:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{where} must be true or false but got {value!r}")
     if kind is int:
-        if not _is_number(value) or float(value) != int(value):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer but got {value!r}")
-        return int(value)
+        return value
     if kind is float:
-        if not _is_number(value):
-            raise ConfigError(f"{where} must be a number but got {value!r}")
-        return float(value)
+        return number(where, value, -math.inf, math.inf)
     # tuple[int, ...]: the milestones
     items = value if isinstance(value, (list, tuple)) else [value]
     return tuple(_coerce(schedule, key, item, int) for item in items)
@@ -487,11 +507,9 @@ def create_schedule(
     one. With ``warmup`` W, ``total`` shrinks to total - W so the schedule still ends where it was meant to.
     """
     cls = _schedule_class(name)
-    if not _is_number(lr):
-        raise ConfigError(f"lr must be a number but got {lr!r}")
+    number("lr", lr, 0.0, MAX_RATE, low_open=True)
     kwargs = coerce_params(name, params or {})
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ConfigError(f"warmup must be an integer >= 0 but got {warmup!r}")
+    integer("warmup", warmup, 0, MAX_STEPS)
     fields = param_types(name)
     if "total" in fields:
         if "total" not in kwargs and horizon is not None:
@@ -505,7 +523,8 @@ def create_schedule(
         raise ConfigError(f"schedule {name} needs parameter {missing[0]!r}")
     schedule = cls(lr=float(lr), **kwargs)
     if warmup:
-        return Warmup(lr=float(lr), main=schedule, steps=warmup, start=float(warmup_start))
+        start = number("warmup_start", warmup_start, 0.0, MAX_RATE)
+        return Warmup(lr=float(lr), main=schedule, steps=warmup, start=start)
     return schedule
 
 
@@ -516,11 +535,12 @@ def update_rates(
     updates_per_epoch: int,
     unit: str = "epoch",
     decay: float = 0.0,
+    start: int = 0,
 ) -> np.ndarray:
-    """The rate of every update of a run: the schedule stepped per epoch or per update, then Keras's
-    time-based ``decay`` applied per update on top (lr / (1 + decay * update))."""
+    """The rate of updates ``start`` .. ``start + n_updates - 1`` of a run: the schedule stepped per epoch
+    or per update, then Keras's time-based ``decay`` applied per update on top (lr / (1 + decay * update))."""
     if unit not in ("epoch", "update"):
         raise ConfigError(f"schedule_unit must be 'epoch' or 'update' but got {unit!r}")
-    updates = np.arange(n_updates, dtype=np.float64)
+    updates = np.arange(start, start + n_updates, dtype=np.float64)
     steps = np.floor_divide(updates, updates_per_epoch) if unit == "epoch" else updates
     return np.asarray(schedule(steps)) / (1.0 + decay * updates)

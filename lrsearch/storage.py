@@ -1,8 +1,6 @@
-"""Where studies live: storage URLs, database engine settings, and what populations and many workers need
-from the database: bulk writes, heartbeats, failing the trials of vanished workers, claims and retries.
-
-URLs: ``--storage``, else ``LRSEARCH_STORAGE``, else the embedded ``sqlite:///lrsearch.db`` in the working
-directory. ``postgresql://`` uses the bundled psycopg (3) driver. Passwords are never printed.
+"""Where studies live: opening the database (``urls`` says which), engine settings, and what populations
+and many workers need from it: bulk writes, heartbeats, failing the trials of vanished workers, claims and
+retries. Passwords are never printed.
 
 A finished trial's per-epoch values and attributes go to the database in one transaction (the public API
 takes one transaction per value: 2-3 ms each, minutes for a blobs population), and intermediate values
@@ -17,6 +15,7 @@ import copy
 import dataclasses
 import datetime
 import enum
+import fcntl
 import functools
 import json
 import logging
@@ -25,6 +24,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
@@ -36,10 +36,12 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from lrsearch import rdb_reader
+from lrsearch.checks import integer
 from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.urls import GRPC, grpc_address, masked, redact, sqlite_file
 
 __all__ = [
-    "DEFAULT_STORAGE",
+    "FAILURE_ATTRS",
     "AskRound",
     "Heartbeat",
     "TrialRecord",
@@ -47,62 +49,17 @@ __all__ = [
     "count_trials",
     "database",
     "fail_stale",
-    "masked",
     "one_read",
     "open_storage",
     "record_heartbeats",
-    "resolve_url",
+    "retry_callback",
     "retrying",
-    "sqlite_file",
     "write_finished",
 ]
 
-DEFAULT_STORAGE = "sqlite:///lrsearch.db"
-_SCHEMES = {"sqlite": None, "postgresql": "psycopg", "postgres": "psycopg", "mysql": None}
-_GRPC = "grpc://"
 _CONNECT_TIMEOUT_S = 10
 #: How long a worker that starts while the server restarts keeps trying to connect (well under 30 s).
 _RESTART_PATIENCE_S = 10.0
-
-
-def resolve_url(flag: str | None) -> str:
-    """``--storage``, else ``LRSEARCH_STORAGE``, else the embedded SQLite file; checked and normalised."""
-    url = flag or os.environ.get("LRSEARCH_STORAGE") or DEFAULT_STORAGE
-    if url.startswith(_GRPC):
-        _grpc_address(url)
-        return url
-    try:
-        parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise ConfigError(f"storage {url!r} is not a database URL (e.g. {DEFAULT_STORAGE} or postgresql://USER@HOST/DB)") from None
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend not in _SCHEMES:
-        raise ConfigError(
-            f"storage URL scheme {parsed.drivername!r} is not supported; use sqlite:///FILE, "
-            "postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://USER:PASSWORD@HOST/DB or grpc://HOST:PORT"
-        )
-    if not driver and _SCHEMES[backend]:
-        parsed = parsed.set(drivername=f"postgresql+{_SCHEMES[backend]}")
-    elif backend == "postgres":
-        parsed = parsed.set(drivername=f"postgresql+{driver}")
-    return parsed.render_as_string(hide_password=False)
-
-
-def _grpc_address(url: str) -> tuple[str, int]:
-    host, _, port = url.removeprefix(_GRPC).rstrip("/").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"storage {url!r}: a proxy URL is grpc://HOST:PORT")
-    return host, int(port)
-
-
-def masked(url: str) -> str:
-    """The URL as it may be shown: the password replaced by ***."""
-    if url.startswith(_GRPC):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return "<unparsable storage URL>"
 
 
 def _sqlite_connection(database: str) -> sqlite3.Connection:
@@ -125,16 +82,6 @@ def _sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
     sqlalchemy.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
 
 
-def sqlite_file(url: str) -> str | None:
-    """The database file of a ``sqlite:///FILE`` URL; None for any other storage (or SQLite in memory)."""
-    if url.startswith(_GRPC):
-        return None
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return parsed.database
-
-
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if make_url(url).get_backend_name() == "sqlite":
         database = sqlite_file(url)
@@ -155,54 +102,113 @@ class Heartbeat:
     max_retry: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("interval", "grace"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"heartbeat {name} must be whole seconds >= 1 but got {value!r}")
+        integer("heartbeat interval", self.interval, 1, 3600)
+        integer("grace period", self.grace, 2, 7 * 24 * 3600)
+        integer("max_retry", self.max_retry, 0, 100)
         if self.grace <= self.interval:
-            raise ConfigError(f"the grace period ({self.grace} s) must be longer than the heartbeat interval ({self.interval} s)")
-        if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int) or self.max_retry < 0:
-            raise ConfigError(f"max_retry must be an integer >= 0 but got {self.max_retry!r}")
+            raise ConfigError(f"the grace period ({self.grace} s) must be longer than the heartbeat interval "
+                              f"({self.interval} s)")  # fmt: skip
 
     def retry_callback(self) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+            return _Retry(max_retry=self.max_retry)
 
 
-def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True) -> optuna.storages.BaseStorage:
-    """Open (and on first use create) the study database, or connect to ``lrsearch proxy``; one that cannot
-    be reached is one RuntimeFailure within about ``_CONNECT_TIMEOUT_S`` + ``_RESTART_PATIENCE_S`` seconds,
-    with the password masked.
+#: User attrs in which lrsearch says how a run failed: a retry is a new run, and does not inherit them.
+FAILURE_ATTRS = ("error", "interrupted", "worker")
+
+
+class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a failed trial (its parameters, ``failed_trial``, ``retry_history``), without the
+    failed run's account of itself: a retry that completed would still say ``interrupted``."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        kept = copy.copy(trial)
+        kept.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in FAILURE_ATTRS}
+        super().__call__(study, kept)
+
+
+def retry_callback(storage: optuna.storages.BaseStorage) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """What re-enqueues a failed trial in ``storage``: its own retry callback (its ``max_retry``), else
+    the default one (in memory, behind the proxy)."""
+    backend = database(storage)
+    own = backend.get_heartbeat_stale_trial_callback() if backend is not None else None
+    return own or Heartbeat().retry_callback()
+
+
+def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True,
+                 create: bool = True) -> optuna.storages.BaseStorage:  # fmt: skip
+    """Open the study database (on first use, with ``create``, creating it), or connect to ``lrsearch
+    proxy``. Without ``create`` (the commands that only read) a database lrsearch has not written is a
+    ConfigError, and nothing is written. One that cannot be reached is one RuntimeFailure within about
+    ``_CONNECT_TIMEOUT_S`` + ``_RESTART_PATIENCE_S`` seconds, with the password masked.
     Through the proxy there are no heartbeats (Optuna's gRPC API has none): see ``lrsearch reap --all``.
     A worker opens it without ``per_epoch_values``: its trials are read without them (see rdb_reader)."""
-    if url.startswith(_GRPC):
-        host, port = _grpc_address(url)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
-        try:
-            proxy.wait_server_ready(timeout=_CONNECT_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - grpc's own timeout error types vary by version
-            raise RuntimeFailure(f"cannot reach the storage proxy at {url}: {exc}") from None
-        return proxy
+    if url.startswith(GRPC):
+        return _proxy(url)
+    database = sqlite_file(url)
+    if database is not None:
+        if not create and not Path(database).is_file():
+            raise ConfigError(f"no study database at {database} (lrsearch run writes one)")
+        if not Path(database).resolve().parent.is_dir():
+            raise ConfigError(f"folder {Path(database).parent} for the study database does not exist")
     beats: dict[str, Any] = {}
     if heartbeat is not None:
         beats = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace,
                  "heartbeat_stale_trial_callback": heartbeat.retry_callback()}  # fmt: skip
     try:
-        with warnings.catch_warnings():
+        if not create and not _has_studies(url):
+            raise ConfigError(f"{masked(url)} holds no studies (lrsearch run creates them)")
+        with warnings.catch_warnings(), _one_creator(database):
             # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = _created(lambda: RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats))
-        if sqlite_file(url):
+        if database is not None:
             _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
         return storage
     except sqlalchemy.exc.NoSuchModuleError as exc:
-        raise RuntimeFailure(f"no database driver for {masked(url)}: {exc}") from None
+        raise RuntimeFailure(f"no database driver for {masked(url)}: {_reason(exc, url)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
+
+
+def _proxy(url: str) -> optuna.storages.BaseStorage:
+    host, port = grpc_address(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=_CONNECT_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - grpc's own timeout error types vary by version
+        raise RuntimeFailure(f"cannot reach the storage proxy at {masked(url)}: {_reason(exc, url)}") from None
+    return proxy
+
+
+def _has_studies(url: str) -> bool:
+    """Whether the database holds Optuna's tables, looked at without creating anything."""
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    try:
+        return sqlalchemy.inspect(engine).has_table(models.StudyModel.__tablename__)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _one_creator(database: str | None) -> Iterator[None]:
+    """Processes that open one SQLite file at once take turns while Optuna creates or checks its schema
+    (not atomic there: the second would fail on the first's tables, or on its version row). A lock on the
+    folder: one on the file itself would be dropped with SQLite's own when the descriptor closes."""
+    if database is None:
+        yield
+        return
+    folder = os.open(Path(database).resolve().parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)
 
 
 def _created(connect: Callable[[], RDBStorage], *, patience: float = _RESTART_PATIENCE_S) -> RDBStorage:
@@ -233,12 +239,9 @@ def _restarting(error: BaseException | None) -> bool:
 
 
 def _reason(exc: BaseException, url: str) -> str:
+    """What went wrong, in one line without the password (a driver may quote the URL)."""
     original = getattr(exc, "orig", None) or exc
-    text = " ".join(str(original).split())
-    password = make_url(url).password
-    if password:
-        text = text.replace(str(password), "***")
-    return text[:300]
+    return redact(" ".join(str(original).split()), [url])[:300]
 
 
 class TrialRecord:
@@ -599,6 +602,9 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
             # A worker that dies before this leaves trials without parameters, and without heartbeats: they
             # are failed once their grace period is over, and their retries sample afresh.
             retrying(_write_round, backend, pending, pending_attrs)
+        if batch:
+            # Created for asks that a failure cut short: nothing ran, nothing to retry, none left RUNNING.
+            retrying(write_finished, storage, [TrialRecord(t._trial_id, {}, {}, TrialState.FAIL) for t in batch])
 
 
 def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optuna.trial.FrozenTrial]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lrsearch.checks import MAX_COUNT, MAX_SECONDS, MAX_SEED, integer, number, text
 from lrsearch.errors import ConfigError
 from lrsearch.optim import OPTIMIZERS
 from lrsearch.schedules import SCHEDULES, param_types
@@ -32,6 +33,7 @@ from lrsearch.search.space import (
     Param,
     SearchSpace,
 )
+from lrsearch.trainers.population import MAX_BATCH_SIZE, MAX_EPOCHS
 from lrsearch.trainers.problems import TRAINERS
 
 __all__ = ["StudySpec", "bundled_dir", "find_study", "list_studies", "load_study_file"]
@@ -40,6 +42,13 @@ _KEYS = {"question", "trainer", "epochs", "batch_size", "compare", "repeats", "n
          "sampler", "pruner", "seed", "fixed", "space", "arms", "gpu"}  # fmt: skip
 #: What a ``[gpu]`` table may change when the study runs on a GPU: the budget, never the definition.
 _GPU_KEYS = {"n_trials", "timeout", "population"}
+#: The ranges of a study's counts (its run length's are the engine's).
+MAX_POPULATION = 4096
+MAX_REPEATS = 1000
+#: Choices a list may offer, and combinations of choices and range ends a space may have (each one is
+#: built when the file is checked, so that none fails only once a study runs).
+MAX_CHOICES = 1000
+MAX_CORNERS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +80,7 @@ class StudySpec:
 
     def with_overrides(self, **changes: Any) -> StudySpec:
         """The study with command-line overrides (None leaves a value as the file has it), re-validated."""
-        spec = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-        _check_run(spec)
-        return spec
+        return _check_run(dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}))
 
     def definition(self) -> dict[str, Any]:
         """What makes trials comparable (stored with the study; a different one under the same name is refused)."""
@@ -124,8 +131,10 @@ def load_study_file(path: Path) -> StudySpec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a study file is TOML, which is UTF-8") from None
+    except (OSError, ValueError) as exc:  # ValueError: a path the system cannot even look up (a NUL in it)
+        raise ConfigError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         return _parse(path, raw)
     except ConfigError as exc:
@@ -140,11 +149,12 @@ def _expect(key: str, value: Any, kind: type | tuple[type, ...], what: str) -> A
     return value
 
 
-def _positive_int(key: str, value: Any, minimum: int = 1) -> int:
-    _expect(key, value, int, f"an integer >= {minimum}")
-    if value < minimum:
-        raise ConfigError(f"{key}: must be an integer >= {minimum} but got {value}")
-    return value
+def _checked(key: str, check: Any, *args: Any, **kwargs: Any) -> Any:
+    """``check(key, *args)`` with its message under the key, as every message of a file is."""
+    try:
+        return check(key, *args, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(f"{key} must", f"{key}: must", 1)) from None
 
 
 def _parse(path: Path, raw: dict[str, Any]) -> StudySpec:
@@ -154,41 +164,38 @@ def _parse(path: Path, raw: dict[str, Any]) -> StudySpec:
     for required in ("question", "trainer", "compare"):
         if required not in raw:
             raise ConfigError(f"{required}: missing")
-    question = _expect("question", raw["question"], str, "a sentence").strip()
-    if not question:
-        raise ConfigError("question: must be a sentence but got an empty string")
+    question = _checked("question", text, raw["question"], max_length=2000).strip()
     trainer = _expect("trainer", raw["trainer"], str, "a trainer name")
     if trainer not in TRAINERS:
         raise ConfigError(f"trainer: unknown trainer {trainer!r}; choose from {', '.join(TRAINERS)}")
-    epochs = _positive_int("epochs", raw.get("epochs", TRAINERS[trainer].epochs))
-    batch_size = _positive_int("batch_size", raw["batch_size"]) if "batch_size" in raw else None
     pruner, pruner_settings = _parse_pruner(raw.get("pruner", "median"))
     timeout = raw.get("timeout")
     if timeout is not None:
         _expect("timeout", timeout, (int, float), "seconds > 0")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigError(f"timeout: must be seconds > 0 but got {timeout}")
     spec = StudySpec(
         name=path.stem,
         path=path,
         question=question,
         trainer=trainer,
-        epochs=epochs,
-        batch_size=batch_size,
+        epochs=raw.get("epochs", TRAINERS[trainer].epochs),
+        batch_size=raw.get("batch_size"),
         compare=_expect("compare", raw["compare"], str, "a parameter name"),
-        repeats=_positive_int("repeats", raw.get("repeats", 0), minimum=0),
-        n_trials=_positive_int("n_trials", raw["n_trials"]) if "n_trials" in raw else None,
-        timeout=float(timeout) if timeout is not None else None,
-        population=_positive_int("population", raw.get("population", 8)),
+        repeats=raw.get("repeats", 0),
+        n_trials=raw.get("n_trials"),
+        timeout=timeout,
+        population=raw.get("population", 8),
         sampler=_expect("sampler", raw.get("sampler", "tpe"), str, "a sampler name"),
         pruner=pruner,
         pruner_settings=pruner_settings,
-        seed=_positive_int("seed", raw.get("seed", 0), minimum=0),
+        seed=raw.get("seed", 0),
         space=_parse_space(raw.get("fixed", {}), raw.get("space", {}), raw.get("arms", {})),
         gpu=_parse_gpu(raw.get("gpu", {})),
     )
-    _check_run(spec)
-    _check_run(spec.for_device("cuda"))
+    spec = _check_run(spec)
+    try:
+        _check_run(spec.for_device("cuda"))
+    except ConfigError as exc:  # the file's own values passed: a [gpu] value is wrong
+        raise ConfigError(f"gpu.{exc}") from None
     _check_space(spec)
     return spec
 
@@ -209,53 +216,105 @@ def _parse_pruner(value: Any) -> tuple[str, dict[str, Any]]:
     raise ConfigError(f"pruner: must be a name or a table with a name but got {value!r}")
 
 
-def _check_run(spec: StudySpec) -> None:
-    """The checks a command-line override can break."""
+def _check_run(spec: StudySpec) -> StudySpec:
+    """The checks a command-line override can break; the spec with its timeout as a float."""
     if spec.n_trials is None and spec.timeout is None:
         raise ConfigError("n_trials, timeout: a study needs a budget: n_trials, timeout or both")
-    for key in ("epochs", "population", "n_trials"):
-        value = getattr(spec, key)
-        if value is not None:
-            _positive_int(key, value)
-    if spec.sampler not in SAMPLERS:
+    _checked("epochs", integer, spec.epochs, 1, MAX_EPOCHS)
+    if spec.batch_size is not None:
+        _checked("batch_size", integer, spec.batch_size, 1, MAX_BATCH_SIZE)
+    _checked("population", integer, spec.population, 1, MAX_POPULATION)
+    _checked("repeats", integer, spec.repeats, 0, MAX_REPEATS)
+    _checked("seed", integer, spec.seed, 0, MAX_SEED)
+    if spec.n_trials is not None:
+        _checked("n_trials", integer, spec.n_trials, 1, MAX_COUNT)
+    if spec.timeout is not None:
+        timeout = _checked("timeout", number, spec.timeout, 0.0, MAX_SECONDS, low_open=True)
+        spec = dataclasses.replace(spec, timeout=timeout)
+    if not isinstance(spec.sampler, str) or spec.sampler not in SAMPLERS:
         raise ConfigError(f"sampler: unknown sampler {spec.sampler!r}; choose from {', '.join(SAMPLERS)}")
     try:
         create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
     except ConfigError as exc:
         raise ConfigError(f"pruner: {exc}") from None
+    return spec
 
 
 #: The sweep ``lr = "auto"`` runs the range test over.
 AUTO_LR_SWEEP = (1e-7, 10.0)
 
 
+def _choice_kind(value: Any) -> str | None:
+    """What a list of choices may hold, one kind a list: numbers, booleans, strings, or lists of integers
+    (milestones); None for anything else (a table, a list of lists)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return "list of integers"
+    return None
+
+
+def _parse_choices(key: str, values: list[Any]) -> Choice:
+    if not 1 <= len(values) <= MAX_CHOICES:
+        raise ConfigError(f"{key}: a list of choices must hold 1 to {MAX_CHOICES} values but got {len(values)}")
+    kinds = {_choice_kind(v) for v in values}
+    if None in kinds:
+        bad = next(v for v in values if _choice_kind(v) is None)
+        raise ConfigError(f"{key}: a choice must be a number, a string, true/false or a list of integers "
+                          f"but got {bad!r}")  # fmt: skip
+    if len(kinds) > 1:
+        raise ConfigError(f"{key}: choices must all be of one kind but got {', '.join(sorted(kinds))} in {values!r}")
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{key}: a choice must be a finite number but got {v!r}")
+    # Equal values are one choice to Optuna (1 and 1.0 too): it would index them as one.
+    encoded = [Choice.encode(v) for v in values]
+    if any(a == b for i, a in enumerate(encoded) for b in encoded[:i]):
+        raise ConfigError(f"{key}: choices must be distinct but got {values!r}")
+    return Choice(tuple(tuple(v) if isinstance(v, list) else v for v in values))
+
+
+def _parse_range(key: str, value: dict[str, Any]) -> Param:
+    extra = sorted(set(value) - {"low", "high", "log", "step"})
+    if extra:
+        raise ConfigError(f"{key}: a range takes low, high, log and step but got {extra[0]!r}")
+    low, high = value["low"], value["high"]
+    for bound in ("low", "high"):
+        _checked(f"{key}.{bound}", number, value[bound], -math.inf, math.inf)
+    log = _expect(f"{key}.log", value.get("log", False), bool, "true or false")
+    if not low < high:
+        raise ConfigError(f"{key}: low must be < high but got low={low}, high={high}")
+    if log and low <= 0:
+        raise ConfigError(f"{key}: a log range needs low > 0 but got low={low}")
+    if "step" in value and log:
+        raise ConfigError(f"{key}: a log range cannot have a step")
+    integral = isinstance(low, int) and isinstance(high, int)
+    step = value.get("step", 1 if integral else None)
+    if step is not None:
+        if integral:
+            _checked(f"{key}.step", integer, step, 1, high - low)
+        else:
+            step = _checked(f"{key}.step", number, step, 0.0, high - low, low_open=True)
+        # Optuna would move ``high`` to the last step below it, with a warning.
+        steps = (high - low) / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+            raise ConfigError(f"{key}: step must divide high - low ({high - low:g}) but got {step:g}")
+    if integral:
+        return IntRange(low, high, log=log, step=step)
+    return FloatRange(float(low), float(high), log=log, step=step)
+
+
 def _parse_param(key: str, value: Any) -> Param:
     if key == "space.lr" and value == "auto":
         return FloatRange(*AUTO_LR_SWEEP, log=True, auto=True)
     if isinstance(value, list):
-        if not value:
-            raise ConfigError(f"{key}: a list of choices must not be empty")
-        encoded = [Choice.encode(v) for v in value]
-        if len(set(map(repr, encoded))) != len(encoded):
-            raise ConfigError(f"{key}: choices must be distinct but got {value!r}")
-        return Choice(tuple(tuple(v) if isinstance(v, list) else v for v in value))
+        return _parse_choices(key, value)
     if isinstance(value, dict) and {"low", "high"} <= set(value):
-        extra = sorted(set(value) - {"low", "high", "log", "step"})
-        if extra:
-            raise ConfigError(f"{key}: a range takes low, high, log and step but got {extra[0]!r}")
-        low, high = value["low"], value["high"]
-        log = _expect(f"{key}.log", value.get("log", False), bool, "true or false")
-        for bound, number in (("low", low), ("high", high)):
-            _expect(f"{key}.{bound}", number, (int, float), "a number")
-        if not low < high:
-            raise ConfigError(f"{key}: low must be < high but got low={low}, high={high}")
-        if log and low <= 0:
-            raise ConfigError(f"{key}: a log range needs low > 0 but got low={low}")
-        if isinstance(low, int) and isinstance(high, int) and isinstance(value.get("step", 1), int):
-            return IntRange(low, high, log=log, step=value.get("step", 1))
-        if log and "step" in value:
-            raise ConfigError(f"{key}: a log range cannot have a step")
-        return FloatRange(float(low), float(high), log=log, step=value.get("step"))
+        return _parse_range(key, value)
     accepted = "a list of choices, a range { low = .., high = .. }" + (' or "auto"' if key == "space.lr" else "")
     raise ConfigError(f"{key}: must be {accepted} but got {value!r}")
 
@@ -264,19 +323,25 @@ def _parse_arms(arms: Any, fixed: Mapping[str, Any], space: Mapping[str, Any]) -
     """Named configurations: each a table of fixed settings (engine names, its schedule's and its
     optimizer's parameters)."""
     _expect("arms", arms, dict, "a table of named configurations")
+    if len(arms) > MAX_CHOICES:
+        raise ConfigError(f"arms: at most {MAX_CHOICES} arms but got {len(arms)}")
     for name, settings in arms.items():
+        _checked("arms: an arm's name", text, name, max_length=200)
         _expect(f"arms.{name}", settings, dict, "a table of settings")
         choices = {}
         for kind in DEFAULT_BRANCHES:
-            if kind not in settings and kind in space:
-                own = set(param_types(settings.get("schedule", "constant"))) if kind == "schedule" else set()
-                if own & set(settings):
-                    raise ConfigError(f"arms.{name}: sets {kind} parameters, so it must fix its {kind} too")
             choices[kind] = settings.get(kind, fixed.get(kind, DEFAULT_BRANCHES[kind]))
+            if not isinstance(choices[kind], str):
+                raise ConfigError(f"arms.{name}.{kind}: must be a {kind} name but got {choices[kind]!r}")
         if choices["schedule"] not in SCHEDULES:
             raise ConfigError(f"arms.{name}.schedule: unknown schedule {choices['schedule']!r}; choose from {', '.join(SCHEDULES)}")
         if choices["optimizer"] not in OPTIMIZERS:
             raise ConfigError(f"arms.{name}.optimizer: unknown optimizer {choices['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}")
+        for kind in DEFAULT_BRANCHES:
+            if kind not in settings and kind in space:
+                own = set(param_types(choices["schedule"])) if kind == "schedule" else set()
+                if own & set(settings):
+                    raise ConfigError(f"arms.{name}: sets {kind} parameters, so it must fix its {kind} too")
         accepted = set(TOP_LEVEL) | set(param_types(choices["schedule"])) | set(OPTIMIZERS[choices["optimizer"]].defaults)
         for key in settings:
             if key not in accepted:
@@ -327,10 +392,11 @@ def _check_space(spec: StudySpec) -> None:
     space = spec.space
     for kind, names in (("schedule", SCHEDULES), ("optimizer", OPTIMIZERS)):
         param = space.params.get(kind)
-        reachable = set(param.values) if isinstance(param, Choice) else {space.fixed.get(kind, DEFAULT_BRANCHES[kind])}
+        reachable = list(param.values) if isinstance(param, Choice) else [space.fixed.get(kind, DEFAULT_BRANCHES[kind])]
         for value in reachable:
-            if value not in names:
-                raise ConfigError(f"space.{kind}: unknown {kind} {value!r}; choose from {', '.join(names)}")
+            if not isinstance(value, str) or value not in names:
+                where = "space" if isinstance(param, Choice) else "fixed"
+                raise ConfigError(f"{where}.{kind}: unknown {kind} {value!r}; choose from {', '.join(names)}")
         for branch in space.branches:
             if branch in names and branch not in reachable:
                 raise ConfigError(f"space.{branch}: the {kind} {branch} is never chosen, so its table would be ignored")
@@ -343,6 +409,10 @@ def _check_space(spec: StudySpec) -> None:
         ranges = [n for n in space.param_names() if not isinstance(space.find(n), Choice)]
         if ranges:
             raise ConfigError(f"sampler: the grid sampler needs lists, but space.{ranges[0]} is a range")
+    corners = math.prod(len(space.find(n).extremes()) for n in space.param_names())  # type: ignore[union-attr]
+    if corners > MAX_CORNERS:
+        raise ConfigError(f"space: up to {corners} combinations of choices and range ends, each checked before a "
+                          f"study runs; at most {MAX_CORNERS}: search fewer values together")  # fmt: skip
     trainer = TRAINERS[spec.trainer]
     updates = spec.epochs * math.ceil(trainer.train_examples / (spec.batch_size or trainer.batch_size))
     for config in space.corners():

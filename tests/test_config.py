@@ -38,12 +38,12 @@ def test_to_dict_is_json_ready() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lr": 0}, "lr must be > 0 but got 0"),
-        ({"lr": "0.1"}, "lr must be a number but got '0.1'"),
+        ({"lr": 0}, r"lr must be a number in \(0, 10000\] but got 0"),
+        ({"lr": "0.1"}, r"lr must be a number in \(0, 10000\] but got '0.1'"),
         ({"lr": float("nan")}, "lr must be a number"),
-        ({"decay": -0.1}, "decay must be a number >= 0"),
+        ({"decay": -0.1}, r"decay must be a number in \[0, 1000000\]"),
         ({"schedule_unit": "step"}, "schedule_unit must be 'epoch' or 'update' but got 'step'"),
-        ({"seed": 1.5}, "seed must be an integer >= 0"),
+        ({"seed": 1.5}, r"seed must be an integer in \[0, 4294967295\] but got 1.5"),
         ({"warmup_start": "low"}, "warmup_start must be a number"),
         ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
         ({"optimizer": "adagrad", "momentum": 0.5}, "adagrad has no parameter 'momentum'"),

@@ -91,12 +91,12 @@ def test_select_and_extend_keep_state_rows_with_their_members() -> None:
     [
         ("sgdx", {}, "unknown optimizer 'sgdx'; choose from sgd"),
         ("adam", {"momentum": 0.9}, "optimizer adam has no parameter 'momentum'"),
-        ("sgd", {"momentum": 1.0}, r"momentum must be in \[0, 1\) but got 1.0"),
-        ("sgd", {"momentum": -0.1}, "momentum must be in"),
+        ("sgd", {"momentum": 1.0}, r"momentum must be a number in \[0, 1\) but got 1.0"),
+        ("sgd", {"momentum": -0.1}, r"momentum must be a number in \[0, 1\)"),
         ("sgd", {"nesterov": True}, "nesterov needs momentum > 0"),
         ("sgd", {"nesterov": "yes"}, "nesterov must be true or false"),
-        ("rmsprop", {"alpha": "x"}, "alpha must be a number but got 'x'"),
-        ("adamw", {"weight_decay": -1.0}, "weight_decay must be >= 0"),
+        ("rmsprop", {"alpha": "x"}, r"alpha must be a number in \[0, 1\) but got 'x'"),
+        ("adamw", {"weight_decay": -1.0}, r"weight_decay must be a number in \[0, 100\]"),
     ],
 )
 def test_bad_settings_name_the_problem(name: str, given: dict, message: str) -> None:

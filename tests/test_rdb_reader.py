@@ -9,7 +9,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.rdb_reader import Reader, completed_curves, read_trials
-from lrsearch.storage import open_storage, resolve_url
+from lrsearch.storage import open_storage
+from lrsearch.urls import resolve_url
 
 
 @pytest.fixture

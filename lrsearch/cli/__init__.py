@@ -5,6 +5,8 @@ Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 interrupted. ``--debug``
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import traceback
 from collections.abc import Sequence
@@ -13,11 +15,24 @@ import click
 
 from lrsearch import __version__
 from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.urls import redact
 
-__all__ = ["LOOPBACK", "cli", "entry_point", "main"]
+__all__ = ["LOOPBACK", "MAX_WORKERS", "check_free", "cli", "entry_point", "main"]
 
 #: Addresses that only this machine reaches: a server bound elsewhere warns that it has no authentication.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Local worker processes one command starts at the most.
+MAX_WORKERS = 256
+
+
+def check_free(host: str, port: int, what: str) -> None:
+    """Fail as one line before a server starts, where it would fail with its own lines and a traceback:
+    the address taken, or one this machine does not have."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+        raise RuntimeFailure(f"cannot serve {what} on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 @click.group(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,15 +55,29 @@ def _register_commands(debug: bool) -> None:
         cli.add_command(module.command)
 
 
-def _fail(message: str, code: int) -> int:
-    click.echo(f"lrsearch: error: {' '.join(message.split())}", err=True)
-    return code
+def _storage_urls(args: Sequence[str]) -> list[str]:
+    """The storage URLs this command line may hold: ``--storage``'s values (also misplaced) and
+    ``LRSEARCH_STORAGE``."""
+    urls = [os.environ.get("LRSEARCH_STORAGE", "")]
+    for i, arg in enumerate(args):
+        if arg == "--storage" and i + 1 < len(args):
+            urls.append(args[i + 1])
+        elif arg.startswith("--storage="):
+            urls.append(arg.partition("=")[2])
+    return [url for url in urls if url]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # Known before parsing, so that even a parse error can show its traceback.
     debug = "--debug" in args
+    urls = _storage_urls(args)
+
+    def _fail(message: str, code: int) -> int:
+        # Every message already shows URLs masked; this is the last line of defence for their passwords.
+        click.echo(f"lrsearch: error: {redact(' '.join(message.split()), urls)}", err=True)
+        return code
+
     try:
         _register_commands(debug)
         result = cli.main(args, prog_name="lrsearch", standalone_mode=False)

@@ -12,11 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_sampler, bench_search, bench_workers
+from lrsearch.checks import integer
+from lrsearch.cli import MAX_WORKERS
 from lrsearch.devices import resolve_device
-from lrsearch.errors import ConfigError
 from lrsearch.search.pruning import PRUNERS
 from lrsearch.search.samplers import SAMPLERS
-from lrsearch.storage import masked, resolve_url
+from lrsearch.studies import MAX_POPULATION
+from lrsearch.trainers.population import MAX_EPOCHS
+from lrsearch.urls import masked, resolve_url
 
 
 def _describe(device: torch.device) -> str:
@@ -51,10 +54,11 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
             pruner: str, as_json: bool) -> None:  # fmt: skip
     """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
     population engine and of the plain one-at-a-time loop."""
-    for name, value in (("--population", population), ("--baseline-trials", baseline_trials), ("--epochs", epochs),
-                        ("--workers", workers), ("--trials", trials)):  # fmt: skip
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be >= 1 but got {value}")
+    for name, value, high in (("--population", population, MAX_POPULATION), ("--baseline-trials", baseline_trials, 1000),
+                              ("--epochs", epochs, MAX_EPOCHS), ("--workers", workers, MAX_WORKERS),
+                              ("--trials", trials, 100_000)):  # fmt: skip
+        if value is not None:
+            integer(name, value, 1, high)
     if trainer == "sampler":
         _sampler(trials=trials, workers=workers, population=population or 64, as_json=as_json)
         return

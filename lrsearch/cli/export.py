@@ -8,7 +8,8 @@ import click
 
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.search.study import load_existing
-from lrsearch.storage import open_storage, resolve_url
+from lrsearch.storage import open_storage
+from lrsearch.urls import resolve_url
 
 FORMATS = (".csv", ".parquet", ".json")
 
@@ -24,7 +25,7 @@ def command(study_name: str, storage: str | None, out: Path) -> None:
         raise ConfigError(f"--out must end in .csv, .parquet or .json but got {out.name!r}")
     if not out.parent.is_dir():
         raise ConfigError(f"folder {out.parent} for --out does not exist")
-    study = load_existing(study_name, open_storage(resolve_url(storage)))
+    study = load_existing(study_name, open_storage(resolve_url(storage), heartbeat=None, create=False))
     frame = study.trials_dataframe(multi_index=False)
     try:
         if out.suffix.lower() == ".csv":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from lrsearch.search.study import load_existing
-from lrsearch.storage import Heartbeat, fail_stale, open_storage, resolve_url
+from lrsearch.storage import Heartbeat, fail_stale, open_storage
+from lrsearch.urls import resolve_url
 
 
 @click.command("reap")
@@ -22,7 +23,7 @@ def command(study_name: str, storage: str | None, grace: int, all_running: bool,
     """Fail running trials whose worker is gone and re-enqueue each with its parameters (as every worker
     does before it asks for trials; this is for when no worker is left to do it)."""
     heartbeat = Heartbeat(interval=max(1, grace // 4), grace=grace, max_retry=max_retry)
-    study = load_existing(study_name, open_storage(resolve_url(storage), heartbeat))
+    study = load_existing(study_name, open_storage(resolve_url(storage), heartbeat, create=False))
     failed = fail_stale(study, all_running=all_running, max_retry=max_retry)
     if failed:
         click.echo(f"failed and re-enqueued {len(failed)} trial(s): {', '.join(f'#{n}' for n in failed)}")

@@ -13,7 +13,8 @@ from lrsearch.errors import ConfigError
 from lrsearch.report import StudyReport, build_report
 from lrsearch.report_page import write_page
 from lrsearch.search.study import load_existing
-from lrsearch.storage import open_storage, resolve_url
+from lrsearch.storage import open_storage
+from lrsearch.urls import resolve_url
 
 
 def report_console() -> Console:
@@ -56,7 +57,7 @@ def command(study_name: str, storage: str | None, as_json: bool, html_path: Path
     url = resolve_url(storage)
     if html_path is not None and not html_path.parent.is_dir():
         raise ConfigError(f"folder {html_path.parent} for --html does not exist")
-    study = load_existing(study_name, open_storage(url, heartbeat=None))
+    study = load_existing(study_name, open_storage(url, heartbeat=None, create=False))
     report = build_report(study)
     if html_path is not None:
         write_page(report, study.get_trials(deepcopy=False), html_path)

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lrsearch.artifacts import ArtifactWriter, open_store, resolve_artifacts
+from lrsearch.checks import integer
+from lrsearch.cli import MAX_WORKERS
 from lrsearch.cli.report import print_report, report_console
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError, RuntimeFailure
@@ -27,9 +29,10 @@ from lrsearch.search.repeats import schedule_repeats
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.samplers import SAMPLERS
 from lrsearch.search.study import join_study
-from lrsearch.storage import Heartbeat, masked, open_storage, resolve_url, retrying
+from lrsearch.storage import Heartbeat, open_storage, retrying
 from lrsearch.studies import StudySpec, find_study, load_study_file
-from lrsearch.trainers import load_problem
+from lrsearch.trainers import Problem, load_dataset, load_problem
+from lrsearch.urls import masked, resolve_url
 
 
 class _Display:
@@ -72,8 +75,6 @@ def _devices(devices: str | None, device: str) -> list[str]:
 
 def _run_workers(spec: StudySpec, url: str, devices: list[str], workers: int, forwarded: list[str]) -> None:
     """Start ``workers`` processes on ``devices`` (round robin) and wait for all of them."""
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        raise ConfigError("several workers need a storage they can share; an in-memory SQLite database is not")
     # The URL travels in the environment, not the command line: `ps` shows command lines to everyone.
     env = {**os.environ, "LRSEARCH_STORAGE": url}
     assigned = [devices[i % len(devices)] for i in range(workers)]
@@ -109,7 +110,9 @@ def _run_workers(spec: StudySpec, url: str, devices: list[str], workers: int, fo
 @click.option("--timeout", type=float, help="Seconds after which no new trial starts (overrides the file).")
 @click.option("--epochs", type=int, help="Epochs per trial (overrides the file; a new study definition).")
 @click.option("--population", type=int, help="Trials trained at once, per worker (overrides the file).")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Overrides the file's sampler.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)),
+              help="Overrides the file's sampler. Not CMA-ES: Optuna's unpickles its state from the database, "
+              "which is safe only on a database you trust, and a shared one is the kind you may not.")
 @click.option("--pruner", type=click.Choice(list(PRUNERS)), help="Overrides the file's pruner.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--devices", help="One worker per listed device, e.g. cuda:0,cuda:1 (default: every visible GPU).")
@@ -135,8 +138,8 @@ def command(
     with new seeds; then print the comparison and the verdict. Several workers (here, or on other machines
     with the same --storage) share one study."""
     worker_devices = _devices(devices, device)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1 but got {workers}")
+    if workers is not None:
+        integer("--workers", workers, 1, MAX_WORKERS)
     beats = Heartbeat(interval=heartbeat, grace=grace, max_retry=max_retry)
     spec = load_study_file(find_study(study_name)).for_device(torch.device(worker_devices[0]).type)
     pruner_settings = spec.pruner_settings if pruner in (None, spec.pruner) else {}
@@ -144,14 +147,20 @@ def command(
                                sampler=sampler, pruner=pruner, pruner_settings=pruner_settings, seed=seed)  # fmt: skip
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
+    count = workers or len(worker_devices)
+    if count > 1 and url in ("sqlite://", "sqlite:///:memory:"):
+        raise ConfigError("several workers need a storage they can share; an in-memory SQLite database is not")
+    # The data is read (and checked) before the study is written: bad data must not leave an empty study.
+    problem = load_problem(spec.trainer, device=torch.device(worker_devices[0]), data_dir=data_dir) if count == 1 else None
+    if problem is None:
+        load_dataset(spec.trainer, data_dir)  # each worker loads its own; this only checks it
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
     # storage call survives a database restart (retried), those of start-up and of the report included.
     study = retrying(join_study, spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
     store = open_store(location) if location else None
     if not no_report and not retrying(optuna_dashboard.get_note, study):
         retrying(publish, study, spec)  # the question, before any answer
-    count = workers or len(worker_devices)
-    if count > 1:
+    if problem is None:
         forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in (
             ("n_trials", n_trials), ("timeout", timeout), ("epochs", epochs), ("population", population),
             ("sampler", sampler), ("pruner", pruner), ("seed", seed), ("heartbeat", heartbeat), ("grace", grace),
@@ -161,7 +170,7 @@ def command(
     else:
         writer = ArtifactWriter(store) if store is not None else None
         try:
-            _work(spec, study, torch.device(worker_devices[0]), data_dir, masked(url), writer)
+            _work(spec, study, problem, masked(url), writer)
         finally:
             if writer is not None:
                 writer.close()
@@ -178,10 +187,9 @@ def _final_report(spec: StudySpec, url: str) -> StudyReport:
     return report
 
 
-def _work(spec: StudySpec, study: optuna.Study, device: torch.device, data_dir: Path | None, where: str,
-          artifacts: ArtifactWriter | None) -> None:  # fmt: skip
+def _work(spec: StudySpec, study: optuna.Study, problem: Problem, where: str, artifacts: ArtifactWriter | None) -> None:
     """This process as one worker: the search, then the repeats."""
-    problem = load_problem(spec.trainer, device=device, data_dir=data_dir)
+    device = problem.device
     spec = resolve_auto_lr(spec, study, problem)
     console = Console(stderr=True)
     console.print(f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False)

@@ -7,9 +7,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lrsearch.errors import ConfigError
+from lrsearch.checks import integer
 from lrsearch.plots import check_plot_path, line_chart
 from lrsearch.schedules import SCHEDULES, create_schedule, parse_params
+
+#: The most steps printed (a CSV line each).
+MAX_PRINTED = 10**7
 
 
 @click.command(
@@ -29,14 +32,14 @@ def command(
     schedule_type: str, lr: float, steps: int, params: tuple[str, ...], warmup: int, warmup_start: float,
     plot: Path | None,
 ) -> None:  # fmt: skip
-    if steps < 1:
-        raise ConfigError(f"--steps must be >= 1 but got {steps}")
+    integer("--steps", steps, 1, MAX_PRINTED)
     if plot is not None:
         check_plot_path(plot)
     schedule = create_schedule(
         schedule_type, lr, parse_params(schedule_type, params) if schedule_type in SCHEDULES else {},
         warmup=warmup, warmup_start=warmup_start, horizon=steps,
     )  # fmt: skip
+    schedule.check_rates(steps)
     if schedule.tracker() is not None:
         click.echo("note: plateau lowers the rate when the validation loss stalls; shown without reductions", err=True)
     t = np.arange(steps)

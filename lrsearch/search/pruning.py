@@ -25,6 +25,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.checks import MAX_COUNT, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
 from lrsearch.rdb_reader import completed_curves, completed_values, reads_steps
 from lrsearch.storage import database
@@ -37,25 +38,35 @@ PRUNERS = {
     "asha": "asynchronous successive halving: keep the best 1/reduction_factor at each rung",
     "none": "train every trial to the end",
 }
-_SETTINGS = {
-    "median": {"n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"},
-    "percentile": {"percentile", "n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"},
-    "asha": {"min_resource", "reduction_factor", "min_early_stopping_rate", "bootstrap_count"},
-    "none": set(),
-}
+#: Each pruner's settings and their ranges (Optuna checks few of them, and not their types).
+_SETTINGS: dict[str, dict[str, tuple[type, float, float]]] = {
+    "median": {"n_startup_trials": (int, 0, MAX_COUNT), "n_warmup_steps": (int, 0, MAX_STEPS),
+               "interval_steps": (int, 1, MAX_STEPS), "n_min_trials": (int, 1, MAX_COUNT)},
+    "percentile": {"percentile": (float, 0.0, 100.0), "n_startup_trials": (int, 0, MAX_COUNT),
+                   "n_warmup_steps": (int, 0, MAX_STEPS), "interval_steps": (int, 1, MAX_STEPS),
+                   "n_min_trials": (int, 1, MAX_COUNT)},
+    "asha": {"min_resource": (int, 1, MAX_STEPS), "reduction_factor": (int, 2, 100),
+             "min_early_stopping_rate": (int, 0, 100), "bootstrap_count": (int, 0, MAX_COUNT)},
+    "none": {},
+}  # fmt: skip
 
 
 def create_pruner(
     name: str, settings: Mapping[str, Any] | None = None, *, epochs: int, population: int
 ) -> optuna.pruners.BasePruner:
     """A pruner; unset settings are sized to the run (epochs) and to the population."""
-    if name not in PRUNERS:
+    if not isinstance(name, str) or name not in PRUNERS:
         raise ConfigError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
     given = dict(settings or {})
-    unknown = sorted(set(given) - _SETTINGS[name])
+    unknown = sorted(set(given) - set(_SETTINGS[name]))
     if unknown:
         raise ConfigError(f"pruner {name} has no setting {unknown[0]!r} (it takes: {', '.join(sorted(_SETTINGS[name])) or 'none'})")
-    try:
+    for key, value in given.items():
+        kind, low, high = _SETTINGS[name][key]
+        if key == "min_resource" and value == "auto":
+            continue
+        given[key] = integer(key, value, int(low), int(high)) if kind is int else number(key, value, low, high)
+    try:  # what Optuna checks across settings (bootstrap_count with an automatic min_resource)
         if name == "none":
             return optuna.pruners.NopPruner()
         if name == "asha":

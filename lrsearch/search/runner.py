@@ -46,12 +46,12 @@ from lrsearch.search.space import Choice, SearchSpace
 from lrsearch.search.telling import Teller, finished_view
 from lrsearch.storage import (
     AskRound,
-    Heartbeat,
     TrialRecord,
     count_trials,
     fail_stale,
     one_read,
     record_heartbeats,
+    retry_callback,
     retrying,
     write_finished,
 )
@@ -187,6 +187,7 @@ class Search:
         self.tally = Tally()
         self.on_progress = on_progress or (lambda tally: None)
         self._live: dict[int, _Live] = {}
+        self._asking: optuna.Trial | None = None
         self._sampler = study.sampler
         self._beating = _heartbeat_interval(study._storage) is not None
         self._poll = min(5.0, float(_heartbeat_interval(study._storage) or 5))
@@ -266,6 +267,7 @@ class Search:
                 # Optuna warns that its heartbeat runs only inside optimize(); this loop keeps it itself.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 trial = self.study.ask()
+            self._asking = trial  # from here on, a failure must end it (``_fail_live``)
             seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
             config = self.space.sample(trial, seed=int(seed))
             remember(trial)
@@ -274,11 +276,13 @@ class Search:
             self.tally.training += time.perf_counter() - started  # the member's weights: the trainer's work
         except ConfigError as exc:
             # The file was validated at its corners; a combination inside can still be refused.
+            self._asking = None
             self._end(trial, {}, {"error": str(exc), "worker": self.worker}, TrialState.FAIL)
             self.tally.failed += 1
             return
         finally:
             self.study.sampler = self._sampler
+        self._asking = None
         self._live[member] = _Live(trial, config, repeat=REPEAT_OF in trial.user_attrs)
 
     # --- every epoch --------------------------------------------------------------------------------------
@@ -367,15 +371,20 @@ class Search:
         self._count(teller.written(wait=wait))
         self.tally.telling += time.perf_counter() - started
 
-    def _fail_live(self) -> None:
-        """End every trial in training as FAIL and enqueue a retry with its parameters."""
-        retry = Heartbeat().retry_callback()
-        for live in self._live.values():
-            self._end(live.trial, live.values, {"worker": self.worker, "interrupted": True, "seed": live.config.seed},
-                      TrialState.FAIL)
-            retry(self.study, self.study._storage.get_trial(live.trial._trial_id))
+    def _fail_live(self, cause: BaseException) -> None:
+        """End every trial in training, and one being asked, as FAIL (why: ``interrupted``, or the
+        ``error``), and enqueue a retry of each with its parameters."""
+        retry = retry_callback(self.study._storage)
+        why = {"interrupted": True} if isinstance(cause, KeyboardInterrupt) else {"error": f"{type(cause).__name__}: {cause}"[:500]}
+        ending = [(live.trial, live.values, {"seed": live.config.seed}) for live in self._live.values()]
+        if self._asking is not None:
+            ending.append((self._asking, {}, {}))
+        for trial, values, attrs in ending:
+            self._end(trial, values, {"worker": self.worker, **why, **attrs}, TrialState.FAIL)
+            retry(self.study, self.study._storage.get_trial(trial._trial_id))
             self.tally.failed += 1
         self._live.clear()
+        self._asking = None
 
     # --- the loop -----------------------------------------------------------------------------------------
 
@@ -414,8 +423,8 @@ class Search:
                     self.tally.training += telling_started - epoch_started - (self.tally.pruning - pruning_before)
                     self._finish(teller, results)
                     self.tally.telling += time.perf_counter() - telling_started
-        except BaseException:
-            self._fail_live()
+        except BaseException as exc:
+            self._fail_live(exc)
             raise
         finally:
             self.tally.wall += time.perf_counter() - started

@@ -10,7 +10,7 @@ from lrsearch.trainers.population import (
     check_run_length,
     train_population,
 )
-from lrsearch.trainers.problems import TRAINERS, Problem, load_problem
+from lrsearch.trainers.problems import TRAINERS, Problem, load_dataset, load_problem
 
 __all__ = [
     "TRAINERS",
@@ -20,6 +20,7 @@ __all__ = [
     "Population",
     "Problem",
     "check_run_length",
+    "load_dataset",
     "load_problem",
     "train_population",
 ]

@@ -1,8 +1,11 @@
 """The problems' data: seed 000's blobs, and Fashion-MNIST from IDX files found on a search path.
 
-Fashion-MNIST is looked for, in order, in ``--data-dir`` / ``LRSEARCH_DATA_DIR``, the user cache
-(``$XDG_CACHE_HOME/lrsearch/fashion-mnist``), and the folder Debian's ``dataset-fashion-mnist`` installs;
-if none has it, it is downloaded into the cache and checked against the published MD5 sums.
+Fashion-MNIST comes from ``--data-dir`` / ``LRSEARCH_DATA_DIR`` when one is given (only from there: a
+folder without the four files is refused, never passed over); else it is looked for in the user cache
+(``$XDG_CACHE_HOME/lrsearch/fashion-mnist``) and the folder Debian's ``dataset-fashion-mnist`` installs,
+and if neither has it, downloaded into the cache and checked against the published MD5 sums. Every file is
+checked as it is read (its header, its length, its labels, the images' size): a bad one is one
+RuntimeFailure naming it.
 """
 
 from __future__ import annotations
@@ -10,17 +13,19 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lrsearch.errors import RuntimeFailure
+from lrsearch.errors import ConfigError, RuntimeFailure
 
 __all__ = [
     "FASHION_MNIST_FILES",
@@ -105,30 +110,46 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's errors: BadGzipFile (OSError), EOFError, zlib's
         raise RuntimeFailure(f"cannot read {path}: {exc}") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise RuntimeFailure(f"{path} is not an IDX file (bad magic number)")
     ndim = data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise RuntimeFailure(f"{path} is truncated: {len(data)} bytes, shorter than its header")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_TYPES[data[2]])
-    offset = 4 + 4 * ndim
-    expected = offset + int(np.prod(dims)) * dtype.itemsize
+    expected = offset + math.prod(dims) * dtype.itemsize
     if len(data) != expected:
         raise RuntimeFailure(f"{path} is truncated or corrupt: {len(data)} bytes, expected {expected}")
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _files_in(folder: Path) -> dict[str, Path] | None:
+def _files_in(folder: Path) -> dict[str, Path]:
+    """Those of the four files that are in ``folder`` (each plain or .gz)."""
     found = {}
-    for key, stem in FASHION_MNIST_FILES.items():
-        for candidate in (folder / stem, folder / f"{stem}.gz"):
-            if candidate.is_file():
-                found[key] = candidate
-                break
-        else:
-            return None
+    try:
+        for key, stem in FASHION_MNIST_FILES.items():
+            for candidate in (folder / stem, folder / f"{stem}.gz"):
+                if candidate.is_file():
+                    found[key] = candidate
+                    break
+    except (OSError, ValueError) as exc:  # unreadable, a name too long, a NUL in it
+        raise RuntimeFailure(f"cannot read the data folder {folder}: {getattr(exc, 'strerror', None) or exc}") from None
     return found
+
+
+def _explicit(folder: Path) -> dict[str, Path]:
+    """The four files in a folder the user named: there, or refused (never passed over for another)."""
+    files = _files_in(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"data folder {folder} does not exist (--data-dir or LRSEARCH_DATA_DIR); {HOW_TO_GET}")
+    missing = [stem for key, stem in FASHION_MNIST_FILES.items() if key not in files]
+    if missing:
+        raise ConfigError(f"data folder {folder} has no {missing[0]} (or .gz); it needs all four: "
+                          f"{', '.join(FASHION_MNIST_FILES.values())}")  # fmt: skip
+    return files
 
 
 def cache_dir() -> Path:
@@ -136,20 +157,28 @@ def cache_dir() -> Path:
     return Path(base) / "lrsearch" / "fashion-mnist"
 
 
-def search_path(data_dir: Path | None = None, *, system_dir: Path = SYSTEM_DIR) -> list[Path]:
-    """Where Fashion-MNIST is looked for, in order."""
-    explicit = data_dir or (Path(os.environ["LRSEARCH_DATA_DIR"]) if os.environ.get("LRSEARCH_DATA_DIR") else None)
-    return [p for p in (explicit, cache_dir(), system_dir) if p is not None]
+def explicit_dir(data_dir: Path | None = None) -> Path | None:
+    """The folder the user named: ``data_dir``, else ``LRSEARCH_DATA_DIR``; None if neither."""
+    return data_dir or (Path(os.environ["LRSEARCH_DATA_DIR"]) if os.environ.get("LRSEARCH_DATA_DIR") else None)
+
+
+def search_path(*, system_dir: Path = SYSTEM_DIR) -> list[Path]:
+    """Where Fashion-MNIST is looked for, in order, when no folder is named."""
+    return [cache_dir(), system_dir]
 
 
 def find_fashion_mnist(
     data_dir: Path | None = None, *, system_dir: Path = SYSTEM_DIR, download: bool = True
 ) -> dict[str, Path]:
-    """The four IDX files from the first folder on the search path that has them all (downloading last)."""
-    folders = search_path(data_dir, system_dir=system_dir)
+    """The four IDX files: from the named folder (``explicit_dir``) if there is one, else from the first
+    folder on the search path that has them all (downloading last)."""
+    named = explicit_dir(data_dir)
+    if named is not None:
+        return _explicit(named)
+    folders = search_path(system_dir=system_dir)
     for folder in folders:
         files = _files_in(folder)
-        if files:
+        if len(files) == len(FASHION_MNIST_FILES):
             return files
     looked = ", ".join(str(f) for f in folders)
     if not download:
@@ -184,9 +213,24 @@ def download_fashion_mnist(
             Path(tmp.name).unlink()
             raise RuntimeFailure(f"the download from {url} failed its checksum (md5 {digest}, expected {md5})")
         Path(tmp.name).replace(target)
-    files = _files_in(dest)
-    assert files is not None  # every file was just written
-    return files
+    return _files_in(dest)  # every file was just written
+
+
+#: What Fashion-MNIST's files hold: 28x28 bytes per image, labels 0-9 as bytes.
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
+
+def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
+    """Reject files that read as IDX but are not Fashion-MNIST: a model would fail on them mid-run."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise RuntimeFailure(f"{images_path} does not hold {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} byte images: "
+                             f"{images.dtype} {images.shape}")  # fmt: skip
+    if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
+        raise RuntimeFailure(f"{labels_path} does not hold one byte label per image of {images_path}: "
+                             f"{labels.dtype} {labels.shape} for {len(images)} images")  # fmt: skip
+    if len(labels) and int(labels.max()) >= NUM_CLASSES:
+        raise RuntimeFailure(f"{labels_path} holds label {int(labels.max())}; Fashion-MNIST's are 0-{NUM_CLASSES - 1}")
 
 
 def load_fashion_mnist(
@@ -205,12 +249,7 @@ def load_fashion_mnist(
     files = find_fashion_mnist(data_dir, system_dir=system_dir, download=download)
     arrays = {key: read_idx(path) for key, path in files.items()}
     for part in ("train", "test"):
-        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
-        if images.ndim != 3 or len(images) != len(labels):
-            raise RuntimeFailure(
-                f"{files[f'{part}_images']} and {files[f'{part}_labels']} do not match: "
-                f"{images.shape} images, {labels.shape} labels"
-            )
+        _check_split(files[f"{part}_images"], arrays[f"{part}_images"], files[f"{part}_labels"], arrays[f"{part}_labels"])
     n_train = len(arrays["train_labels"]) - val_size
     if n_train <= 0:
         raise RuntimeFailure(f"{files['train_images']} has {len(arrays['train_labels'])} images, fewer than val_size")
@@ -227,7 +266,7 @@ def load_fashion_mnist(
         train=Split(train_x[:n_train], train_y[:n_train]),
         val=Split(train_x[n_train:], train_y[n_train:]),
         test=test,
-        num_classes=10,
+        num_classes=NUM_CLASSES,
         source=str(files["train_images"].parent),
         mean=float(mean),
         std=float(std),

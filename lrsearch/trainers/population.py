@@ -25,13 +25,15 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lrsearch.checks import integer
 from lrsearch.config import TrainConfig
-from lrsearch.errors import ConfigError
 from lrsearch.optim import StackedOptimizer, create_optimizer
-from lrsearch.schedules import PlateauState, update_rates
+from lrsearch.schedules import PlateauState, Schedule, update_rates
 from lrsearch.trainers.problems import Problem
 
 __all__ = [
+    "MAX_BATCH_SIZE",
+    "MAX_EPOCHS",
     "EpochMetrics",
     "EpochReport",
     "MemberResult",
@@ -86,11 +88,41 @@ class MemberResult:
 OnEpoch = Callable[[Sequence[EpochReport]], Iterable[int]]
 
 
+class _Rates:
+    """A member's rate for each update, computed a window at a time (a whole run's table could be billions
+    of updates); a plateau reduction scales the rest of the run."""
+
+    WINDOW = 1 << 16
+
+    def __init__(self, schedule: Schedule, config: TrainConfig, *, n_updates: int, updates_per_epoch: int) -> None:
+        self.schedule, self.config = schedule, config
+        self.n_updates, self.updates_per_epoch = n_updates, updates_per_epoch
+        self.scale = 1.0
+        self.start = 0
+        self.values = np.empty(0)
+
+    def take(self, first: int, count: int) -> np.ndarray:
+        """The rates of updates ``first`` .. ``first + count - 1``."""
+        if first < self.start or first + count > self.start + len(self.values):
+            size = min(max(count, self.WINDOW), self.n_updates - first)
+            self.values = self.scale * update_rates(
+                self.schedule, start=first, n_updates=size, updates_per_epoch=self.updates_per_epoch,
+                unit=self.config.schedule_unit, decay=self.config.decay,
+            )  # fmt: skip
+            self.start = first
+        return self.values[first - self.start : first - self.start + count]
+
+    def reduce(self, ratio: float, first: int) -> None:
+        """Scale the rates from update ``first`` on."""
+        self.scale *= ratio
+        self.values[first - self.start :] *= ratio
+
+
 @dataclasses.dataclass(eq=False)
 class _Member:
     id: int
     config: TrainConfig
-    rates: np.ndarray  # the rate of every update; a plateau reduction rescales its tail
+    rates: _Rates
     plateau: PlateauState | None
     data_rng: torch.Generator
     started: float
@@ -144,7 +176,7 @@ class _Group:
         n, device = len(train), problem.device
         n_updates = math.ceil(n / batch_size)
         perms = torch.stack([torch.randperm(n, generator=m.data_rng) for m in self.members]).to(device)
-        rates = np.stack([m.rates[m.steps_done : m.steps_done + n_updates] for m in self.members])
+        rates = np.stack([m.rates.take(m.steps_done, n_updates) for m in self.members])
         optimizer.begin_epoch(rates, np.array([m.steps_done for m in self.members]))
         loss_sum = torch.zeros(len(self.members), device=device)
         correct = torch.zeros(len(self.members), device=device)
@@ -176,11 +208,17 @@ class _Group:
         return accuracy.cpu().numpy().astype(np.float64)
 
 
+#: The longest run, and the largest batch.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 2**20
+
+
 def check_run_length(epochs: int | None, batch_size: int | None) -> None:
     """Reject a bad epoch count or batch size (None: the problem's default) before any data is loaded."""
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name} must be an integer >= 1 but got {value!r}")
+    if epochs is not None:
+        integer("epochs", epochs, 1, MAX_EPOCHS)
+    if batch_size is not None:
+        integer("batch_size", batch_size, 1, MAX_BATCH_SIZE)
 
 
 class Population:
@@ -201,10 +239,7 @@ class Population:
         n_updates = self.epochs * self.updates_per_epoch
         horizon = self.epochs if config.schedule_unit == "epoch" else n_updates
         schedule = config.build_schedule(horizon)
-        rates = update_rates(
-            schedule, n_updates=n_updates, updates_per_epoch=self.updates_per_epoch,
-            unit=config.schedule_unit, decay=config.decay,
-        )  # fmt: skip
+        rates = _Rates(schedule, config, n_updates=n_updates, updates_per_epoch=self.updates_per_epoch)
         init_seed, data_seed = np.random.SeedSequence(config.seed).generate_state(2)
         init = self.problem.model.init(torch.Generator().manual_seed(int(init_seed)))
         member = _Member(
@@ -250,7 +285,7 @@ class Population:
                     continue
                 member.history.append(metrics)
                 if member.plateau is not None:
-                    member.rates[member.steps_done :] *= member.plateau.step(val_loss)
+                    member.rates.reduce(member.plateau.step(val_loss), member.steps_done)
                 if not self.problem.restore_best or val_acc > member.best_val:
                     member.best_val, member.best_epoch = val_acc, metrics.epoch
                     improved.append(row)

@@ -12,7 +12,7 @@ from lrsearch.errors import ConfigError
 from lrsearch.trainers.data import Dataset, load_blobs, load_fashion_mnist
 from lrsearch.trainers.models import MLP, LeNet, StackedModel
 
-__all__ = ["TRAINERS", "Problem", "TrainerSpec", "load_problem", "trainer_spec"]
+__all__ = ["TRAINERS", "Problem", "TrainerSpec", "load_dataset", "load_problem", "trainer_spec"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +85,17 @@ def trainer_spec(name: str) -> TrainerSpec:
         raise ConfigError(f"unknown trainer {name!r}; choose from {', '.join(TRAINERS)}") from None
 
 
+def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """A trainer's data, read and checked (a bad file is one RuntimeFailure naming it)."""
+    return trainer_spec(name).load(data_dir)
+
+
 def load_problem(name: str, *, device: torch.device, data_dir: Path | None = None) -> Problem:
     """Load a trainer's data onto ``device`` (once: every member of every population shares it)."""
     spec = trainer_spec(name)
     return Problem(
         name=name,
-        dataset=spec.load(data_dir).to(device),
+        dataset=load_dataset(name, data_dir).to(device),
         model=spec.model(device),
         batch_size=spec.batch_size,
         epochs=spec.epochs,

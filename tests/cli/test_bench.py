@@ -35,9 +35,9 @@ def test_sampler_report(lrsearch: Callable[..., Outcome]) -> None:
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [(["--population", "0"], "--population must be >= 1 but got 0"), (["--trainer", "lenet"], "'lenet' is not one of"),
-     (["--epochs", "-1"], "--epochs must be >= 1"), (["--device", "gpu"], "device must be auto, cpu"),
-     (["--trainer", "sampler", "--trials", "0"], "--trials must be >= 1 but got 0"),
+    [(["--population", "0"], "--population must be an integer in [1, 4096] but got 0"), (["--trainer", "lenet"], "'lenet' is not one of"),
+     (["--epochs", "-1"], "--epochs must be an integer in [1, 100000]"), (["--device", "gpu"], "device must be auto, cpu"),
+     (["--trainer", "sampler", "--trials", "0"], "--trials must be an integer in [1, 100000] but got 0"),
      (["--trainer", "workers", "--pruner", "hyperband"], "'hyperband' is not one of")],
 )  # fmt: skip
 def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import optuna
 
-from lrsearch.storage import Heartbeat, open_storage, resolve_url
+from lrsearch.storage import Heartbeat, open_storage
+from lrsearch.urls import resolve_url
 from tests.cli.conftest import Outcome, assert_one_line_error
 
 
@@ -38,5 +39,12 @@ def test_reap_all(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
 
 
 def test_unknown_study(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
-    assert_one_line_error(lrsearch("reap", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}"), 2,
-                          "no study named 'x'")  # fmt: skip
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    abandoned(url)
+    assert_one_line_error(lrsearch("reap", "--study", "x", "--storage", url), 2, "no study named 'x'")
+
+
+def test_no_database_is_created(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    outcome = lrsearch("reap", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert_one_line_error(outcome, 2, f"no study database at {tmp_path / 's.db'}")
+    assert list(tmp_path.iterdir()) == []

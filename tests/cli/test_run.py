@@ -65,7 +65,7 @@ def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path
         (["--study", "no_such_study"], ["unknown study 'no_such_study'", "cosine_vs_step"]),
         (["--study", "missing.toml"], ["study file missing.toml does not exist"]),
         (["--study", "cosine_vs_step", "--storage", "redis://localhost"], ["scheme 'redis' is not supported"]),
-        (["--study", "cosine_vs_step", "--n-trials", "0"], ["n_trials: must be an integer >= 1 but got 0"]),
+        (["--study", "cosine_vs_step", "--n-trials", "0"], ["n_trials: must be an integer in [1, 10000000] but got 0"]),
         (["--study", "cosine_vs_step", "--pruner", "hyperband"], ["'hyperband' is not one of"]),
         (["--study", "cosine_vs_step", "--device", "tpu"], ["device must be auto"]),
     ],

@@ -16,7 +16,8 @@ import pytest
 from optuna.trial import TrialState
 
 from lrsearch.search.runner import REPEAT_OF
-from lrsearch.storage import open_storage, resolve_url
+from lrsearch.storage import open_storage
+from lrsearch.urls import resolve_url
 from tests.cli.conftest import Outcome
 from tests.conftest import write_study
 

@@ -65,7 +65,12 @@ def test_defaults_are_sized_to_the_run() -> None:
 @pytest.mark.parametrize(
     ("name", "settings", "fragment"),
     [("hyperband", {}, "unknown pruner 'hyperband'"), ("median", {"patience": 2}, "has no setting 'patience'"),
-     ("percentile", {"percentile": 150.0}, "Percentile must be between 0 and 100")],
+     ("percentile", {"percentile": 150.0}, r"percentile must be a number in \[0, 100\] but got 150"),
+     ("median", {"n_startup_trials": 1.5}, r"n_startup_trials must be an integer in \[0, 10000000\] but got 1.5"),
+     ("median", {"n_warmup_steps": "2"}, "n_warmup_steps must be an integer"),
+     ("percentile", {"percentile": float("nan")}, "percentile must be a number"),
+     ("asha", {"reduction_factor": 1}, r"reduction_factor must be an integer in \[2, 100\]"),
+     ("asha", {"min_resource": "auto", "bootstrap_count": 2}, "pruner asha: bootstrap_count > 0 and min_resource == 'auto'")],
 )  # fmt: skip
 def test_bad_pruners(name: str, settings: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
@@ -74,7 +79,8 @@ def test_bad_pruners(name: str, settings: dict, fragment: str) -> None:
 
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9]])
 def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, values: list[float]) -> None:  # type: ignore[no-untyped-def]
-    from lrsearch.storage import open_storage, resolve_url
+    from lrsearch.storage import open_storage
+    from lrsearch.urls import resolve_url
 
     url = resolve_url(f"sqlite:///{tmp_path / 's.db'}")
     full = optuna.create_study(storage=open_storage(url, heartbeat=None), study_name="s", direction="maximize")
@@ -91,7 +97,8 @@ def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, valu
 @pytest.mark.parametrize("name", ["median", "percentile"])
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9], [0.1, 0.2, 0.85], [0.5, float("nan"), 0.7]])
 def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, name: str, values: list[float]) -> None:
-    from lrsearch.storage import open_storage, resolve_url
+    from lrsearch.storage import open_storage
+    from lrsearch.urls import resolve_url
 
     study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False),
                                 study_name="s", direction="maximize")  # fmt: skip
@@ -109,7 +116,8 @@ def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, 
 
 
 def test_completed_trials_are_read_once_and_looked_for_every_refresh(storage_url: str) -> None:
-    from lrsearch.storage import open_storage, resolve_url
+    from lrsearch.storage import open_storage
+    from lrsearch.urls import resolve_url
 
     study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None), study_name="s")
     completed(study, [[0.5, 0.7]])

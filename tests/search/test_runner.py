@@ -10,9 +10,10 @@ from optuna.trial import TrialState
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import REPEAT_OF, Search, worker_id
 from lrsearch.search.study import join_study
-from lrsearch.storage import Heartbeat, open_storage, resolve_url
+from lrsearch.storage import Heartbeat, open_storage
 from lrsearch.studies import StudySpec, load_study_file
 from lrsearch.trainers import Problem, load_problem
+from lrsearch.urls import resolve_url
 from tests.conftest import write_study
 
 

@@ -8,7 +8,8 @@ from optuna.trial import TrialState
 
 import lrsearch.search.telling as telling
 from lrsearch.search.telling import Teller, finished_view
-from lrsearch.storage import TrialRecord, open_storage, resolve_url
+from lrsearch.storage import TrialRecord, open_storage
+from lrsearch.urls import resolve_url
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrsearch.errors import RuntimeFailure
+from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.trainers.data import (
     FASHION_MNIST_FILES,
     download_fashion_mnist,
@@ -82,19 +82,34 @@ def test_search_order(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.
     assert chosen() == system
 
 
-def test_a_folder_missing_a_file_is_skipped(tmp_path: Path, isolated_cache: Path) -> None:
+def test_a_named_folder_is_honoured_or_refused(tmp_path: Path, isolated_cache: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """--data-dir or LRSEARCH_DATA_DIR: its files, or an error naming what is missing; never another copy."""
     partial = write_fashion_set(tmp_path / "partial")
     (partial / FASHION_MNIST_FILES["test_labels"]).unlink()
     system = write_fashion_set(tmp_path / "system")
-    assert find_fashion_mnist(partial, system_dir=system, download=False)["train_images"].parent == system
+    with pytest.raises(ConfigError, match=f"data folder {partial} has no t10k-labels-idx1-ubyte"):
+        find_fashion_mnist(partial, system_dir=system, download=False)
+    with pytest.raises(ConfigError, match=f"data folder {tmp_path / 'nowhere'} does not exist"):
+        find_fashion_mnist(tmp_path / "nowhere", system_dir=system, download=False)
+    monkeypatch.setenv("LRSEARCH_DATA_DIR", str(partial))
+    with pytest.raises(ConfigError, match="has no t10k-labels-idx1-ubyte"):
+        find_fashion_mnist(None, system_dir=system, download=False)
+
+
+def test_a_folder_on_the_search_path_missing_a_file_is_skipped(tmp_path: Path, isolated_cache: Path) -> None:
+    write_fashion_set(isolated_cache)
+    (isolated_cache / FASHION_MNIST_FILES["test_labels"]).unlink()
+    system = write_fashion_set(tmp_path / "system")
+    assert find_fashion_mnist(None, system_dir=system, download=False)["train_images"].parent == system
 
 
 def test_nothing_found_says_how_to_get_the_data(tmp_path: Path, isolated_cache: Path) -> None:
     with pytest.raises(RuntimeFailure) as error:
-        find_fashion_mnist(tmp_path / "nowhere", system_dir=tmp_path / "none", download=False)
+        find_fashion_mnist(None, system_dir=tmp_path / "none", download=False)
     message = str(error.value)
     assert "Fashion-MNIST not found" in message and "apt-get install dataset-fashion-mnist" in message
-    assert str(tmp_path / "nowhere") in message and "\n" not in message
+    assert str(tmp_path / "none") in message and "\n" not in message
 
 
 def test_loads_small_idx_files_with_the_validation_split(tmp_path: Path, isolated_cache: Path) -> None:
@@ -118,7 +133,7 @@ def test_raw_pixels_without_standardisation(tmp_path: Path, isolated_cache: Path
 def test_mismatched_labels_are_reported(tmp_path: Path, isolated_cache: Path) -> None:
     folder = write_fashion_set(tmp_path / "d")
     write_idx(folder / FASHION_MNIST_FILES["train_labels"], np.zeros(7, dtype=np.uint8))
-    with pytest.raises(RuntimeFailure, match="do not match"):
+    with pytest.raises(RuntimeFailure, match="does not hold one byte label per image"):
         load_fashion_mnist(folder, system_dir=tmp_path / "none", download=False, val_size=5)
 
 
