@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -21,7 +24,7 @@ import optuna
 import torch
 
 from lrsearch.config import TrainConfig
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.samplers import create_sampler
 from lrsearch.search.study import join_study
@@ -243,9 +246,6 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
     """``workers`` local CPU workers on one study in ``storage`` running the ``blobs_lr`` search
     (populations of ``population``; the file's sampler, TPE, unless ``sampler``; without pruning unless
     ``pruner``), each recording its timing with the study."""
-    import subprocess
-    import sys
-
     from lrsearch.search.study import load_existing
 
     source = find_study("blobs_lr")
@@ -257,11 +257,16 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
                    "--device", "cpu", "--n-trials", str(trials), "--population", str(population), "--pruner", pruner,
                    "--no-report", *(["--epochs", str(epochs)] if epochs else []),
                    *(["--sampler", sampler] if sampler else [])]  # fmt: skip
+        database = open_storage(storage, heartbeat=None)  # one that cannot be opened fails here, as one line
         started = time.perf_counter()
-        subprocess.run(command, check=True, env={**__import__("os").environ, "LRSEARCH_STORAGE": storage},
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        run = subprocess.run(command, env={**os.environ, "LRSEARCH_STORAGE": storage}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
         seconds = time.perf_counter() - started
-        study = load_existing(name, open_storage(storage, heartbeat=None))
+        if run.returncode != 0:
+            said = [line for line in run.stderr.splitlines() if line.startswith("lrsearch: ")]
+            raise RuntimeFailure(f"the benchmark's workers failed (exit {run.returncode})"
+                                 + (f": {said[-1].removeprefix('lrsearch: error: ')}" if said else ""))  # fmt: skip
+        study = load_existing(name, database)
         timings = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items()
                    if k.startswith("lrsearch:timing:")]  # fmt: skip
         return WorkerTiming(workers=len(timings), trials=len(study.trials), seconds=seconds,

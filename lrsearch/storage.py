@@ -168,8 +168,9 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
             _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
         return storage
-    except sqlalchemy.exc.NoSuchModuleError as exc:
-        raise RuntimeFailure(f"no database driver for {masked(url)}: {_reason(exc, url)}") from None
+    except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:  # a driver named, or the default, not installed
+        raise RuntimeFailure(f"no database driver for {masked(url)} (install one, e.g. mysql+pymysql needs "
+                             f"pymysql): {_reason(exc, url)}") from None  # fmt: skip
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
 

@@ -49,7 +49,8 @@ def masked(url: str) -> str:
 
 def _parses(url: str) -> bool:
     if url.startswith(GRPC):
-        return True
+        host, _, port = url.removeprefix(GRPC).rstrip("/").rpartition("@")[2].rpartition(":")
+        return bool(host) and port.isdigit()
     try:
         make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):

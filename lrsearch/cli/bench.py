@@ -59,14 +59,14 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
                               ("--trials", trials, 100_000)):  # fmt: skip
         if value is not None:
             integer(name, value, 1, high)
+    torch_device, url = resolve_device(device), resolve_url(storage)  # checked whatever the trainer
     if trainer == "sampler":
         _sampler(trials=trials, workers=workers, population=population or 64, as_json=as_json)
         return
     if trainer == "workers":
-        _workers(resolve_url(storage), workers=workers, trials=trials, population=population or 64, epochs=epochs,
+        _workers(url, workers=workers, trials=trials, population=population or 64, epochs=epochs,
                  sampler=sampler, pruner=pruner, as_json=as_json)  # fmt: skip
         return
-    torch_device = resolve_device(device)
     results: dict[str, list[Measurement]] = {}
     if trainer in ("blobs", "all"):
         results["blobs"] = bench_blobs(torch_device, population=population, baseline_trials=baseline_trials,
