@@ -305,8 +305,25 @@ def test_bad_parameters_name_the_problem(name: str, params: dict, message: str) 
         (lambda: create_schedule("cosine_restarts", 0.1, {"period": 3, "t_mult": 0}), "t_mult must be"),
         (lambda: create_schedule("exponential", 0.1, {"decay_rate": -0.5}), r"decay_rate must be a number in \(0, 1000\] but got -0.5"),
         (lambda: parse_params("step", ["milestones"]), "key=value"),
+        (lambda: create_schedule("step", 0.1, {"milestones": [5, 2]}), r"milestones must be in increasing order but got \[5, 2\]"),
+        (lambda: create_schedule("cosine", 0.1, {"total": 10**400}), r"total must be an integer in \[1, 1000000000\]"),
+        (lambda: create_schedule("cosine", 0.1, {"final_lr": 10**400, "total": 3}), "final_lr must be a finite number"),
+        (lambda: create_schedule("constant", 0.1, warmup=2, warmup_start=float("nan")), "warmup_start must be a number"),
+        (lambda: create_schedule("constant", 1e5), r"lr must be a number in \(0, 10000\]"),
+        (lambda: create_schedule("exponential", 1.0, {"decay_rate": 2.0}).check_rates(20),
+         "the exponential schedule's rate grows past 10000 by step 14"),
+        (lambda: create_schedule("step", 1.0, {"milestones": [1, 2], "gamma": 1000.0}).check_rates(5),
+         "the step schedule's rate grows past 10000"),
     ],
 )
 def test_bad_input_raises_config_error(call, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         call()
+
+
+def test_a_repeated_milestone_counts_twice_as_in_pytorch() -> None:
+    assert create_schedule("step", 1.0, {"milestones": [2, 2], "gamma": 0.5})(2) == pytest.approx(0.25)
+
+
+def test_growth_within_bounds_passes_the_rate_check() -> None:
+    create_schedule("exponential", 1.0, {"decay_rate": 2.0}).check_rates(13)  # 2**12 = 4096 at the last step

@@ -25,39 +25,7 @@ from lrsearch.storage import (
     retrying,
     write_finished,
 )
-from lrsearch.urls import DEFAULT_STORAGE, masked, resolve_url
-
-
-def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LRSEARCH_STORAGE", raising=False)
-    assert resolve_url(None) == DEFAULT_STORAGE
-    monkeypatch.setenv("LRSEARCH_STORAGE", "sqlite:///env.db")
-    assert resolve_url(None) == "sqlite:///env.db"
-    assert resolve_url("sqlite:///flag.db") == "sqlite:///flag.db"
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),  # the bundled driver
-        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
-        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),  # an explicit driver is kept
-        ("postgresql://u:p%40ss{w}@h/db", "postgresql+psycopg://u:p%40ss%7Bw%7D@h/db"),  # braces break str.format
-    ],
-)
-def test_normalisation(url: str, expected: str) -> None:
-    assert resolve_url(url) == expected
-
-
-@pytest.mark.parametrize(("url", "fragment"), [("redis://h:6379", "scheme 'redis' is not supported"),
-                                               ("just words", "is not a database URL")])  # fmt: skip
-def test_bad_urls(url: str, fragment: str) -> None:
-    with pytest.raises(ConfigError, match=fragment):
-        resolve_url(url)
-
-
-def test_the_password_is_masked() -> None:
-    assert masked("postgresql+psycopg://me:s3cret@db/x") == "postgresql+psycopg://me:***@db/x"
+from lrsearch.urls import resolve_url
 
 
 def test_an_unreachable_database_is_one_error_within_30_seconds() -> None:
@@ -94,10 +62,12 @@ def test_a_sqlite_transaction_holds_from_its_first_read(tmp_path: Path) -> None:
         assert not connection.connection.driver_connection.in_transaction
 
 
-def test_workers_creating_a_fresh_database_at_once(postgres_url: str) -> None:
-    # Optuna creates its schema on first use; workers started together race to create it (CREATE TYPE
-    # fails in all but one of them). Every one must end up with a working storage.
-    url = resolve_url(postgres_url)
+@pytest.mark.parametrize("attempt", range(3))
+def test_workers_creating_a_fresh_database_at_once(storage_url: str, attempt: int) -> None:
+    # Optuna creates its schema on first use; workers started together race to create it (on PostgreSQL,
+    # CREATE TYPE fails in all but one; on SQLite, the second fails on the first's tables, its version row,
+    # or "database is locked"). Every one must end up with a working storage.
+    url = resolve_url(storage_url)
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         storages = list(pool.map(lambda _: open_storage(url, None), range(6)))
     optuna.create_study(storage=storages[0], study_name="s")
@@ -312,18 +282,3 @@ def test_retrying_waits_out_a_dropped_connection() -> None:
 
     with pytest.raises(ValueError):  # not a database outage: no retry
         retrying(bug)
-
-
-def test_grpc_urls() -> None:
-    assert resolve_url("grpc://10.0.0.5:13000") == "grpc://10.0.0.5:13000"
-    with pytest.raises(ConfigError, match="a proxy URL is grpc://HOST:PORT"):
-        resolve_url("grpc://nohost")
-
-
-@pytest.mark.parametrize(("url", "expected"), [("sqlite:////srv/s.db", "/srv/s.db"), ("sqlite:///s.db", "s.db"),
-                                               ("sqlite://", None), ("sqlite:///:memory:", None),
-                                               ("postgresql+psycopg://u@db/s", None), ("grpc://proxy:13000", None)])  # fmt: skip
-def test_the_sqlite_file_of_a_url(url: str, expected: str | None) -> None:
-    from lrsearch.urls import sqlite_file
-
-    assert sqlite_file(url) == expected

@@ -76,6 +76,59 @@ def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
          'schedule = ["constant"]', "momentum must be a number in [0, 1) but got 1.5"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "arm"\nn_trials = 3\n[arms.a]\nlr = 0.1\nbeta9 = 2', "arms.a.beta9: unknown setting"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space\nschedule = 1', "not valid TOML"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\ndecay = { low = 0.0, high = inf }',
+         'space.decay.high: must be a finite number but got inf'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nwarmup_start = { low = 0.0, high = inf }',
+         'space.warmup_start.high: must be a finite number but got inf'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\ndecay = { low = 0.0, high = 1e300 }',
+         'decay must be a number in [0, 1000000] but got 1e+300'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nepochs = 1000000000000\n[space]\nschedule = ["constant", "cosine"]\n',
+         'epochs: must be an integer in [1, 100000] but got 1000000000000'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nepochs = 1e12\n[space]\nschedule = ["constant", "cosine"]\n',
+         'epochs: must be an integer in [1, 100000] but got 1000000000000.0'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\npopulation = 100000000000000000000000000\n[space]\nschedule = ["constant", "cosine"]\n',
+         'population: must be an integer in [1, 4096]'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nseed = -1\n[space]\nschedule = ["constant", "cosine"]\n',
+         'seed: must be an integer in [0, 4294967295] but got -1'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\ntimeout = nan\n[space]\nschedule = ["constant", "cosine"]\n',
+         'timeout: must be a number in (0, 31622400] but got nan'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nrepeats = 1.5\n[space]\nschedule = ["constant", "cosine"]\n',
+         'repeats: must be an integer in [0, 1000] but got 1.5'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1, step = 0 }',
+         'space.lr.step: must be a number in (0, 0.09] but got 0'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1, step = "a" }',
+         'space.lr.step: must be a number'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1, step = 0.01, log = true }',
+         'space.lr: a log range cannot have a step'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1, step = 0.04 }',
+         'space.lr: step must divide high - low (0.09) but got 0.04'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nwarmup = { low = 0, high = 5, step = 2 }',
+         'space.warmup: step must divide high - low (5) but got 2'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nwarmup = { low = 0, high = 4, step = 0 }',
+         'space.warmup.step: must be an integer in [1, 4] but got 0'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\npruner = { name = "median", n_startup_trials = 1.5 }\n[space]\nschedule = ["constant", "cosine"]\n',
+         'pruner: n_startup_trials must be an integer in [0, 10000000] but got 1.5'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n\n[gpu]\ntimeout = -5',
+         'gpu.timeout: must be a number in (0, 31622400] but got -5'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n\n[gpu]\npopulation = 0',
+         'gpu.population: must be an integer in [1, 4096] but got 0'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [0.5, "fast"]',
+         'space.momentum: choices must all be of one kind but got number, string'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [{ a = 1 }]',
+         'space.momentum: a choice must be a number, a string, true/false or a list of integers'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [[0.5]]',
+         'space.momentum: a choice must be a number, a string, true/false or a list of integers'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nwarmup = [1, 1.0]',
+         'space.warmup: choices must be distinct but got [1, 1.0]'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [nan, 0.5]',
+         'space.momentum: a choice must be a finite number but got nan'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]\n[space.step]\nmilestones = [5, 2]',
+         'milestones must be in increasing order but got [5, 2]'),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[fixed]\noptimizer = ["sgd"]\n[space]\nschedule = ["constant", "cosine"]\n',
+         "fixed.optimizer: unknown optimizer ['sgd']"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n\n[arms.""]\nlr = 0.1',
+         "arms: an arm's name: must be a non-empty string"),
+
     ],
 )  # fmt: skip
 def test_bad_files_name_the_file_the_key_and_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
@@ -103,3 +156,17 @@ def test_overrides_are_validated(tmp_path: Path) -> None:
     spec = load_study_file(write_study(tmp_path))
     with pytest.raises(ConfigError, match=r"population: must be an integer in \[1, 4096\] but got 0"):
         spec.with_overrides(population=0)
+
+
+def test_a_file_that_is_not_utf8_names_itself(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('question = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"{path}: not UTF-8 text \\(byte 15\\)"):
+        load_study_file(path)
+
+
+def test_the_largest_valid_values_are_accepted(tmp_path: Path) -> None:
+    """The ranges are sane, not tight: the edges themselves pass (a run of 100000 epochs is a study)."""
+    path = write_study(tmp_path, epochs=100_000, population=4096, repeats=1000)
+    spec = load_study_file(path)
+    assert (spec.epochs, spec.population, spec.repeats) == (100_000, 4096, 1000)

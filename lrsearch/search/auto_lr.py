@@ -11,6 +11,7 @@ import dataclasses
 import optuna
 
 from lrsearch.config import TrainConfig
+from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.lr_find import lr_range_test
 from lrsearch.search.space import WITH_MOMENTUM, FloatRange
 from lrsearch.storage import retrying
@@ -33,7 +34,10 @@ def resolve_auto_lr(spec: StudySpec, study: optuna.Study, problem: Problem) -> S
         fixed = spec.space.fixed
         optimizer = fixed.get("optimizer", "sgd")
         config = TrainConfig(optimizer=optimizer, momentum=fixed.get("momentum", 0.0) if optimizer in WITH_MOMENTUM else 0.0)
-        test = lr_range_test(problem, config, start=param.low, end=param.high, batch_size=spec.batch_size)
+        try:
+            test = lr_range_test(problem, config, start=param.low, end=param.high, batch_size=spec.batch_size)
+        except ConfigError as exc:  # the sweep is lrsearch's, not the file's: the problem would not train
+            raise RuntimeFailure(f"lr = 'auto': {exc}") from None
         found = {"low": test.low, "high": test.high, "suggested": test.suggested}
         retrying(study.set_user_attr, LR_RANGE, found)
     params = {**spec.space.params, "lr": FloatRange(found["low"], found["high"], log=True)}

@@ -27,3 +27,10 @@ def test_each_format(lrsearch: Callable[..., Outcome], tmp_path: Path, suffix: s
                                                 ("no/dir/t.csv", "does not exist")])  # fmt: skip
 def test_bad_output(lrsearch: Callable[..., Outcome], tmp_path: Path, name: str, fragment: str) -> None:
     assert_one_line_error(lrsearch("export", "--study", "x", "--out", str(tmp_path / name)), 2, fragment)
+
+
+def test_a_study_that_does_not_exist_creates_no_database(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    outcome = lrsearch("export", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out",
+                       str(tmp_path / "t.csv"))  # fmt: skip
+    assert_one_line_error(outcome, 2, f"no study database at {tmp_path / 's.db'}")
+    assert list(tmp_path.iterdir()) == []

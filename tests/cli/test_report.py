@@ -38,3 +38,17 @@ def test_tables_and_html(lrsearch: Callable[..., Outcome], finished: str, tmp_pa
 def test_unknown_study(lrsearch: Callable[..., Outcome], finished: str) -> None:
     assert_one_line_error(lrsearch("report", "--study", "nope", "--storage", finished), 2,
                           "no study named 'nope'", "small")  # fmt: skip
+
+
+def test_a_study_that_does_not_exist_creates_no_database(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+    assert_one_line_error(lrsearch("report", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}"), 2,
+                          f"no study database at {tmp_path / 's.db'}")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_postgres_database_gets_no_tables(lrsearch: Callable[..., Outcome], postgres_url: str) -> None:
+    import psycopg
+
+    assert_one_line_error(lrsearch("report", "--study", "x", "--storage", postgres_url), 2, "holds no studies")
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)

@@ -68,6 +68,14 @@ def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path
         (["--study", "cosine_vs_step", "--n-trials", "0"], ["n_trials: must be an integer in [1, 10000000] but got 0"]),
         (["--study", "cosine_vs_step", "--pruner", "hyperband"], ["'hyperband' is not one of"]),
         (["--study", "cosine_vs_step", "--device", "tpu"], ["device must be auto"]),
+        (["--study", "cosine_vs_step", "--timeout", "-5"], ["timeout: must be a number in (0, 31622400] but got -5.0"]),
+        (["--study", "cosine_vs_step", "--timeout", "nan"], ["timeout: must be a number in (0, 31622400] but got nan"]),
+        (["--study", "cosine_vs_step", "--seed", "-1"], ["seed: must be an integer in [0, 4294967295] but got -1"]),
+        (["--study", "cosine_vs_step", "--epochs", "1000000000000"], ["epochs: must be an integer in [1, 100000]"]),
+        (["--study", "cosine_vs_step", "--workers", "0"], ["--workers must be an integer in [1, 256] but got 0"]),
+        (["--study", "cosine_vs_step", "--heartbeat", "0"], ["heartbeat interval must be an integer in [1, 3600]"]),
+        (["--study", "cosine_vs_step", "--data-dir", "/nonexistent"], ["data folder /nonexistent does not exist"]),
+        (["--study", "cosine_vs_step", "--storage", "postgresql://u:pw@h:port/db"], ["storage postgresql://... is not"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], tmp_path: Path,
@@ -133,3 +141,26 @@ def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path) -> Non
     trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
     states = sorted(t.state.name for t in trials)
     assert states == ["FAIL"] * 4 + ["WAITING"] * 4  # nothing left RUNNING; each one enqueued again
+
+
+def test_two_runs_started_together_on_a_fresh_sqlite_file_share_it(tmp_path: Path) -> None:
+    """Both create the schema and the study at the same moment (it used to end one of them with
+    "UNIQUE constraint failed: alembic_version" or "database is locked")."""
+    import subprocess
+    import sys
+
+    study = write_study(tmp_path, n_trials=4, population=2)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    command = [sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage", url, "--device", "cpu",
+               "--no-report"]  # fmt: skip
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    trials = optuna.load_study(study_name="small", storage=url).trials
+    assert len(trials) >= 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def test_the_sampler_help_says_why_cma_es_is_not_offered(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("run", "--help")
+    assert outcome.code == 0 and "Not CMA-ES" in outcome.out and "unpickles" in outcome.out

@@ -74,6 +74,10 @@ def test_plot(lrsearch: Callable[..., Outcome], tmp_path: Path, suffix: str) -> 
         (["constant", "--lr", "0.1"], ["Missing option '--steps'"]),
         (["constant", "--lr", "0.1", "--steps", "5", "--plot", "x.pdf"], [".png or .html", "x.pdf"]),
         (["cosine", "--lr", "0.1", "--steps", "5", "--warmup", "5"], ["must be longer than warmup"]),
+        (["constant", "--lr", "0.1", "--steps", "100000000000"], ["--steps must be an integer in [1, 10000000]"]),
+        (["constant", "--lr", "0.1", "--steps", "5", "--warmup", "2", "--warmup-start", "nan"], ["warmup_start must be"]),
+        (["exponential", "--lr", "1", "--steps", "30", "--param", "decay_rate=2"], ["rate grows past 10000 by step 14"]),
+        (["cosine", "--lr", "0.1", "--steps", "5", "--param", "total=1e400"], ["total must be an integer"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], args: list[str], fragments: list[str]) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import Outcome
 
@@ -11,3 +14,12 @@ def test_lists_the_bundled_studies_with_their_questions(lrsearch: Callable[..., 
     for name in ("cosine_vs_step", "blobs_lr", "seed000_lr", "d2l_schedules"):
         assert name in outcome.out
     assert "Is cosine annealing better than step decay" in outcome.out
+
+
+def test_a_file_that_is_not_utf8_is_listed_as_invalid(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    (tmp_path / "latin1.toml").write_bytes('question = "caf\xe9"\n'.encode("latin-1"))
+    monkeypatch.setenv("LRSEARCH_STUDIES", str(tmp_path))
+    outcome = lrsearch("studies")
+    assert outcome.code == 0 and "latin1  (invalid)" in outcome.out and "not UTF-8 text" in outcome.out
+    assert "cosine_vs_step" in outcome.out  # the rest of the listing is still there

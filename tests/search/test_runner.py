@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
@@ -13,6 +14,7 @@ from lrsearch.search.study import join_study
 from lrsearch.storage import Heartbeat, open_storage
 from lrsearch.studies import StudySpec, load_study_file
 from lrsearch.trainers import Problem, load_problem
+from lrsearch.trainers.models import MLP
 from lrsearch.urls import resolve_url
 from tests.conftest import write_study
 
@@ -165,3 +167,46 @@ def test_a_retry_enqueued_once_the_budget_is_taken_still_runs(tmp_path: Path, st
     retry = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and lost.params.items() <= retry[0].params.items()
     assert len(study.get_trials()) == 6
+
+
+class _OutOfMemory(MLP):
+    """The real MLP, until its third member's weights cannot be allocated (a fault a real run meets)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made = 0
+
+    def init(self, generator: torch.Generator) -> list[torch.Tensor]:
+        self.made += 1
+        if self.made == 3:
+            raise MemoryError("cannot allocate the weights")
+        return super().init(generator)
+
+
+def test_a_crash_while_asking_leaves_no_trial_running(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    """Two members training, one being asked when the crash comes, one created for the round but not yet
+    asked: all end FAIL, the three with parameters come back enqueued, none stays RUNNING."""
+    spec = load_study_file(write_study(tmp_path, n_trials=4, population=4, sampler="random"))
+    study = open_study(spec, storage_url)
+    with pytest.raises(MemoryError):
+        Search(spec, study, dataclasses.replace(blobs, model=_OutOfMemory())).run(n_trials=4, timeout=None)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL"] * 4 + ["WAITING"] * 3
+    assert all(t.user_attrs["error"] == "MemoryError: cannot allocate the weights" for t in trials[:3])
+    assert [t.params for t in trials[4:]] == [t.params for t in trials[:3]] and trials[3].params == {}
+
+
+def test_a_retry_does_not_inherit_how_its_original_failed(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=1, population=1, pruner='"none"'))
+    study = open_study(spec, storage_url)
+    original = study.ask()
+    spec.space.sample(original, seed=5)
+    for key, value in {"interrupted": True, "worker": "gone:1", "seed": 5}.items():
+        original.set_user_attr(key, value)
+    study.tell(original, state=TrialState.FAIL)
+    Heartbeat().retry_callback()(study, study.get_trials()[0])
+    Search(spec, study, blobs).run(n_trials=1, timeout=None)
+    retry = study.get_trials()[1]
+    assert retry.state == TrialState.COMPLETE and retry.params == study.get_trials()[0].params
+    assert "interrupted" not in retry.user_attrs and retry.user_attrs["seed"] == 5
+    assert retry.user_attrs["worker"] == worker_id() and retry.system_attrs["failed_trial"] == 0

@@ -207,3 +207,32 @@ def test_real_fashion_mnist(isolated_cache: Path) -> None:
     np.testing.assert_array_equal(data.val.y.numpy(), raw[50_000:])
     with gzip.open(REAL_FASHION_MNIST / (FASHION_MNIST_FILES["test_images"] + ".gz")) as f:
         assert f.read(4) == bytes([0, 0, 8, 3])
+
+
+def test_a_corrupt_deflate_stream_is_a_runtime_failure(tmp_path: Path) -> None:
+    path = write_idx(tmp_path / "x", np.zeros((4, 28, 28), dtype=np.uint8), compress=True)
+    data = path.read_bytes()
+    path.write_bytes(data[:20] + bytes(b ^ 0x5A for b in data[20:40]) + data[40:])
+    with pytest.raises(RuntimeFailure, match=f"cannot read {path}"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "array", "fragment"),
+    [("train_labels", np.full(30, 10), "holds label 10; Fashion-MNIST's are 0-9"),
+     ("train_images", np.zeros((30, 32, 32)), "does not hold 28x28 byte images"),
+     ("test_labels", np.zeros((10, 2)), "does not hold one byte label per image")],
+)  # fmt: skip
+def test_files_that_are_not_fashion_mnist_are_refused(tmp_path: Path, isolated_cache: Path, key: str,
+                                                      array: np.ndarray, fragment: str) -> None:  # fmt: skip
+    folder = write_fashion_set(tmp_path / "d")
+    write_idx(folder / FASHION_MNIST_FILES[key], array)
+    with pytest.raises(RuntimeFailure, match=fragment):
+        load_fashion_mnist(folder, system_dir=tmp_path / "none", download=False, val_size=5)
+
+
+def test_an_unreadable_named_folder_is_a_runtime_failure(tmp_path: Path, isolated_cache: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("LRSEARCH_DATA_DIR", str(tmp_path / ("x" * 300)))  # a name the system refuses
+    with pytest.raises(RuntimeFailure, match="cannot read the data folder"):
+        find_fashion_mnist(None, system_dir=tmp_path / "none", download=False)

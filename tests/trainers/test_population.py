@@ -10,7 +10,9 @@ import torch
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.trainers import EpochReport, MemberResult, Population, load_problem, train_population
+from lrsearch.schedules import update_rates
 from lrsearch.trainers.plain import train_plain
+from lrsearch.trainers.population import _Rates
 from lrsearch.trainers.problems import Problem
 from tests.conftest import tiny_image_problem
 
@@ -163,7 +165,8 @@ def test_history_lr_is_the_last_update_of_each_epoch(blobs: Problem) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"epochs": 0}, "epochs must be an integer >= 1 but got 0"), ({"batch_size": -3}, "batch_size must be")],
+    [({"epochs": 0}, r"epochs must be an integer in \[1, 100000\] but got 0"), ({"epochs": 10**12}, "epochs must be"),
+     ({"batch_size": -3}, "batch_size must be")],
 )
 def test_bad_population_settings(blobs: Problem, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -174,3 +177,26 @@ def test_a_schedule_longer_than_the_run_is_caught_when_added(blobs: Problem) -> 
     population = Population(blobs, epochs=5)
     with pytest.raises(ConfigError, match=r"cosine total \(5\) must be longer than warmup \(5\)"):
         population.add(TrainConfig(schedule="cosine", warmup=5))
+
+
+def test_the_longest_run_allocates_no_table_for_its_rates(blobs: Problem) -> None:
+    """100000 epochs of updates (1.6 million) for each member: rates are computed a window at a time."""
+    population = Population(blobs, epochs=100_000)
+    for seed in range(4):
+        population.add(TrainConfig(lr=0.05, schedule="cosine", schedule_unit="update", seed=seed))
+    population.run_epoch()
+    member = population._groups["sgd"].members[0]
+    assert len(member.rates.values) <= _Rates.WINDOW and member.steps_done == 16
+
+
+def test_rates_a_window_at_a_time_are_the_whole_run_s() -> None:
+    """Across windows and after a plateau's reduction, the rates are those of the whole table."""
+    config = TrainConfig(lr=0.1, schedule="cosine", schedule_params={"total": 200_000}, schedule_unit="update",
+                         decay=1e-5, warmup=10)  # fmt: skip
+    schedule = config.build_schedule(200_000)
+    whole = update_rates(schedule, n_updates=200_000, updates_per_epoch=100, unit="update", decay=1e-5)
+    rates = _Rates(schedule, config, n_updates=200_000, updates_per_epoch=100)
+    taken = [rates.take(start, 100) for start in range(0, 150_000, 100)]
+    np.testing.assert_allclose(np.concatenate(taken), whole[:150_000])
+    rates.reduce(0.1, 150_000)
+    np.testing.assert_allclose(rates.take(150_000, 50_000), whole[150_000:] * 0.1)
