@@ -521,7 +521,7 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
     own: with hundreds of trials running, that is most of a worker's time. Inside, the cache syncs once;
     the first ask that finds no enqueued trial creates the rest of the round's trials at once (after which
     the round takes no more enqueued trials: a retry enqueued meanwhile waits for the next round, so no
-    created trial is left over); the trials asked are put into the cache with their parameters by the
+    created trial is left over; a round a failure cuts short ends those it did not ask FAIL); the trials asked are put into the cache with their parameters by the
     round's ``remember``, so the sampler still sees them as
     running (TPE's constant liar keeps them apart); the parameters, and the system attrs the sampler sets
     (TPE shares its relative parameters that way), are written together on the way out.

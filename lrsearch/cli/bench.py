@@ -54,8 +54,8 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
             pruner: str, as_json: bool) -> None:  # fmt: skip
     """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
     population engine and of the plain one-at-a-time loop."""
-    for name, value, high in (("--population", population, MAX_POPULATION), ("--baseline-trials", baseline_trials, 1000),
-                              ("--epochs", epochs, MAX_EPOCHS), ("--workers", workers, MAX_WORKERS),
+    for name, value, high in (("--population", population, MAX_POPULATION), ("--epochs", epochs, MAX_EPOCHS),
+                              ("--baseline-trials", baseline_trials, 1000), ("--workers", workers, MAX_WORKERS),
                               ("--trials", trials, 100_000)):  # fmt: skip
         if value is not None:
             integer(name, value, 1, high)

@@ -151,8 +151,10 @@ def command(
     if count > 1 and url in ("sqlite://", "sqlite:///:memory:"):
         raise ConfigError("several workers need a storage they can share; an in-memory SQLite database is not")
     # The data is read (and checked) before the study is written: bad data must not leave an empty study.
-    problem = load_problem(spec.trainer, device=torch.device(worker_devices[0]), data_dir=data_dir) if count == 1 else None
-    if problem is None:
+    problem = None
+    if count == 1:
+        problem = load_problem(spec.trainer, device=torch.device(worker_devices[0]), data_dir=data_dir)
+    else:
         load_dataset(spec.trainer, data_dir)  # each worker loads its own; this only checks it
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
     # storage call survives a database restart (retried), those of start-up and of the report included.

@@ -375,7 +375,8 @@ class Search:
         """End every trial in training, and one being asked, as FAIL (why: ``interrupted``, or the
         ``error``), and enqueue a retry of each with its parameters."""
         retry = retry_callback(self.study._storage)
-        why = {"interrupted": True} if isinstance(cause, KeyboardInterrupt) else {"error": f"{type(cause).__name__}: {cause}"[:500]}
+        interrupted = isinstance(cause, KeyboardInterrupt)
+        why = {"interrupted": True} if interrupted else {"error": f"{type(cause).__name__}: {cause}"[:500]}
         ending = [(live.trial, live.values, {"seed": live.config.seed}) for live in self._live.values()]
         if self._asking is not None:
             ending.append((self._asking, {}, {}))

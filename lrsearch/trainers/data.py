@@ -249,7 +249,8 @@ def load_fashion_mnist(
     files = find_fashion_mnist(data_dir, system_dir=system_dir, download=download)
     arrays = {key: read_idx(path) for key, path in files.items()}
     for part in ("train", "test"):
-        _check_split(files[f"{part}_images"], arrays[f"{part}_images"], files[f"{part}_labels"], arrays[f"{part}_labels"])
+        images, labels = f"{part}_images", f"{part}_labels"
+        _check_split(files[images], arrays[images], files[labels], arrays[labels])
     n_train = len(arrays["train_labels"]) - val_size
     if n_train <= 0:
         raise RuntimeFailure(f"{files['train_images']} has {len(arrays['train_labels'])} images, fewer than val_size")

@@ -23,7 +23,7 @@ def test_text(lrsearch: Callable[..., Outcome]) -> None:
     assert outcome.code == 0 and outcome.out.startswith("suggested lr: ") and "search range:" in outcome.out
 
 
-@pytest.mark.parametrize(("args", "fragment"), [(["--start", "1", "--end", "0.5"], "0 < start < end"),
+@pytest.mark.parametrize(("args", "fragment"), [(["--start", "1", "--end", "0.5"], "start < end but got start=1.0, end=0.5"),
                                                 (["--optimizer", "adam", "--momentum", "0.9"], "no parameter 'momentum'"),
                                                 (["--plot", "x.gif"], "must end in .png or .html")])  # fmt: skip
 def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:

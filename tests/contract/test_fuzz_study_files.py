@@ -41,7 +41,7 @@ def _run_file(contract: Contract, folder: Path, content: bytes, data: Path) -> N
         assert "Verdict:" in outcome.out
 
 
-@fuzz_settings(examples=120)
+@fuzz_settings(examples=50)
 @given(raw=study_files())
 def test_a_study_file_runs_or_is_refused_as_one_line(contract: Contract, workdir: Callable[..., Any],
                                                      small_fashion: Path, raw: dict[str, Any]) -> None:  # fmt: skip

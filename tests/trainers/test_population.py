@@ -9,8 +9,8 @@ import torch
 
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
-from lrsearch.trainers import EpochReport, MemberResult, Population, load_problem, train_population
 from lrsearch.schedules import update_rates
+from lrsearch.trainers import EpochReport, MemberResult, Population, load_problem, train_population
 from lrsearch.trainers.plain import train_plain
 from lrsearch.trainers.population import _Rates
 from lrsearch.trainers.problems import Problem
