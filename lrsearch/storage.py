@@ -521,9 +521,9 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
     own: with hundreds of trials running, that is most of a worker's time. Inside, the cache syncs once;
     the first ask that finds no enqueued trial creates the rest of the round's trials at once (after which
     the round takes no more enqueued trials: a retry enqueued meanwhile waits for the next round, so no
-    created trial is left over; a round a failure cuts short ends those it did not ask FAIL); the trials asked are put into the cache with their parameters by the
-    round's ``remember``, so the sampler still sees them as
-    running (TPE's constant liar keeps them apart); the parameters, and the system attrs the sampler sets
+    created trial is left over; a round a failure cuts short ends those it did not ask FAIL); the trials
+    asked are put into the cache with their parameters by the round's ``remember``, so the sampler still
+    sees them as running (TPE's constant liar keeps them apart); the parameters, and the system attrs the sampler sets
     (TPE shares its relative parameters that way), are written together on the way out.
     Trials other workers start meanwhile are seen at the next round. ``finished``: trials this worker has
     finished but not yet written (see ``search.telling``), shown as such over what the read finds.
