@@ -6,10 +6,13 @@ Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 interrupted. ``--debug``
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 import click
 
@@ -43,8 +46,7 @@ def cli(debug: bool) -> None:
 
 
 def _register_commands(debug: bool) -> None:
-    """Import the commands (torch, optuna: seconds) inside main's error handling, so that even a Ctrl-C
-    during start-up ends as one line and exit 130."""
+    """Import the commands (torch, optuna: seconds) inside main's error handling."""
     import optuna
 
     from lrsearch.cli import bench, dashboard, export, lr_find, proxy, reap, report, run, schedule, studies, train
@@ -53,6 +55,43 @@ def _register_commands(debug: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
     for module in (run, studies, report, dashboard, export, reap, proxy, lr_find, train, schedule, bench):
         cli.add_command(module.command)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised by lrsearch's own handler.
+
+    A subclass because CPython marks a plain KeyboardInterrupt that lands inside a library's ``exec`` of a
+    string (dataclasses, namedtuple) as unhandled, and then kills the process with SIGINT at exit even
+    though it was caught: exit -2 instead of 130.
+    """
+
+
+def _exit_at_once(signum: int, frame: FrameType | None) -> None:
+    # Start-up has written nothing, and an interrupt inside an import can surface as another error
+    # (Python 3.11 wraps it in a RuntimeError from __set_name__).
+    os.write(2, b"lrsearch: interrupted\n")
+    os._exit(130)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
+@contextmanager
+def _interrupts() -> Iterator[Callable[[], object]]:
+    """Ctrl-C ends start-up at once; once the caller calls what this yields, it raises :class:`Interrupted`.
+
+    Left alone where Python's own handler is not in place: SIGINT ignored (a job started with ``&``), a
+    thread other than the main one, a host program's handler. The previous handler is restored on exit.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: None
+        return
+    previous = signal.signal(signal.SIGINT, _exit_at_once)
+    try:
+        yield lambda: signal.signal(signal.SIGINT, _interrupt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _storage_urls(args: Sequence[str]) -> list[str]:
@@ -79,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
     try:
-        _register_commands(debug)
-        result = cli.main(args, prog_name="lrsearch", standalone_mode=False)
+        with _interrupts() as started:
+            _register_commands(debug)
+            started()
+            result = cli.main(args, prog_name="lrsearch", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.format_message())
@@ -108,5 +149,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry_point() -> None:
     """Console-script entry point."""
     sys.exit(main())
-
-

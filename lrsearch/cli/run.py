@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,7 +99,7 @@ def _run_workers(spec: StudySpec, url: str, devices: list[str], workers: int, fo
     failed = [(i, code) for i, code in enumerate(codes) if code != 0]
     if failed:
         i, code = failed[0]
-        if code == 130:
+        if code in (130, -signal.SIGINT):  # a worker that Python's own handler ended dies of the signal
             raise KeyboardInterrupt
         raise RuntimeFailure(f"worker {i} on {assigned[i]} exited with code {code}")
 
