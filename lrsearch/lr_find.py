@@ -20,7 +20,7 @@ from lrsearch.checks import MAX_RATE, integer, number
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.optim import create_optimizer
-from lrsearch.trainers import Problem, check_run_length
+from lrsearch.trainers import Problem, check_run_length, member_seeds, update_seed
 
 __all__ = ["RangeTest", "lr_range_test"]
 
@@ -76,15 +76,17 @@ def lr_range_test(
     model, device, train = problem.model, problem.device, problem.dataset.train
     rates = start * (end / start) ** (np.arange(updates) / (updates - 1))
     members = [dataclasses.replace(config, seed=config.seed + s) for s in range(seeds)]
-    generators = []
-    inits = []
+    generators, noise_seeds, inits = [], [], []
     for member in members:
-        init_seed, data_seed = np.random.SeedSequence(member.seed).generate_state(2)
-        inits.append(model.init(torch.Generator().manual_seed(int(init_seed))))
-        generators.append(torch.Generator().manual_seed(int(data_seed)))
-    params = [torch.stack([init[i] for init in inits]).to(device).requires_grad_(model.needs_autograd)
-              for i in range(len(inits[0]))]  # fmt: skip
-    optimizer = create_optimizer(config.optimizer, [m.optimizer_settings() for m in members], params)
+        init_seed, data_seed, noise_seed = member_seeds(member.seed)
+        inits.append(model.init(torch.Generator().manual_seed(init_seed)))
+        generators.append(torch.Generator().manual_seed(data_seed))
+        noise_seeds.append(noise_seed)
+    params = [torch.stack([init[i] for init in inits]).to(device) for i in range(len(inits[0]))]
+    for tensor in params[: model.trainable]:
+        tensor.requires_grad_(model.needs_autograd)
+    trained = params[: model.trainable]
+    optimizer = create_optimizer(config.optimizer, [m.optimizer_settings() for m in members], trained)
     optimizer.begin_epoch(np.tile(rates, (seeds, 1)), np.zeros(seeds, dtype=int))
     order = torch.empty(seeds, 0, dtype=torch.long)
     raw = np.full((seeds, updates), np.nan)
@@ -96,9 +98,9 @@ def lr_range_test(
             order = torch.cat([order, fresh], dim=1)
         x, target = model.batch(train, order[:, :batch].to(device))
         order = order[:, batch:]
-        loss, _, grads = model.loss_and_grads(params, x, target)
+        loss, _, grads = model.loss_and_grads(params, x, target, [update_seed(n, u) for n in noise_seeds])
         with torch.no_grad():
-            optimizer.step(params, grads, u)
+            optimizer.step(trained, grads, u)
         raw[:, u] = (loss / batch).cpu().numpy()
         smoothed = float(np.mean(_smooth(raw[:, : u + 1])[:, -1]))
         if not math.isfinite(smoothed) or smoothed > DIVERGED * best:

@@ -8,7 +8,9 @@ from lrsearch.trainers.population import (
     MemberResult,
     Population,
     check_run_length,
+    member_seeds,
     train_population,
+    update_seed,
 )
 from lrsearch.trainers.problems import TRAINERS, Problem, load_dataset, load_problem
 
@@ -22,5 +24,7 @@ __all__ = [
     "check_run_length",
     "load_dataset",
     "load_problem",
+    "member_seeds",
     "train_population",
+    "update_seed",
 ]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from lrsearch.trainers.data import Split
 
-__all__ = ["LeNet", "MLP", "StackedModel"]
+__all__ = ["MLP", "LeNet", "StackedModel"]
 
 Params = list[torch.Tensor]
 
@@ -31,9 +31,16 @@ class StackedModel(ABC):
     #: Examples per chunk when evaluating a whole split (bounds memory for P members at once).
     eval_chunk: int = 2048
 
+    @property
+    def trainable(self) -> int:
+        """How many leading tensors of ``init`` are trained; the rest are buffers (state such as BatchNorm's
+        running statistics, which moves with its member but has no gradient)."""
+        return len(self.shapes)
+
     @abstractmethod
     def init(self, generator: torch.Generator) -> Params:
-        """One member's freshly initialised parameters (CPU, unstacked), drawn from ``generator``."""
+        """One member's freshly initialised parameters, then buffers (CPU, unstacked), drawn from
+        ``generator``."""
 
     @abstractmethod
     def batch(self, split: Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +51,11 @@ class StackedModel(ABC):
         """[P, B, classes] for a batch from ``batch``."""
 
     def loss_and_grads(
-        self, params: Params, x: torch.Tensor, target: torch.Tensor
+        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Params]:
-        """Summed loss [P] and correct count [P] of the batch, and each member's gradient of its mean loss."""
+        """Summed loss [P] and metric [P] (here: the correct count) of the batch, and each member's gradient of
+        its mean loss for the ``trainable`` tensors. ``seeds``: each member's seed for the batch's random ops
+        (networks without any ignore it)."""
         logits = self.logits(params, x)
         batch = logits.shape[1]
         losses = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(-1, batch)
@@ -57,7 +66,8 @@ class StackedModel(ABC):
 
     @torch.no_grad()
     def evaluate(self, params: Params, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean loss [P] and accuracy [P] of every member on the whole split (same examples for all)."""
+        """Mean loss [P] and metric [P] (here: accuracy) of every member on the whole split (same examples
+        for all)."""
         members = params[0].shape[0]
         loss = torch.zeros(members, device=split.y.device)
         correct = torch.zeros(members, device=split.y.device)
@@ -139,7 +149,7 @@ class MLP(StackedModel):
         return self._forward(params, x.transpose(1, 2), for_backward=False)[2].transpose(1, 2)
 
     def loss_and_grads(
-        self, params: Params, x: torch.Tensor, target: torch.Tensor
+        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Params]:
         w2 = params[2]
         z1, h, logits = self._forward(params, x)

@@ -22,7 +22,7 @@ from lrsearch.config import TrainConfig
 from lrsearch.schedules import update_rates
 from lrsearch.trainers.data import Split
 from lrsearch.trainers.models import MLP, LeNet, StackedModel
-from lrsearch.trainers.population import EpochMetrics
+from lrsearch.trainers.population import EpochMetrics, member_seeds
 from lrsearch.trainers.problems import Problem
 
 __all__ = ["PerItemImages", "PlainResult", "Shuffle", "plain_module", "train_plain"]
@@ -125,10 +125,10 @@ def train_plain(
     batch_size = problem.batch_size if batch_size is None else batch_size
     train, val = problem.dataset.train, problem.dataset.val
     n_updates = math.ceil(len(train) / batch_size)
-    init_seed, data_seed = np.random.SeedSequence(config.seed).generate_state(2)
+    init_seed, data_seed, _ = member_seeds(config.seed)
     module = plain_module(problem.model)
     with torch.no_grad():
-        init = problem.model.init(torch.Generator().manual_seed(int(init_seed)))
+        init = problem.model.init(torch.Generator().manual_seed(init_seed))
         for param, value in zip(module.parameters(), init, strict=True):
             param.copy_(value.reshape(param.shape))
     module.to(problem.device)
@@ -140,7 +140,7 @@ def train_plain(
     plateau = schedule.tracker()
     data = problem.dataset
     dataset = PerItemImages(train, data.mean, data.std) if per_item else TensorDataset(train.x.cpu(), train.y.cpu())
-    sampler = Shuffle(len(dataset), torch.Generator().manual_seed(int(data_seed)))
+    sampler = Shuffle(len(dataset), torch.Generator().manual_seed(data_seed))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
     history: list[EpochMetrics] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # val accuracy, epoch, weights

@@ -40,8 +40,23 @@ __all__ = [
     "OnEpoch",
     "Population",
     "check_run_length",
+    "member_seeds",
     "train_population",
+    "update_seed",
 ]
+
+
+def member_seeds(seed: int) -> tuple[int, int, int]:
+    """A member's seeds for its initialisation, its data order and its random ops (dropout), from its one
+    seed: the same wherever it trains (a population, alone, the plain loop)."""
+    init, data, noise = np.random.SeedSequence(seed).generate_state(3)
+    return int(init), int(data), int(noise)
+
+
+def update_seed(noise_seed: int, update: int) -> int:
+    """The seed of a member's random ops in its update ``update`` (counted over the whole run)."""
+    # A large odd multiplier spreads the pairs over torch's 64-bit seeds.
+    return (noise_seed * 0x9E3779B97F4A7C15 + update) % (1 << 63)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +140,7 @@ class _Member:
     rates: _Rates
     plateau: PlateauState | None
     data_rng: torch.Generator
+    noise_seed: int
     started: float
     steps_done: int = 0
     history: list[EpochMetrics] = dataclasses.field(default_factory=list)
@@ -144,7 +160,13 @@ class _Group:
         self.optimizer: StackedOptimizer | None = None
 
     def _leaves(self, tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-        return [t.detach().requires_grad_(self.problem.model.needs_autograd) for t in tensors]
+        model = self.problem.model
+        return [t.detach().requires_grad_(model.needs_autograd and i < model.trainable) for i, t in enumerate(tensors)]
+
+    @property
+    def trained(self) -> list[torch.Tensor]:
+        """The parameters the optimizer steps (the buffers follow)."""
+        return self.params[: self.problem.model.trainable]
 
     def join(self, members: Sequence[_Member], inits: Sequence[Sequence[torch.Tensor]]) -> None:
         device = self.problem.device
@@ -152,7 +174,7 @@ class _Group:
         settings = [m.config.optimizer_settings() for m in members]
         if self.optimizer is None:
             self.params = self._leaves(new)
-            self.optimizer = create_optimizer(self.optimizer_name, settings, self.params)
+            self.optimizer = create_optimizer(self.optimizer_name, settings, self.trained)
         else:
             self.params = self._leaves(torch.cat([p, n]) for p, n in zip(self.params, new, strict=True))
             self.optimizer.extend(settings)
@@ -182,11 +204,12 @@ class _Group:
         correct = torch.zeros(len(self.members), device=device)
         for b in range(n_updates):
             x, target = model.batch(train, perms[:, b * batch_size : (b + 1) * batch_size])
-            loss, hits, grads = model.loss_and_grads(self.params, x, target)
+            seeds = [update_seed(m.noise_seed, m.steps_done + b) for m in self.members]
+            loss, hits, grads = model.loss_and_grads(self.params, x, target, seeds)
             loss_sum += loss
             correct += hits
             with torch.no_grad():
-                optimizer.step(self.params, grads, b)
+                optimizer.step(self.trained, grads, b)
         val_loss, val_acc = model.evaluate(self.params, problem.dataset.val)
         stats = torch.stack([loss_sum / n, correct / n, val_loss, val_acc]).cpu().numpy().astype(np.float64)
         for m in self.members:
@@ -240,14 +263,15 @@ class Population:
         horizon = self.epochs if config.schedule_unit == "epoch" else n_updates
         schedule = config.build_schedule(horizon)
         rates = _Rates(schedule, config, n_updates=n_updates, updates_per_epoch=self.updates_per_epoch)
-        init_seed, data_seed = np.random.SeedSequence(config.seed).generate_state(2)
-        init = self.problem.model.init(torch.Generator().manual_seed(int(init_seed)))
+        init_seed, data_seed, noise_seed = member_seeds(config.seed)
+        init = self.problem.model.init(torch.Generator().manual_seed(init_seed))
         member = _Member(
             id=self._next_id,
             config=config,
             rates=rates,
             plateau=schedule.tracker(),
-            data_rng=torch.Generator().manual_seed(int(data_seed)),
+            data_rng=torch.Generator().manual_seed(data_seed),
+            noise_seed=noise_seed,
             started=time.perf_counter(),
         )
         self._next_id += 1
