@@ -144,7 +144,7 @@ class _Member:
     started: float
     steps_done: int = 0
     history: list[EpochMetrics] = dataclasses.field(default_factory=list)
-    best_val: float = -math.inf
+    best_val: float | None = None
     best_epoch: int | None = None
 
 
@@ -310,13 +310,16 @@ class Population:
                 member.history.append(metrics)
                 if member.plateau is not None:
                     member.rates.reduce(member.plateau.step(val_loss), member.steps_done)
-                if not self.problem.restore_best or val_acc > member.best_val:
+                if not self.problem.restore_best or self._better(val_acc, member.best_val):
                     member.best_val, member.best_epoch = val_acc, metrics.epoch
                     improved.append(row)
             group.remember_best(improved)
         stop = set(on_epoch(reports)) if on_epoch else set()
         diverged_ids = {r.member for r in reports if r.diverged}
         return [result for group in groups for result in self._retire(group, stop, diverged_ids)]
+
+    def _better(self, value: float, best: float | None) -> bool:
+        return best is None or (value > best if self.problem.maximize else value < best)
 
     def _retire(self, group: _Group, stop: set[int], diverged: set[int]) -> list[MemberResult]:
         """Drop the members that ended this epoch from ``group``; their results."""

@@ -17,9 +17,9 @@ __all__ = ["TRAINERS", "Problem", "TrainerSpec", "load_dataset", "load_problem",
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """What a population trains on. ``restore_best``: report the epoch with the best validation accuracy
-    (and its test accuracy) instead of the last; only where validation is a split of its own, since
-    choosing on the test set would overfit it."""
+    """What a population trains on. ``restore_best``: report the epoch with the best validation metric
+    (and its test metric) instead of the last; only where validation is a split of its own, since
+    choosing on the test set would overfit it. ``maximize``: whether a higher metric is better."""
 
     name: str
     dataset: Dataset
@@ -28,6 +28,7 @@ class Problem:
     epochs: int
     restore_best: bool
     device: torch.device
+    maximize: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
