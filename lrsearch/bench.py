@@ -32,7 +32,8 @@ from lrsearch.storage import open_storage
 from lrsearch.studies import find_study, load_study_file
 from lrsearch.trainers import EpochMetrics, Problem, load_problem, train_population
 from lrsearch.trainers.modules import ModuleModel
-from lrsearch.trainers.plain import plain_module, train_plain
+from lrsearch.trainers.networks import blobs_mlp
+from lrsearch.trainers.plain import train_plain
 
 __all__ = [
     "Measurement",
@@ -91,8 +92,10 @@ def _timed(label: str, trials: int, examples: int, run: Callable[[], object], de
 def bench_blobs(
     device: torch.device, *, population: int | None = None, baseline_trials: int = 3, epochs: int | None = None
 ) -> list[Measurement]:
-    """Full blobs trials: P at once vs one at a time with a DataLoader (Optuna's PyTorch example style)."""
+    """Full blobs trials: P at once (the MLP's fast path, then the same nn.Module on the generic path) vs one
+    at a time with a DataLoader (Optuna's PyTorch example style)."""
     problem = load_problem("blobs", device=device)
+    generic = dataclasses.replace(problem, model=ModuleModel(blobs_mlp, device=device))
     epochs = problem.epochs if epochs is None else epochs
     size = population or default_population("blobs", device)
     configs = bench_configs(max(size, baseline_trials))
@@ -105,6 +108,8 @@ def bench_blobs(
     return [
         _timed(f"population of {size}", size, size * examples,
                lambda: train_population(problem, configs[:size], epochs=epochs), device),
+        _timed(f"population of {size}, generic nn.Module path", size, size * examples,
+               lambda: train_population(generic, configs[:size], epochs=epochs), device),
         _timed("one at a time, DataLoader", baseline_trials, baseline_trials * examples, plain, device),
     ]  # fmt: skip
 
@@ -112,11 +117,10 @@ def bench_blobs(
 def bench_lenet(
     device: torch.device, *, population: int | None = None, data_dir: Path | None = None, epochs: int = 1
 ) -> list[Measurement]:
-    """LeNet epochs on Fashion-MNIST: a population (the hand-written stacked LeNet, then the generic path:
-    the same nn.Module through torch.func) vs d2l's loader (per-item conversion, 4 workers) and the best
-    plain loop (tensors in a DataLoader, no workers), one configuration at a time."""
+    """LeNet epochs on Fashion-MNIST: a population (d2l's nn.Module through torch.func) vs d2l's loader
+    (per-item conversion, 4 workers) and the best plain loop (tensors in a DataLoader, no workers), one
+    configuration at a time."""
     problem: Problem = load_problem("fashion_mnist", device=device, data_dir=data_dir)
-    generic = dataclasses.replace(problem, model=ModuleModel(lambda: plain_module(problem.model), device=device))
     size = population or default_population("fashion_mnist", device)
     configs = bench_configs(size)
     examples = len(problem.dataset.train) * epochs
@@ -129,8 +133,6 @@ def bench_lenet(
     return [
         _timed(f"population of {size}", size, size * examples,
                lambda: train_population(problem, configs, epochs=epochs), device),
-        _timed(f"population of {size}, nn.Module path", size, size * examples,
-               lambda: train_population(generic, configs, epochs=epochs), device),
         _timed("d2l-style loop (per-item loader, 4 workers)", 1, examples, d2l_style, device),
         _timed("plain loop (tensor DataLoader)", 1, examples,
                lambda: train_plain(problem, configs[0], epochs=epochs), device),

@@ -5,6 +5,7 @@ import dataclasses
 import gzip
 import uuid
 from collections.abc import Iterator
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 from lrsearch.trainers.data import FASHION_MNIST_FILES, Dataset, Split
-from lrsearch.trainers.models import LeNet
+from lrsearch.trainers.modules import ModuleModel
+from lrsearch.trainers.networks import lenet
 from lrsearch.trainers.problems import Problem
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -51,7 +53,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "lrsearch" / "fashion-mnist"
 
 
-def tiny_image_problem(strategy: str = "loop", *, n_train: int = 96, restore_best: bool = True) -> Problem:
+def tiny_image_problem(strategy: Literal["loop", "vmap"] = "loop", *, n_train: int = 96, restore_best: bool = True) -> Problem:
     """LeNet on a few random images: for engine properties that do not depend on the data."""
     g = torch.Generator().manual_seed(0)
 
@@ -59,7 +61,7 @@ def tiny_image_problem(strategy: str = "loop", *, n_train: int = 96, restore_bes
         return Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
 
     dataset = Dataset("tiny", train=split(n_train), val=split(40), test=split(40), num_classes=10, source="random")
-    return Problem(name="tiny", dataset=dataset, model=LeNet(strategy), batch_size=32, epochs=3,
+    return Problem(name="tiny", dataset=dataset, model=ModuleModel(lenet, strategy=strategy), batch_size=32, epochs=3,
                    restore_best=restore_best, device=torch.device("cpu"))  # fmt: skip
 
 

@@ -15,10 +15,10 @@ def test_bench_configs_are_varied_and_all_stable() -> None:
 
 
 def test_bench_blobs_measures_both_sides_on_the_same_work() -> None:
-    population, plain = bench_blobs(torch.device("cpu"), population=8, baseline_trials=2, epochs=3)
-    assert (population.trials, plain.trials) == (8, 2)
-    assert population.examples == 8 * 500 * 3 and plain.examples == 2 * 500 * 3
-    assert population.seconds > 0 and plain.seconds > 0
+    population, generic, plain = bench_blobs(torch.device("cpu"), population=8, baseline_trials=2, epochs=3)
+    assert (population.trials, generic.trials, plain.trials) == (8, 8, 2)
+    assert population.examples == generic.examples == 8 * 500 * 3 and plain.examples == 2 * 500 * 3
+    assert population.seconds > 0 and generic.seconds > 0 and plain.seconds > 0
 
 
 def test_default_population_by_device() -> None:

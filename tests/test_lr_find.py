@@ -16,7 +16,7 @@ def blobs() -> Problem:
 
 
 def test_the_ramp_finds_a_rate_that_trains(blobs: Problem) -> None:
-    test = lr_range_test(blobs, TrainConfig(), start=1e-6, end=10.0, updates=200, seeds=2)
+    test = lr_range_test(blobs, TrainConfig(), start=1e-6, end=10.0, updates=200, seeds=4)
     assert np.all(np.diff(np.log(test.rates)) > 0) and len(test.losses) == len(test.rates)
     assert test.diverged  # rate 10 blows SGD up on blobs well before the end
     assert test.low < test.suggested < test.high == test.lr_at_minimum
@@ -27,8 +27,8 @@ def test_the_ramp_finds_a_rate_that_trains(blobs: Problem) -> None:
 
 
 def test_momentum_lowers_the_suggestion(blobs: Problem) -> None:
-    plain = lr_range_test(blobs, TrainConfig(), updates=200, seeds=2)
-    heavy = lr_range_test(blobs, TrainConfig(momentum=0.9), updates=200, seeds=2)
+    plain = lr_range_test(blobs, TrainConfig(), updates=200, seeds=4)
+    heavy = lr_range_test(blobs, TrainConfig(momentum=0.9), updates=200, seeds=4)
     assert heavy.suggested < plain.suggested / 3  # momentum 0.9 multiplies the step about tenfold
 
 

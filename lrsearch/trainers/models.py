@@ -7,7 +7,6 @@ reach another.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -15,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.trainers.data import Split
+from lrsearch.trainers.networks import blobs_mlp, seeded
 
-__all__ = ["MLP", "LeNet", "StackedModel"]
+__all__ = ["MLP", "StackedModel"]
 
 Params = list[torch.Tensor]
 
@@ -80,22 +80,8 @@ class StackedModel(ABC):
         return loss / len(split), correct / len(split)
 
 
-def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
-    """2x2 max pooling. Without autograd, as the maximum of four strided views: no argmax indices to
-    compute, 5-10x faster than ``max_pool2d`` on a CPU (validation and test passes are all this)."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return F.max_pool2d(x, 2)
-    return torch.maximum(
-        torch.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]), torch.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2])
-    )
-
-
-def _uniform(shape: Sequence[int], bound: float, generator: torch.Generator) -> torch.Tensor:
-    return (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1).mul_(bound).float()
-
-
 class MLP(StackedModel):
-    """Seed 000's network: Dense(hidden, relu, he_uniform) -> Dense(classes, glorot_uniform), zero biases.
+    """A fast path of seed 000's network (``networks.blobs_mlp``), its parameters the module's own.
 
     Activations are kept feature-major ([P, features, B]): the 3-wide output layer then runs as
     [P, 3, 50] @ [P, 50, B], several times faster on a CPU than [P, B, 50] @ [P, 50, 3]. The backward pass
@@ -110,14 +96,9 @@ class MLP(StackedModel):
         self._eye: dict[torch.device, torch.Tensor] = {}
 
     def init(self, generator: torch.Generator) -> Params:
-        he = math.sqrt(6.0 / self.inputs)
-        glorot = math.sqrt(6.0 / (self.hidden + self.classes))
-        return [
-            _uniform((self.hidden, self.inputs), he, generator),
-            torch.zeros(self.hidden, 1),
-            _uniform((self.classes, self.hidden), glorot, generator),
-            torch.zeros(self.classes, 1),
-        ]
+        net = seeded(lambda: blobs_mlp(self.inputs, self.hidden, self.classes), generator.initial_seed())
+        first, last = net[0], net[2]
+        return [t.detach() for t in (first.weight, first.bias.view(-1, 1), last.weight, last.bias.view(-1, 1))]
 
     def _one_hot(self, y: torch.Tensor) -> torch.Tensor:
         if y.device not in self._eye:
@@ -181,73 +162,3 @@ class MLP(StackedModel):
             loss -= picked.sum(1)
             correct += hits
         return loss / len(split), correct / len(split)
-
-class LeNet(StackedModel):
-    """d2l's modern LeNet: Conv(6, 5x5, pad 2) ReLU MaxPool -> Conv(16, 5x5) ReLU MaxPool -> 120 -> 84 -> 10.
-
-    ``init``: PyTorch's default layer initialisation, or d2l's (Xavier-uniform weights, biases left at
-    PyTorch's default). Pooling runs before the ReLU (they commute, and the ReLU then
-    touches a quarter of the values). ``strategy`` says how members share the convolutions:
-    ``loop`` runs each member's convolutions in turn (fastest on a CPU, which is compute-bound at this
-    size: a grouped convolution is slower there); ``grouped`` runs all members as one grouped convolution
-    (one kernel launch for all members, for GPUs, where this network is launch-bound).
-    """
-
-    eval_chunk = 1000
-
-    def __init__(self, strategy: str = "loop", *, init: str = "pytorch") -> None:
-        if strategy not in ("loop", "grouped"):
-            raise ValueError(f"strategy must be 'loop' or 'grouped' but got {strategy!r}")
-        if init not in ("pytorch", "xavier"):
-            raise ValueError(f"init must be 'pytorch' or 'xavier' but got {init!r}")
-        self.strategy, self.init_scheme = strategy, init
-        self.shapes = [
-            ("conv1.weight", (6, 1, 5, 5)), ("conv1.bias", (6,)),
-            ("conv2.weight", (16, 6, 5, 5)), ("conv2.bias", (16,)),
-            ("fc1.weight", (120, 400)), ("fc1.bias", (120,)),
-            ("fc2.weight", (84, 120)), ("fc2.bias", (84,)),
-            ("fc3.weight", (10, 84)), ("fc3.bias", (10,)),
-        ]  # fmt: skip
-
-    def init(self, generator: torch.Generator) -> Params:
-        params = []
-        for name, shape in self.shapes:
-            # nn.Conv2d / nn.Linear defaults: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias likewise.
-            weight_shape = shape if name.endswith("weight") else dict(self.shapes)[name.replace("bias", "weight")]
-            fan_in = math.prod(weight_shape[1:])
-            bound = 1.0 / math.sqrt(fan_in)
-            if self.init_scheme == "xavier" and name.endswith("weight"):
-                fan_out = weight_shape[0] * math.prod(weight_shape[2:])
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
-            params.append(_uniform(shape, bound, generator))
-        return params
-
-    def batch(self, split: Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return split.x[idx], split.y[idx]
-
-    def _features(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        """[P, B, 400] from images [P, B, 1, 28, 28]."""
-        c1w, c1b, c2w, c2b = params[:4]
-        members, batch = x.shape[:2]
-        if self.strategy == "loop":
-            features = []
-            for m in range(members):
-                # With one input channel the layout is ambiguous and conv1 stays NCHW; a channels-last conv2
-                # weight makes conv2 and its pooling run channels-last (its pooling 6x faster).
-                h = max_pool2x2(F.conv2d(x[m], c1w[m], c1b[m], padding=2)).relu()
-                conv2 = c2w[m].contiguous(memory_format=torch.channels_last)
-                h = max_pool2x2(F.conv2d(h, conv2, c2b[m])).relu()
-                features.append(h.flatten(1))
-            return torch.stack(features)
-        # Members as channel groups: [B, P, 28, 28] -> [B, P*6, ...] -> [B, P*16, 5, 5].
-        h = x.transpose(0, 1).reshape(batch, members, 28, 28)
-        h = max_pool2x2(F.conv2d(h, c1w.flatten(0, 1), c1b.flatten(), padding=2, groups=members)).relu()
-        h = max_pool2x2(F.conv2d(h, c2w.flatten(0, 1), c2b.flatten(), groups=members)).relu()
-        return h.reshape(batch, members, 400).transpose(0, 1)
-
-    def logits(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        h = self._features(params, x)
-        f1w, f1b, f2w, f2b, f3w, f3b = params[4:]
-        h = torch.baddbmm(f1b.unsqueeze(1), h, f1w.transpose(1, 2)).relu()
-        h = torch.baddbmm(f2b.unsqueeze(1), h, f2w.transpose(1, 2)).relu()
-        return torch.baddbmm(f3b.unsqueeze(1), h, f3w.transpose(1, 2))

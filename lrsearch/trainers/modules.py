@@ -2,13 +2,15 @@
 the one forward pass (``torch.func.functional_call``, batched by ``vmap`` or looped member by member).
 
 Two strategies: ``vmap`` calls the module once for all members (one launch per op: what a GPU wants, where
-small networks are launch-bound); ``loop`` calls it once per member over its rows of the stacked tensors
-(the CPU's choice: vmap turns conv2d into a grouped convolution, 2-10x slower there). Both give each member
-the numbers it would get trained alone. Buffers (BatchNorm's running statistics) are per member and
+small networks are launch-bound, and on a CPU 15x faster than the loop for the blobs MLP); ``loop`` calls it
+once per member over its rows of the stacked tensors (the CPU's choice for a convolutional module: vmap turns
+conv2d into a grouped convolution, 2-10x slower there). Both give each member the numbers it would get
+trained alone. Buffers (BatchNorm's running statistics) are per member and
 updated in place through the member's rows; training runs in ``train()`` mode, evaluation in ``eval()``.
 Random ops (dropout) draw, member by member under ``loop``, from a stream seeded by the member's own seed
 and update number, so a member's masks do not depend on who else trains; under ``vmap`` each member still
-gets masks of its own, drawn for the population at once.
+gets masks of its own, but drawn for the population at once (so ``auto`` loops over a random module on a
+CPU, and on a GPU takes vmap's speed over that reproducibility).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch.func import functional_call, vmap
 from lrsearch.errors import ConfigError
 from lrsearch.trainers.data import Split
 from lrsearch.trainers.models import Params, StackedModel
+from lrsearch.trainers.networks import seeded
 
 __all__ = ["LOSSES", "METRICS", "STRATEGIES", "ModuleModel", "PerExample", "loss_function", "metric_function"]
 
@@ -31,6 +34,7 @@ __all__ = ["LOSSES", "METRICS", "STRATEGIES", "ModuleModel", "PerExample", "loss
 PerExample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 STRATEGIES = ("auto", "loop", "vmap")
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _mean_per_example(values: torch.Tensor) -> torch.Tensor:
@@ -86,15 +90,18 @@ class ModuleModel(StackedModel):
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)} but got {strategy!r}")
         device = torch.device(device)
-        # auto: vmap on a GPU, where it is checked against the loop on its first batch and falls back to it
+        self.factory = factory
+        module = seeded(factory, 0)
+        # auto: vmap, checked against the loop on its first batch and falling back to it; but the loop for a
+        # convolutional module on a CPU (measured: vmap's grouped convolutions are 2-10x slower there).
         self.auto = strategy == "auto"
-        self.strategy = ("vmap" if device.type == "cuda" else "loop") if self.auto else strategy
+        convolutional = any(isinstance(m, _CONVOLUTIONS) for m in module.modules())
+        self.strategy = ("loop" if device.type == "cpu" and convolutional else "vmap") if self.auto else strategy
         self._checked = self.strategy == "loop"
         # Examples per evaluation call: on a CPU small chunks keep each layer's activations in cache (LeNet's
         # validation runs 1.9x faster in chunks of 256 than of 2048).
-        self.factory, self.eval_chunk = factory, eval_chunk or (4096 if device.type == "cuda" else 256)
+        self.eval_chunk = eval_chunk or (4096 if device.type == "cuda" else 256)
         self.loss, self.metric = loss_function(loss), metric_function(metric, loss_function(loss))
-        module = self._made(0)
         self.name = type(module).__name__
         self.param_names = [name for name, _ in module.named_parameters()]
         self.buffer_names = [name for name, _ in module.named_buffers()]
@@ -107,16 +114,8 @@ class ModuleModel(StackedModel):
     def trainable(self) -> int:
         return self._trainable
 
-    def _made(self, seed: int) -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = self.factory()
-        if not isinstance(module, nn.Module):
-            raise ConfigError(f"the model factory must return a torch.nn.Module but got {type(module).__name__}")
-        return module
-
     def init(self, generator: torch.Generator) -> Params:
-        module = self._made(generator.initial_seed())
+        module = seeded(self.factory, generator.initial_seed())
         return [t.detach() for t in (*module.parameters(), *module.buffers())]
 
     def batch(self, split: Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,26 +157,32 @@ class ModuleModel(StackedModel):
         return torch.stack(outputs)
 
     def _check_vmap(self, tensors: Sequence[torch.Tensor], x: torch.Tensor) -> None:
-        """Run two members both ways on a few examples of ``x`` on copies of their state, in both modes: an
-        op without a vmap rule, or a forward whose in-place tricks vmap gets wrong, means the loop (where the
-        strategy was left to lrsearch) or one clear error (where vmap was asked for)."""
+        """Run two members both ways on a few examples of ``x``, on copies of their state. An op without a vmap
+        rule, or a forward whose in-place tricks vmap gets wrong, means the loop (where the strategy was left
+        to lrsearch) or one clear error (where vmap was asked for). So does, on a CPU and left to lrsearch, a
+        forward that draws random numbers in training: vmap draws them for the population at once, so a
+        member's masks would depend on who else trains."""
         self._checked = True
         copies, training = [t[:2].detach() for t in tensors], self.module.training
         sample = x[:4].unsqueeze(0).expand(2, *x[:4].shape)  # batched as in training, not shared
         try:
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-                for mode in (True, False):
-                    self.module.train(mode)
-                    batched = self._batched([c.clone() for c in copies], sample, False)
-                    looped = self._looped([c.clone() for c in copies], sample, False, None)
-                # Eval mode is deterministic (train mode may draw dropout masks): the two must agree.
-                if not torch.allclose(batched, looped, rtol=1e-4, atol=1e-5):
-                    raise RuntimeError("its outputs under vmap differ from its outputs member by member")
+                self.module.train(True)
+                self._batched([c.clone() for c in copies], sample, False)
+                draws = [self._looped([c.clone() for c in copies], sample, False, [s, s]) for s in (1, 2)]
+                self.module.train(False)
+                batched = self._batched([c.clone() for c in copies], sample, False)
+                looped = self._looped([c.clone() for c in copies], sample, False, None)
+            if not torch.allclose(batched, looped, rtol=1e-4, atol=1e-5):
+                raise RuntimeError("its outputs under vmap differ from its outputs member by member")
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
             if not self.auto:
                 message = " ".join(str(exc).split())
                 raise ConfigError(f"{self.name} cannot be trained with strategy 'vmap' ({message}); use 'loop'") from None
             self.strategy = "loop"
+        else:
+            if self.auto and x.device.type == "cpu" and not torch.equal(*draws):
+                self.strategy = "loop"
         finally:
             self.module.train(training)
 

@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from lrsearch.config import TrainConfig
 from lrsearch.schedules import update_rates
 from lrsearch.trainers.data import Split
-from lrsearch.trainers.models import MLP, LeNet, StackedModel
+from lrsearch.trainers.models import MLP, StackedModel
+from lrsearch.trainers.modules import ModuleModel
+from lrsearch.trainers.networks import blobs_mlp
 from lrsearch.trainers.population import EpochMetrics, member_seeds
 from lrsearch.trainers.problems import Problem
 
@@ -41,15 +43,11 @@ TORCH_OPTIMIZERS = {
 
 
 def plain_module(model: StackedModel) -> nn.Module:
-    """The nn.Module with the same layers (and parameter order) as a stacked model."""
+    """The nn.Module a stacked model trains (its parameters, then its buffers, in ``init``'s order)."""
+    if isinstance(model, ModuleModel):
+        return model.factory()
     if isinstance(model, MLP):
-        return nn.Sequential(nn.Linear(model.inputs, model.hidden), nn.ReLU(), nn.Linear(model.hidden, model.classes))
-    if isinstance(model, LeNet):
-        return nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
-            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-        )  # fmt: skip
+        return blobs_mlp(model.inputs, model.hidden, model.classes)
     raise TypeError(f"no plain module for {type(model).__name__}")
 
 
@@ -129,8 +127,8 @@ def train_plain(
     module = plain_module(problem.model)
     with torch.no_grad():
         init = problem.model.init(torch.Generator().manual_seed(init_seed))
-        for param, value in zip(module.parameters(), init, strict=True):
-            param.copy_(value.reshape(param.shape))
+        for tensor, value in zip([*module.parameters(), *module.buffers()], init, strict=True):
+            tensor.copy_(value.reshape(tensor.shape))
     module.to(problem.device)
     optimizer = TORCH_OPTIMIZERS[config.optimizer](module.parameters(), config.optimizer_settings())
     horizon = epochs if config.schedule_unit == "epoch" else epochs * n_updates

@@ -10,7 +10,9 @@ import torch
 
 from lrsearch.errors import ConfigError
 from lrsearch.trainers.data import Dataset, load_blobs, load_fashion_mnist
-from lrsearch.trainers.models import MLP, LeNet, StackedModel
+from lrsearch.trainers.models import MLP, StackedModel
+from lrsearch.trainers.modules import ModuleModel
+from lrsearch.trainers.networks import lenet, lenet_d2l
 
 __all__ = ["TRAINERS", "Problem", "TrainerSpec", "load_dataset", "load_problem", "trainer_spec"]
 
@@ -62,7 +64,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         epochs=30,
         restore_best=True,
         load=lambda data_dir: load_fashion_mnist(data_dir),
-        model=lambda device: LeNet("grouped" if device.type == "cuda" else "loop"),
+        model=lambda device: ModuleModel(lenet, device=device),
     ),
     # d2l's rates are tuned for its preprocessing (raw pixels, Xavier init): with standardised inputs its
     # multi-factor schedule at lr 0.5 collapses. This is d2l's setup, for reproducing its figures.
@@ -74,7 +76,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         epochs=30,
         restore_best=False,
         load=lambda data_dir: load_fashion_mnist(data_dir, standardize=False),
-        model=lambda device: LeNet("grouped" if device.type == "cuda" else "loop", init="xavier"),
+        model=lambda device: ModuleModel(lenet_d2l, device=device),
     ),
 }
 

@@ -14,10 +14,12 @@ def test_json_report(lrsearch: Callable[..., Outcome]) -> None:
     assert outcome.code == 0, outcome.err
     report = json.loads(outcome.out)
     assert report["device"].startswith("CPU")
-    population, plain = report["blobs"]["measurements"]
-    assert population["trials"] == 8 and plain["trials"] == 1
-    ratio = report["blobs"]["ratio"]["one at a time, DataLoader"]
-    assert ratio == pytest.approx(population["trials_per_second"] / plain["trials_per_second"])
+    population, generic, plain = report["blobs"]["measurements"]
+    assert population["trials"] == generic["trials"] == 8 and plain["trials"] == 1
+    assert generic["label"] == "population of 8, generic nn.Module path"
+    for other in (generic, plain):
+        ratio = report["blobs"]["ratio"][other["label"]]
+        assert ratio == pytest.approx(population["trials_per_second"] / other["trials_per_second"])
 
 
 def test_table_report(lrsearch: Callable[..., Outcome]) -> None:

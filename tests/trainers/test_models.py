@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.trainers.data import load_blobs
-from lrsearch.trainers.models import MLP, LeNet, StackedModel
+from lrsearch.trainers.models import MLP, StackedModel
+from lrsearch.trainers.modules import ModuleModel
+from lrsearch.trainers.networks import blobs_mlp, lenet
 from lrsearch.trainers.plain import plain_module
 from tests.conftest import tiny_image_problem
 
@@ -51,7 +53,8 @@ def test_mlp_init_is_he_uniform_then_glorot_with_zero_biases() -> None:
     assert not b1.any() and not b2.any()
 
 
-@pytest.mark.parametrize("model", [MLP(), LeNet("loop"), LeNet("grouped")], ids=["mlp", "lenet-loop", "lenet-grouped"])
+@pytest.mark.parametrize("model", [MLP(), ModuleModel(lenet, strategy="loop"), ModuleModel(lenet, strategy="vmap")],
+                         ids=["mlp", "lenet-loop", "lenet-vmap"])  # fmt: skip
 def test_evaluate_matches_each_member_alone(model: StackedModel) -> None:
     split = load_blobs().val if isinstance(model, MLP) else tiny_image_problem().dataset.val
     inits, params = stacked(model, members=3)
@@ -65,40 +68,22 @@ def test_evaluate_matches_each_member_alone(model: StackedModel) -> None:
 
 def test_lenet_strategies_agree() -> None:
     problem = tiny_image_problem()
-    _, params = stacked(LeNet(), members=3)
-    idx = torch.stack([torch.randperm(96)[:32] for _ in range(3)])
     results = {}
-    for strategy in ("loop", "grouped"):
-        model = LeNet(strategy)
+    for strategy in ("loop", "vmap"):
+        model = ModuleModel(lenet, strategy=strategy)
+        _, params = stacked(model, members=3)
+        idx = torch.stack([torch.randperm(96, generator=torch.Generator().manual_seed(m))[:32] for m in range(3)])
         leaves = [p.clone().requires_grad_() for p in params]
         results[strategy] = model.loss_and_grads(leaves, *model.batch(problem.dataset.train, idx))
-    loop, grouped = results["loop"], results["grouped"]
-    torch.testing.assert_close(loop[0], grouped[0], rtol=1e-5, atol=1e-5)
-    assert torch.equal(loop[1], grouped[1])
-    for a, b in zip(loop[2], grouped[2], strict=True):
+    loop, batched = results["loop"], results["vmap"]
+    torch.testing.assert_close(loop[0], batched[0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(loop[1], batched[1])
+    for a, b in zip(loop[2], batched[2], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_lenet_init_matches_pytorch_layer_defaults() -> None:
-    params = LeNet().init(torch.Generator().manual_seed(0))
-    for (name, shape), value in zip(LeNet().shapes, params, strict=True):
-        assert value.shape == shape
-        fan_in = {"conv1": 25, "conv2": 150, "fc1": 400, "fc2": 120, "fc3": 84}[name.split(".")[0]]
-        bound = 1 / math.sqrt(fan_in)
-        assert float(value.abs().max()) <= bound and float(value.abs().max()) > 0.5 * bound
-
-
-def test_lenet_d2l_init_is_xavier_on_weights_only() -> None:
-    params = LeNet(init="xavier").init(torch.Generator().manual_seed(0))
-    fans = {"conv1": (25, 150), "conv2": (150, 400), "fc1": (400, 120), "fc2": (120, 84), "fc3": (84, 10)}
-    for (name, _), value in zip(LeNet().shapes, params, strict=True):
-        fan_in, fan_out = fans[name.split(".")[0]]
-        bound = math.sqrt(6 / (fan_in + fan_out)) if name.endswith("weight") else 1 / math.sqrt(fan_in)
-        assert bound * 0.5 < float(value.abs().max()) <= bound
-
-
-@pytest.mark.parametrize(("kwargs", "message"), [({"strategy": "vmap"}, "strategy must be 'loop' or 'grouped' but got 'vmap'"),
-                                                 ({"init": "he"}, "init must be 'pytorch' or 'xavier' but got 'he'")])  # fmt: skip
-def test_lenet_rejects_unknown_settings(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        LeNet(**kwargs)
+def test_the_mlp_fast_path_starts_from_the_module_s_own_parameters() -> None:
+    w1, b1, w2, b2 = MLP().init(torch.Generator().manual_seed(7))
+    module = ModuleModel(blobs_mlp).init(torch.Generator().manual_seed(7))
+    for fast, generic in zip([w1, b1, w2, b2], module, strict=True):
+        assert torch.equal(fast.reshape(generic.shape), generic)

@@ -14,6 +14,7 @@ from lrsearch.schedules import update_rates
 from lrsearch.trainers import MemberResult, member_seeds, train_population, update_seed
 from lrsearch.trainers.data import Dataset, Split
 from lrsearch.trainers.modules import LOSSES, ModuleModel
+from lrsearch.trainers.networks import lenet
 from lrsearch.trainers.plain import TORCH_OPTIMIZERS
 from lrsearch.trainers.problems import Problem
 
@@ -189,6 +190,18 @@ def test_a_module_vmap_cannot_run_is_one_clear_error_and_trains_with_the_loop(mo
         train_population(problem, CONFIGS[:2])
     (member,) = train_population(toy_problem(ModuleModel(module, strategy="loop")), CONFIGS[:1])
     assert member.status == "completed"
+
+
+def test_auto_loops_over_a_convolutional_module_on_a_cpu_and_batches_the_rest() -> None:
+    assert ModuleModel(lenet).strategy == "loop"
+    assert ModuleModel(UserNet).strategy == "vmap"
+
+
+def test_auto_falls_back_to_the_loop_for_a_module_vmap_cannot_run() -> None:
+    model = ModuleModel(Unbatchable)
+    assert model.strategy == "vmap"
+    (member,) = train_population(toy_problem(model), CONFIGS[:1])
+    assert model.strategy == "loop" and member.status == "completed"
 
 
 @pytest.mark.parametrize(

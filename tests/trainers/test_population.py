@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.schedules import update_rates
 from lrsearch.trainers import EpochReport, MemberResult, Population, load_problem, train_population
+from lrsearch.trainers.modules import ModuleModel
+from lrsearch.trainers.networks import blobs_mlp
 from lrsearch.trainers.plain import train_plain
 from lrsearch.trainers.population import _Rates
 from lrsearch.trainers.problems import Problem
@@ -64,8 +67,16 @@ def test_member_equals_the_plain_pytorch_loop(blobs: Problem, config: TrainConfi
     assert member.test_accuracy == pytest.approx(plain.test_accuracy, abs=2e-3)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "grouped"])
-def test_lenet_members_are_independent_and_equal_the_plain_loop(strategy: str) -> None:
+def test_the_mlp_fast_path_equals_its_module_on_the_generic_path(blobs: Problem) -> None:
+    generic = dataclasses.replace(blobs, model=ModuleModel(blobs_mlp))
+    fast, slow = train_population(blobs, BLOBS_CONFIGS, epochs=8), train_population(generic, BLOBS_CONFIGS, epochs=8)
+    for a, b in zip(fast, slow, strict=True):
+        assert_same_run(a, b)
+        assert a.test_accuracy == pytest.approx(b.test_accuracy, abs=2e-3)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_lenet_members_are_independent_and_equal_the_plain_loop(strategy: Literal["loop", "vmap"]) -> None:
     problem = tiny_image_problem(strategy)
     configs = [TrainConfig(lr=0.05, momentum=0.9, seed=1), TrainConfig(lr=0.01, optimizer="adam", seed=2),
                TrainConfig(lr=0.1, seed=3, schedule="cosine")]  # fmt: skip

@@ -9,6 +9,7 @@ import torch
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.trainers import MemberResult, load_problem, train_population
+from lrsearch.trainers.networks import lenet_d2l
 from tests.conftest import REAL_FASHION_MNIST
 
 SEEDS = range(5)
@@ -103,7 +104,7 @@ def test_the_d2l_trainer_is_d2ls_setup(tmp_path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     problem = load_problem("fashion_mnist_d2l", device=torch.device("cpu"), data_dir=REAL_FASHION_MNIST)
     assert float(problem.dataset.train.x.min()) == 0.0 and float(problem.dataset.train.x.max()) == 1.0
-    assert problem.model.init_scheme == "xavier" and not problem.restore_best
+    assert problem.model.factory is lenet_d2l and not problem.restore_best
     assert (problem.batch_size, problem.epochs) == (256, 30)
 
 
