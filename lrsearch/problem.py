@@ -30,6 +30,7 @@ from lrsearch.errors import ConfigError
 from lrsearch.trainers import Problem as EngineProblem
 from lrsearch.trainers.data import Dataset, Split
 from lrsearch.trainers.modules import METRICS, ModuleModel, PerExample, loss_function, metric_function
+from lrsearch.trainers.networks import seeded
 from lrsearch.trainers.population import MAX_BATCH_SIZE, MAX_EPOCHS
 
 __all__ = ["Direction", "Problem"]
@@ -107,14 +108,19 @@ class Problem:
         """Which way the metric is better: what the study, the pruner, the repeats and the report follow."""
         return self.direction if callable(self.metric) and self.direction else self._named_direction()
 
+    @property
+    def metric_name(self) -> str:
+        """How reports name the metric: its name, or a callable's own."""
+        return self.metric if isinstance(self.metric, str) else getattr(self.metric, "__name__", "metric")
+
     def _probe(self, loss: PerExample) -> None:
         """One module, two examples: the module is made, runs on the inputs, and the loss takes its output."""
         try:
-            module = self.model()
+            module = seeded(self.model, 0)
+        except ConfigError as exc:
+            raise ConfigError(f"model(): {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the user's code: its own message, as one line
-            raise ConfigError(f"model() raised {type(exc).__name__}: {exc}") from None
-        if not isinstance(module, nn.Module):
-            raise ConfigError(f"model() must return a torch.nn.Module but got {type(module).__name__}")
+            raise ConfigError(f"model() raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
         x, y = self.train[0][:2], self.train[1][:2]
         try:
             with torch.no_grad():
@@ -140,4 +146,4 @@ class Problem:
         model = ModuleModel(self.model, loss=self.loss, metric=self.metric, strategy=strategy, device=device)
         return EngineProblem(name=self.name, dataset=dataset, model=model, batch_size=self.batch_size,
                              epochs=self.epochs, restore_best=self.test is not None, device=device,
-                             maximize=self.objective_direction == "maximize")  # fmt: skip
+                             metric=self.metric_name, maximize=self.objective_direction == "maximize")  # fmt: skip

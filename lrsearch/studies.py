@@ -19,6 +19,7 @@ from typing import Any
 from lrsearch.checks import MAX_COUNT, MAX_SECONDS, MAX_SEED, integer, number, text
 from lrsearch.errors import ConfigError
 from lrsearch.optim import OPTIMIZERS
+from lrsearch.plugins import Trainer, resolve
 from lrsearch.schedules import SCHEDULES, param_types
 from lrsearch.search.pruning import create_pruner
 from lrsearch.search.samplers import SAMPLERS
@@ -34,7 +35,6 @@ from lrsearch.search.space import (
     SearchSpace,
 )
 from lrsearch.trainers.population import MAX_BATCH_SIZE, MAX_EPOCHS
-from lrsearch.trainers.problems import TRAINERS
 
 __all__ = ["StudySpec", "bundled_dir", "find_study", "list_studies", "load_study_file"]
 
@@ -72,6 +72,8 @@ class StudySpec:
     pruner_settings: Mapping[str, Any]
     seed: int
     space: SearchSpace
+    #: What ``trainer`` names: its defaults and how to load it (a plug-in's problem made when the file was read).
+    resolved_trainer: Trainer = dataclasses.field(compare=False, repr=False)
     gpu: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def for_device(self, device_type: str) -> StudySpec:
@@ -166,8 +168,10 @@ def _parse(path: Path, raw: dict[str, Any]) -> StudySpec:
             raise ConfigError(f"{required}: missing")
     question = _checked("question", text, raw["question"], max_length=2000).strip()
     trainer = _expect("trainer", raw["trainer"], str, "a trainer name")
-    if trainer not in TRAINERS:
-        raise ConfigError(f"trainer: unknown trainer {trainer!r}; choose from {', '.join(TRAINERS)}")
+    try:
+        resolved = resolve(trainer, beside=path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"trainer: {exc}") from None
     pruner, pruner_settings = _parse_pruner(raw.get("pruner", "median"))
     timeout = raw.get("timeout")
     if timeout is not None:
@@ -177,7 +181,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> StudySpec:
         path=path,
         question=question,
         trainer=trainer,
-        epochs=raw.get("epochs", TRAINERS[trainer].epochs),
+        epochs=raw.get("epochs", resolved.epochs),
         batch_size=raw.get("batch_size"),
         compare=_expect("compare", raw["compare"], str, "a parameter name"),
         repeats=raw.get("repeats", 0),
@@ -190,6 +194,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> StudySpec:
         seed=raw.get("seed", 0),
         space=_parse_space(raw.get("fixed", {}), raw.get("space", {}), raw.get("arms", {})),
         gpu=_parse_gpu(raw.get("gpu", {})),
+        resolved_trainer=resolved,
     )
     spec = _check_run(spec)
     try:
@@ -413,7 +418,7 @@ def _check_space(spec: StudySpec) -> None:
     if corners > MAX_CORNERS:
         raise ConfigError(f"space: up to {corners} combinations of choices and range ends, each checked before a "
                           f"study runs; at most {MAX_CORNERS}: search fewer values together")  # fmt: skip
-    trainer = TRAINERS[spec.trainer]
+    trainer = spec.resolved_trainer
     updates = spec.epochs * math.ceil(trainer.train_examples / (spec.batch_size or trainer.batch_size))
     for config in space.corners():
         try:

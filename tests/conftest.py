@@ -3,10 +3,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
+import sys
 import uuid
 from collections.abc import Iterator
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -187,3 +188,77 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
     study = write_study(folder, n_trials=8, population=4, repeats=2, epochs=12)
     assert main(["run", "--study", str(study), "--storage", url, "--device", "cpu"]) == 0
     return Reviewed(folder, url, folder / "studies-artifacts")
+
+
+# --- a user's own problem -----------------------------------------------------------------------------------
+
+#: A problem as a user writes it: their own module, BatchNorm and dropout, data made in the callable.
+USER_PROBLEM = '''
+"""A user's own network on a small problem of their own."""
+import torch
+from torch import nn
+
+import lrsearch
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2))
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] - x[:, 1] > 0).long()
+
+
+def problem() -> lrsearch.Problem:
+    """Two classes, four features: the user's Net."""
+    return lrsearch.Problem(model=Net, train=split(96, 0), val=split(48, 1), test=split(48, 2), batch_size=16,
+                            epochs=4)
+
+
+def regression() -> lrsearch.Problem:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, generator=g)
+    return lrsearch.Problem(model=lambda: nn.Linear(1, 1), train=(x, 2 * x + 5), val=(x, 2 * x + 5), loss="mse",
+                            metric="loss", batch_size=8, epochs=5)
+
+
+def broken() -> lrsearch.Problem:
+    raise RuntimeError("the data server is down")
+
+
+def not_a_problem() -> int:
+    return 3
+
+
+def bad_values() -> lrsearch.Problem:
+    return lrsearch.Problem(model=Net, train=split(8, 0), val=split(4, 1), batch_size=0)
+
+
+NOT_CALLABLE = 3
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path: Path) -> Iterator[str]:
+    """The user's module written into ``tmp_path`` under a name of its own (imports are cached by name)."""
+    name = f"user_problem_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(USER_PROBLEM)
+    yield name
+    sys.modules.pop(name, None)
+
+
+def plug_in_study(folder: Path, trainer: str) -> Path:
+    """The small study on ``trainer``, its epochs left to the problem."""
+    path = write_study(folder)
+    path.write_text(
+        path.read_text().replace('trainer = "blobs"', f'trainer = "{trainer}"').replace("epochs = 12\n", "")
+    )
+    return path

@@ -80,7 +80,8 @@ GOOD = {"model": classifier, "train": classes(16, 0), "val": classes(8, 1)}
     ("change", "message"),
     [
         ({"model": "resnet"}, "model must be a callable that makes a torch.nn.Module but got str"),
-        ({"model": lambda: 3}, r"model\(\) must return a torch.nn.Module but got int"),
+        ({"model": lambda: 3}, r"model\(\): the model factory must return a torch.nn.Module but got int"),
+        ({"model": lambda: nn.LazyLinear(2)}, r"model\(\): LazyLinear has lazy parameters .*: give their sizes"),
         ({"model": _raises}, r"model\(\) raised RuntimeError: no such layer"),
         ({"model": lambda: nn.Linear(3, 2)}, r"Linear on two training examples, then the loss, raised RuntimeError"),
         ({"train": (torch.zeros(4, 4),)}, "train must be a pair of tensors"),

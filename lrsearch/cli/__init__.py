@@ -49,11 +49,24 @@ def _register_commands(debug: bool) -> None:
     """Import the commands (torch, optuna: seconds) inside main's error handling."""
     import optuna
 
-    from lrsearch.cli import bench, dashboard, export, lr_find, proxy, reap, report, run, schedule, studies, train
+    from lrsearch.cli import (
+        bench,
+        dashboard,
+        export,
+        lr_find,
+        proxy,
+        reap,
+        report,
+        run,
+        schedule,
+        studies,
+        train,  # fmt: skip
+        trainers,
+    )
 
     # lrsearch reports progress itself; Optuna's per-trial INFO lines would drown it.
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
-    for module in (run, studies, report, dashboard, export, reap, proxy, lr_find, train, schedule, bench):
+    for module in (run, studies, trainers, report, dashboard, export, reap, proxy, lr_find, train, schedule, bench):
         cli.add_command(module.command)
 
 

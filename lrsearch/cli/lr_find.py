@@ -13,11 +13,13 @@ from lrsearch.devices import resolve_device
 from lrsearch.lr_find import lr_range_test
 from lrsearch.optim import OPTIMIZERS
 from lrsearch.plots import check_plot_path, line_chart
-from lrsearch.trainers import TRAINERS, check_run_length, load_problem
+from lrsearch.plugins import resolve
+from lrsearch.trainers import check_run_length
 
 
 @click.command("lr-find")
-@click.option("--trainer", type=click.Choice(list(TRAINERS)), required=True, help="The problem to test on.")
+@click.option("--trainer", required=True, metavar="NAME|MODULE:CALLABLE",
+              help="The problem to test on: a bundled or installed trainer (`lrsearch trainers`), or your own.")
 @click.option("--optimizer", default="sgd", show_default=True, help=f"One of: {', '.join(OPTIMIZERS)}.")
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD / RMSprop momentum.")
 @click.option("--optimizer-param", "optimizer_params", multiple=True, metavar="KEY=VALUE",
@@ -40,7 +42,8 @@ def command(trainer: str, optimizer: str, momentum: float, optimizer_params: tup
     check_run_length(None, batch_size)
     if plot is not None:
         check_plot_path(plot)
-    problem = load_problem(trainer, device=resolve_device(device), data_dir=data_dir)
+    torch_device = resolve_device(device)
+    problem = resolve(trainer).load(torch_device, data_dir)
     test = lr_range_test(problem, config, start=start, end=end, updates=updates, seeds=seeds, batch_size=batch_size)
     if plot is not None:
         line_chart(plot, {f"{trainer}, {optimizer}, {seeds} seeds": (test.rates, test.losses)},

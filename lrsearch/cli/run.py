@@ -32,7 +32,7 @@ from lrsearch.search.samplers import SAMPLERS
 from lrsearch.search.study import join_study
 from lrsearch.storage import Heartbeat, open_storage, retrying
 from lrsearch.studies import StudySpec, find_study, load_study_file
-from lrsearch.trainers import Problem, load_dataset, load_problem
+from lrsearch.trainers import Problem
 from lrsearch.urls import masked, resolve_url
 
 
@@ -154,9 +154,9 @@ def command(
     # The data is read (and checked) before the study is written: bad data must not leave an empty study.
     problem = None
     if count == 1:
-        problem = load_problem(spec.trainer, device=torch.device(worker_devices[0]), data_dir=data_dir)
+        problem = spec.resolved_trainer.load(torch.device(worker_devices[0]), data_dir)
     else:
-        load_dataset(spec.trainer, data_dir)  # each worker loads its own; this only checks it
+        spec.resolved_trainer.check_data(data_dir)  # each worker loads its own; this only checks it
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
     # storage call survives a database restart (retried), those of start-up and of the report included.
     study = retrying(join_study, spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())

@@ -18,9 +18,9 @@ from lrsearch.config import SCHEDULE_UNITS, TrainConfig
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError
 from lrsearch.optim import OPTIMIZERS
+from lrsearch.plugins import check_name, resolve
 from lrsearch.schedules import SCHEDULES, parse_params
-from lrsearch.trainers import TRAINERS, EpochReport, MemberResult, Population, check_run_length, load_problem
-from lrsearch.trainers.problems import trainer_spec
+from lrsearch.trainers import TRAINERS, EpochReport, MemberResult, Population, check_run_length
 
 
 def parse_optimizer_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -61,9 +61,9 @@ def result_json(result: MemberResult, *, trainer: str, epochs: int, batch_size: 
     }
 
 
-def _epoch_table(result: MemberResult, *, mark_selected: bool, rows: int = 12) -> Table:
+def _epoch_table(result: MemberResult, *, mark_selected: bool, metric: str, rows: int = 12) -> Table:
     table = Table(title="epochs", show_edge=False)
-    for column in ("epoch", "lr", "train loss", "train acc", "val loss", "val acc"):
+    for column in ("epoch", "lr", "train loss", f"train {metric}", "val loss", f"val {metric}"):
         table.add_column(column, justify="right")
     history = result.history
     step = max(1, math.ceil(len(history) / rows))
@@ -79,7 +79,8 @@ def _epoch_table(result: MemberResult, *, mark_selected: bool, rows: int = 12) -
 
 
 @click.command("train")
-@click.option("--trainer", type=click.Choice(list(TRAINERS)), required=True, help="The problem to train.")
+@click.option("--trainer", required=True, metavar="NAME|MODULE:CALLABLE",
+              help="The problem to train: a bundled or installed trainer (`lrsearch trainers`), or your own.")
 @click.option("--optimizer", default="sgd", show_default=True, help=f"One of: {', '.join(OPTIMIZERS)}.")
 @click.option("--lr", type=float, help="Learning rate (default: the trainer's seed rate, 0.01 blobs, 0.3 LeNet).")
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD / RMSprop momentum.")
@@ -109,10 +110,12 @@ def command(
     device: str, data_dir: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Train one configuration and report its epochs, validation and test accuracy."""
-    spec = trainer_spec(trainer)
-    # Everything is validated before the data is loaded.
+    # Everything is validated before the data is loaded (a trainer of your own loads it when it is resolved).
+    check_name(trainer)
+    if lr is None and trainer not in TRAINERS:
+        raise ConfigError("--lr: required for a trainer of your own (a bundled one defaults to its seed's rate)")
     config = TrainConfig(
-        lr=spec.lr if lr is None else lr,
+        lr=TRAINERS[trainer].lr if lr is None else lr,
         optimizer=optimizer,
         momentum=momentum,
         nesterov=nesterov,
@@ -128,7 +131,7 @@ def command(
     )
     check_run_length(epochs, batch_size)
     torch_device = resolve_device(device)
-    problem = load_problem(trainer, device=torch_device, data_dir=data_dir)
+    problem = resolve(trainer).load(torch_device, data_dir)
     population = Population(problem, epochs=epochs, batch_size=batch_size)
     population.add(config)
     console = Console(stderr=True)
@@ -141,7 +144,8 @@ def command(
 
         def on_epoch(reports: Sequence[EpochReport]) -> list[int]:
             m = reports[0].metrics
-            progress.update(task, completed=m.epoch, status=f"loss {m.train_loss:.4f}  val acc {m.val_accuracy:.4f}")
+            progress.update(task, completed=m.epoch,
+                            status=f"loss {m.train_loss:.4f}  val {problem.metric} {m.val_accuracy:.4f}")  # fmt: skip
             return []
 
         (result,) = population.run(on_epoch)
@@ -153,12 +157,13 @@ def command(
         return
     out = Console()
     if result.history:
-        out.print(_epoch_table(result, mark_selected=problem.restore_best))
+        out.print(_epoch_table(result, mark_selected=problem.restore_best, metric=problem.metric))
     examples = len(problem.dataset.train) * len(result.history)
     summary = [
         f"{result.status}",
-        f"val accuracy {result.val_accuracy:.4f}" if result.val_accuracy is not None else "no val accuracy",
-        f"test accuracy {result.test_accuracy:.4f}" if result.test_accuracy is not None else "no test accuracy",
+        f"val {problem.metric} {result.val_accuracy:.4f}" if result.val_accuracy is not None else f"no val {problem.metric}",
+        f"test {problem.metric} {result.test_accuracy:.4f}" if result.test_accuracy is not None
+        else f"no test {problem.metric}",
     ]
     if problem.restore_best and result.selected_epoch:
         summary.append(f"weights of epoch {result.selected_epoch} (best on validation, marked *)")

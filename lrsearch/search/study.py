@@ -44,7 +44,7 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
         storage=storage,
         sampler=create_sampler(spec.sampler, seed=sampler_seed(spec, worker), grid=grid),
         pruner=create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population),
-        direction="maximize",
+        direction="maximize" if spec.resolved_trainer.maximize else "minimize",
         load_if_exists=True,
     )
     if METADATA not in study.user_attrs:

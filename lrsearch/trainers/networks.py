@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from lrsearch.errors import ConfigError
 
@@ -16,12 +17,15 @@ __all__ = ["blobs_mlp", "lenet", "lenet_d2l", "seeded"]
 
 def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     """``factory()`` under torch's global seed ``seed`` (its own initialisation, as it would be trained
-    alone), the caller's random state left as it was."""
+    alone), the caller's random state left as it was; a module whose tensors can be stacked."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = factory()
     if not isinstance(module, nn.Module):
         raise ConfigError(f"the model factory must return a torch.nn.Module but got {type(module).__name__}")
+    if any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+        raise ConfigError(f"{type(module).__name__} has lazy parameters (nn.LazyLinear and the like): give their "
+                          "sizes, so that every member's tensors can be stacked")  # fmt: skip
     return module
 
 

@@ -21,7 +21,8 @@ __all__ = ["TRAINERS", "Problem", "TrainerSpec", "load_dataset", "load_problem",
 class Problem:
     """What a population trains on. ``restore_best``: report the epoch with the best validation metric
     (and its test metric) instead of the last; only where validation is a split of its own, since
-    choosing on the test set would overfit it. ``maximize``: whether a higher metric is better."""
+    choosing on the test set would overfit it. ``metric``: what the accuracy columns of its results hold;
+    ``maximize``: whether a higher one is better."""
 
     name: str
     dataset: Dataset
@@ -30,6 +31,7 @@ class Problem:
     epochs: int
     restore_best: bool
     device: torch.device
+    metric: str = "accuracy"
     maximize: bool = True
 
 

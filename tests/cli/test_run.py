@@ -5,12 +5,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from tests.cli.conftest import Outcome, assert_one_line_error
-from tests.conftest import Reviewed, write_study
+from tests.conftest import Reviewed, plug_in_study, write_study
 
 
 def test_a_small_study_runs_and_answers(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
@@ -164,3 +165,29 @@ def test_two_runs_started_together_on_a_fresh_sqlite_file_share_it(tmp_path: Pat
 def test_the_sampler_help_says_why_cma_es_is_not_offered(lrsearch: Callable[..., Outcome]) -> None:
     outcome = lrsearch("run", "--help")
     assert outcome.code == 0 and "Not CMA-ES" in outcome.out and "unpickles" in outcome.out
+
+
+def test_a_user_s_own_module_runs_as_a_study(lrsearch: Callable[..., Outcome], tmp_path: Path, user_module: str,
+                                              storage_url: str) -> None:  # fmt: skip
+    """Their own nn.Module (BatchNorm, dropout) in their own file beside the study: pruning, repeats, the
+    report, the dashboard's note and the curves as artifacts."""
+    study = plug_in_study(tmp_path, f"{user_module}:problem")
+    study.write_text(study.read_text().replace("repeats = 0", "repeats = 2").replace("n_trials = 8", "n_trials = 6"))
+    outcome = lrsearch("run", "--study", str(study), "--storage", storage_url, "--artifacts", str(tmp_path / "a"))
+    assert outcome.code == 0, outcome.err
+    assert "Verdict:" in outcome.out
+    loaded = optuna.load_study(study_name="small", storage=storage_url)
+    assert len(loaded.trials) == 6 + 2 * 2
+    assert {t.state for t in loaded.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert all(len(t.intermediate_values) <= 4 for t in loaded.trials)  # the problem's own 4 epochs
+    assert "Two classes" not in outcome.err and user_module in optuna_dashboard.get_note(loaded)
+    finished = [t for t in loaded.trials if t.state == TrialState.COMPLETE]
+    assert all(get_all_artifact_meta(t, storage=loaded._storage) for t in finished)
+
+
+def test_a_user_s_module_that_fails_is_one_line_and_writes_nothing(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                                                   user_module: str) -> None:  # fmt: skip
+    study = plug_in_study(tmp_path, f"{user_module}:broken")
+    outcome = lrsearch("run", "--study", str(study), "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert_one_line_error(outcome, 2, f"{study}: trainer: {user_module}:broken() raised RuntimeError")
+    assert not (tmp_path / "s.db").exists()

@@ -48,7 +48,8 @@ def test_table_output(lrsearch: Callable[..., Outcome]) -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--trainer", "mnist"], ["'--trainer'", "'mnist' is not one of 'blobs', 'fashion_mnist'"]),
+        (["--trainer", "mnist"], ["unknown trainer 'mnist'; choose from blobs, fashion_mnist", "'module.path:callable'"]),
+        (["--trainer", "json:loads", "--lr", "0.1"], ["json:loads() raised TypeError"]),
         (["--trainer", "blobs", "--optimizer", "sgdx"], ["unknown optimizer 'sgdx'"]),
         (["--trainer", "blobs", "--schedule", "cosinus"], ["unknown schedule 'cosinus'"]),
         (["--trainer", "blobs", "--schedule", "step", "--schedule-param", "gama=0.1"], ["no parameter 'gama'"]),
@@ -127,3 +128,35 @@ def test_the_console_script_and_module_entry_points() -> None:
     assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout.startswith("lrsearch")
     process = run_process("train", "--trainer", "blobs", "--epochs", "2", "--json")
     assert process.returncode == 0 and json.loads(process.stdout)["history"][-1]["epoch"] == 2
+
+
+@pytest.fixture
+def in_user_folder(tmp_path: Path, user_module: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)  # the user's module is found in the working directory
+    return user_module
+
+
+def test_a_user_s_own_module_trains(lrsearch: Callable[..., Outcome], in_user_folder: str) -> None:
+    outcome = lrsearch("train", "--trainer", f"{in_user_folder}:problem", "--lr", "0.1", "--momentum", "0.9", "--json")
+    assert outcome.code == 0, outcome.err
+    report = json.loads(outcome.out)
+    assert report["status"] == "completed" and len(report["history"]) == 4 and report["test_accuracy"] > 0.6
+
+
+def test_a_user_s_regression_names_its_metric(lrsearch: Callable[..., Outcome], in_user_folder: str) -> None:
+    outcome = lrsearch("train", "--trainer", f"{in_user_folder}:regression", "--lr", "0.1")
+    assert outcome.code == 0, outcome.err
+    assert "val loss" in outcome.out and "accuracy" not in outcome.out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "--lr: required for a trainer of your own"),
+        (["--lr", "0.1", "--data-dir", "."], "--data-dir is for the bundled Fashion-MNIST trainers"),
+    ],
+)
+def test_a_user_s_module_needs_its_rate_and_brings_its_own_data(lrsearch: Callable[..., Outcome], in_user_folder: str,
+                                                                args: list[str], fragment: str) -> None:  # fmt: skip
+    assert_one_line_error(lrsearch("train", "--trainer", f"{in_user_folder}:problem", *args), 2, fragment)
+

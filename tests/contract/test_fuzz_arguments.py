@@ -104,7 +104,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--data-dir": data_dir, "--artifacts": artifacts, "--no-report": flag,
         },  # fmt: skip
         "train": {
-            "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", ""]), "--optimizer": optimizers,
+            "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", "", "no_such_module:problem", "json:loads"]), "--optimizer": optimizers,
             "--lr": real(0.01, 0.1), "--momentum": real(0.0, 0.9), "--nesterov": flag, "--weight-decay": real(0.0, 1e-4),
             "--optimizer-param": opt_params, "--decay": real(0.0, 1e-3), "--schedule": schedules,
             "--schedule-param": schedule_params, "--schedule-unit": pick(["epoch", "update"], ["step", ""]),
@@ -118,7 +118,8 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--plot": plot,
         },  # fmt: skip
         "lr-find": {
-            "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist"]), "--optimizer": optimizers,
+            "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", "no_such_module:problem", "json:loads"]),
+            "--optimizer": optimizers,
             "--momentum": real(0.0, 0.9), "--optimizer-param": opt_params, "--start": real(1e-5, 1e-3),
             "--end": real(1.0, 10.0), "--updates": count(10, 30, bad=[*INTS, "9", "100001"]), "--seeds": count(1, 2, bad=[*INTS, "65"]),
             "--batch-size": count(16, 64), "--device": devices, "--data-dir": data_dir, "--plot": plot,
@@ -139,6 +140,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--pruner": pick(["none", "median"], ["hyperband"]), "--json": flag,
         },  # fmt: skip
         "studies": {},
+        "trainers": {},
     }
 
 
@@ -150,7 +152,7 @@ ALWAYS = {"train": ["--trainer", "--epochs", "--data-dir"], "bench": ["--trainer
           "schedule": ["TYPE", "--lr", "--steps"], "report": ["--study", "--storage"],
           "export": ["--study", "--out", "--storage"], "reap": ["--study", "--storage"]}  # fmt: skip
 COMMANDS = sorted(["run", "train", "schedule", "lr-find", "report", "export", "reap", "dashboard", "proxy", "bench",
-                   "studies"])  # fmt: skip
+                   "studies", "trainers"])  # fmt: skip
 
 
 @st.composite

@@ -48,3 +48,8 @@ def test_seeded_refuses_a_factory_that_makes_no_module() -> None:
     with pytest.raises(ConfigError, match="must return a torch.nn.Module but got Tensor"):
         seeded(lambda: torch.zeros(1), 0)
     assert isinstance(seeded(nn.Identity, 0), nn.Identity)
+
+
+def test_seeded_refuses_a_lazy_module() -> None:
+    with pytest.raises(ConfigError, match=r"^Sequential has lazy parameters \(nn.LazyLinear and the like\)"):
+        seeded(lambda: nn.Sequential(nn.LazyLinear(3)), 0)
