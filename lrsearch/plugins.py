@@ -46,6 +46,7 @@ class Trainer:
     train_examples: int
     lr: float | None
     maximize: bool
+    metric: str = "accuracy"
     problem: Problem | None = None
 
     def load(self, device: torch.device, data_dir: Path | None = None) -> EngineProblem:
@@ -149,7 +150,8 @@ def resolve(name: str, *, beside: Path | None = None) -> Trainer:
     problem = _made(name, make)
     return Trainer(name=name, description=_description(make, problem), epochs=problem.epochs,
                    batch_size=problem.batch_size, train_examples=len(problem.train[1]), lr=None,
-                   maximize=problem.objective_direction == "maximize", problem=problem)  # fmt: skip
+                   maximize=problem.objective_direction == "maximize", metric=problem.metric_name,
+                   problem=problem)  # fmt: skip
 
 
 def _description(make: Callable[[], object], problem: Problem) -> str:

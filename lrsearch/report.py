@@ -3,8 +3,9 @@ repeats of that best configuration, a significance test between the groups, the 
 and the verdict in one sentence.
 
 The evidence is the repeats: a group's best trial is the maximum of many noisy runs, so its own value is
-flattering; its repeats (the same configuration, new seeds) were not selected. They are compared on test
-accuracy, which chose nothing (the search chose on validation).
+flattering; its repeats (the same configuration, new seeds) were not selected. They are compared on the
+test split's metric (accuracy, or the problem's own; higher or lower better as the study's direction says),
+which chose nothing (the search chose on validation).
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lrsearch.search.repeats import best_per_group, group_of
 from lrsearch.search.runner import REPEAT_OF
-from lrsearch.search.study import metadata
+from lrsearch.search.study import metadata, metric_of
 
 __all__ = ["Comparison", "GroupSummary", "Interval", "StudyReport", "build_report", "t_interval"]
 
 TEST_NAME = "Welch's t-test"
 TEST_WHY = (
-    "two-sided, on the repeats' test accuracy: the repeats are independent runs (new seeds) of each group's best "
+    "two-sided, on the repeats' test {metric}: the repeats are independent runs (new seeds) of each group's best "
     "configuration, and Welch's test does not assume equal variances in the groups; with more than two groups the "
     "leader is tested against each other group with Holm's correction"
 )
@@ -97,8 +99,10 @@ class StudyReport:
     comparisons: list[Comparison]
     importances: dict[str, float]
     verdict: str
+    metric: str = "accuracy"
+    maximize: bool = True
     test: str = TEST_NAME
-    test_why: str = TEST_WHY
+    test_why: str = TEST_WHY.format(metric="accuracy")
 
     def to_json(self) -> dict[str, Any]:
         def clean(value: Any) -> Any:
@@ -168,14 +172,15 @@ def _group_summary(value: Any, trials: list[FrozenTrial], best: FrozenTrial | No
     )
 
 
-def _tested(groups: list[GroupSummary]) -> list[GroupSummary]:
+def _tested(groups: list[GroupSummary], maximize: bool) -> list[GroupSummary]:
     """Groups with at least two repeats, best mean first: the ones a test can compare."""
-    return sorted((g for g in groups if g.repeats and g.repeats.n >= 2), key=lambda g: -g.repeats.mean)  # type: ignore[union-attr]
+    sign = -1 if maximize else 1
+    return sorted((g for g in groups if g.repeats and g.repeats.n >= 2), key=lambda g: sign * g.repeats.mean)  # type: ignore[union-attr]
 
 
-def _comparisons(groups: list[GroupSummary]) -> list[Comparison]:
+def _comparisons(groups: list[GroupSummary], maximize: bool) -> list[Comparison]:
     """The leader against each other tested group, in the order of ``_tested``."""
-    tested = _tested(groups)
+    tested = _tested(groups, maximize)
     if len(tested) < 2:
         return []
     leader, others = tested[0], tested[1:]
@@ -196,11 +201,12 @@ def _comparisons(groups: list[GroupSummary]) -> list[Comparison]:
     return [Comparison(leader.value, other.value, t, adjusted[i]) for i, (other, t, _) in enumerate(raw)]
 
 
-def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Comparison]) -> str:
+def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Comparison], metric: str,
+             maximize: bool) -> str:  # fmt: skip
     if comparisons:
-        leader, runner_up = _tested(groups)[:2]
+        leader, runner_up = _tested(groups, maximize)[:2]
         p = comparisons[0].p  # against the runner-up
-        figures = (f"test accuracy {leader.repeats} vs {runner_up.repeats} for {compare} = {runner_up.value} "
+        figures = (f"test {metric} {leader.repeats} vs {runner_up.repeats} for {compare} = {runner_up.value} "
                    f"(95% CI over repeats; {TEST_NAME} p = {p:.3g})")  # fmt: skip
         if p < 0.05:
             rest = " and every other group" if len(comparisons) > 1 and all(c.p < 0.05 for c in comparisons) else ""
@@ -209,12 +215,13 @@ def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Compari
         beats = f" It is significantly better than {', '.join(beaten)} (Holm-corrected p < 0.05)." if beaten else ""
         return (f"No significant difference between the two best: {compare} = {leader.value} leads with {figures}; "
                 f"more repeats would be needed to separate them.{beats}")
-    ranked = sorted((g for g in groups if g.best_val_accuracy is not None), key=lambda g: -g.best_val_accuracy)  # type: ignore[operator]
+    sign = -1 if maximize else 1
+    ranked = sorted((g for g in groups if g.best_val_accuracy is not None), key=lambda g: sign * g.best_val_accuracy)  # type: ignore[operator]
     if not ranked:
         return "No trial has completed yet: nothing to compare."
     if len(ranked) == 1:
         return f"Only {compare} = {ranked[0].value} has completed trials: nothing to compare it with."
-    return (f"{compare} = {ranked[0].value} has the best single trial (val accuracy {ranked[0].best_val_accuracy:.4f} "
+    return (f"{compare} = {ranked[0].value} has the best single trial (val {metric} {ranked[0].best_val_accuracy:.4f} "
             f"vs {ranked[1].best_val_accuracy:.4f}), but without repeats of at least two seeds per group this is "
             "one draw each, not evidence.")  # fmt: skip
 
@@ -244,7 +251,8 @@ def build_report(study: optuna.Study) -> StudyReport:
     compare = meta.get("compare", "")
     trials = study.get_trials(deepcopy=False)
     search = [t for t in trials if REPEAT_OF not in t.user_attrs]
-    best = best_per_group(trials, compare)
+    maximize, metric = study.direction == StudyDirection.MAXIMIZE, metric_of(study)
+    best = best_per_group(trials, compare, maximize=maximize)
     values = sorted({group_of(t, compare) for t in search} - {None}, key=_group_order)
     groups = [
         _group_summary(
@@ -255,7 +263,7 @@ def build_report(study: optuna.Study) -> StudyReport:
         )
         for value in values
     ]
-    comparisons = _comparisons(groups)
+    comparisons = _comparisons(groups, maximize)
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     counts["diverged"] = sum(bool(t.user_attrs.get("diverged")) for t in trials)
     counts["repeats"] = len(trials) - len(search)
@@ -268,5 +276,8 @@ def build_report(study: optuna.Study) -> StudyReport:
         groups=groups,
         comparisons=comparisons,
         importances=_importances(study, trials),
-        verdict=_verdict(compare, groups, comparisons),
+        verdict=_verdict(compare, groups, comparisons, metric, maximize),
+        metric=metric,
+        maximize=maximize,
+        test_why=TEST_WHY.format(metric=metric),
     )

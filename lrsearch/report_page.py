@@ -41,7 +41,7 @@ def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -
     """The comparison with its intervals and the verdict, the best trials' learning-rate and learning
     curves, accuracy against learning rate (pruned and diverged trials marked), the importances."""
     e = html.escape
-    figures = [(name, build(trials, report.compare)) for name, build in
+    figures = [(name, build(trials, report.compare, metric=report.metric, maximize=report.maximize)) for name, build in
                (("lr_curves", lr_curves), ("learning_curves", learning_curves), ("accuracy_vs_lr", accuracy_vs_lr))]  # fmt: skip
     charts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=name, default_width="100%", config={"responsive": True})
               for i, (name, fig) in enumerate(figures)]  # fmt: skip
@@ -57,8 +57,8 @@ def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -
 <p>{c["complete"]} complete, {c["pruned"]} pruned ({c["diverged"]} diverged), {c["fail"]} failed trials;
 {c["repeats"]} of them repeats (each group's best configuration re-run with new seeds).</p>
 {_table(report)}
-<p class="note">best val / its test: the group's best search trial (chosen on validation accuracy; its test
-accuracy chose nothing). mean test ± 95% CI: the repeats' test accuracy, a t-interval.</p>
+<p class="note">best val / its test: the group's best search trial (chosen on validation {e(report.metric)}; its
+test {e(report.metric)} chose nothing). mean test ± 95% CI: the repeats' test {e(report.metric)}, a t-interval.</p>
 <p><strong>Test:</strong> {e(report.test)} ({e(report.test_why)}). {e(report.tests_text())}</p>
 <div class="charts">{"".join(f'<section>{chart}</section>' for chart in charts)}</div>
 </body></html>

@@ -50,7 +50,7 @@ def _answer(report: StudyReport) -> list[str]:
     header, rows = report.table()
     lines = ["", "## Answer so far", "", f"**Verdict:** {report.verdict}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows),
-             "", "Repeats: the best configuration of each group re-run with new seeds; their test accuracy."]  # fmt: skip
+             "", f"Repeats: the best configuration of each group re-run with new seeds; their test {report.metric}."]  # fmt: skip
     if report.comparisons:
         lines += ["", f"**Test:** {report.test} ({report.test_why}). {report.tests_text()}."]
     if report.importances:
@@ -70,4 +70,5 @@ def publish(study: optuna.Study, spec: StudySpec, report: StudyReport | None = N
         return
     trials = study.get_trials(deepcopy=False)
     for chart, build in zip(CHARTS, (lr_curves, accuracy_vs_lr), strict=True):
-        optuna_dashboard.save_plotly_graph_object(study, build(trials, spec.compare), graph_object_id=chart)
+        figure = build(trials, spec.compare, metric=report.metric, maximize=report.maximize)
+        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=chart)

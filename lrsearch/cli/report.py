@@ -33,7 +33,7 @@ def print_report(report: StudyReport, console: Console) -> None:
         f"{c['running']} running, {c['waiting']} waiting; {c['repeats']} of them repeats)"
     )
     table = Table(show_edge=False, caption="repeats: the best configuration of each group re-run with new seeds; "
-                  "test accuracy, mean ± 95% CI (t)")  # fmt: skip
+                  f"test {report.metric}, mean ± 95% CI (t)")  # fmt: skip
     header, rows = report.table()
     for i, column in enumerate(header):
         table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)

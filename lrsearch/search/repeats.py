@@ -28,14 +28,14 @@ def group_of(trial: FrozenTrial, compare: str) -> object | None:
     return trial.params.get(compare)
 
 
-def best_per_group(trials: Iterable[FrozenTrial], compare: str) -> dict[object, FrozenTrial]:
-    """The best completed search trial (highest value) of each group."""
+def best_per_group(trials: Iterable[FrozenTrial], compare: str, *, maximize: bool = True) -> dict[object, FrozenTrial]:
+    """The best completed search trial of each group (the highest value, or the lowest where lower is better)."""
     best: dict[object, FrozenTrial] = {}
     for trial in trials:
         group = group_of(trial, compare)
         if trial.state != TrialState.COMPLETE or REPEAT_OF in trial.user_attrs or group is None:
             continue
-        if group not in best or trial.value > best[group].value:  # type: ignore[operator]
+        if group not in best or (trial.value > best[group].value if maximize else trial.value < best[group].value):  # type: ignore[operator]
             best[group] = trial
     return best
 
@@ -48,7 +48,7 @@ def enqueue_repeats(study: optuna.Study, spec: StudySpec) -> int:
         if REPEAT_OF in trial.user_attrs and trial.state != TrialState.FAIL:
             existing[trial.user_attrs[REPEAT_OF]] = existing.get(trial.user_attrs[REPEAT_OF], 0) + 1
     added = 0
-    for best in best_per_group(trials, spec.compare).values():
+    for best in best_per_group(trials, spec.compare, maximize=spec.resolved_trainer.maximize).values():
         for k in range(existing.get(best.number, 0), spec.repeats):
             study.enqueue_trial(
                 best.params, user_attrs={REPEAT_OF: best.number, "seed": REPEAT_SEED_BASE * (k + 1) + best.number}

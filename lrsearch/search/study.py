@@ -13,11 +13,10 @@ from lrsearch.search.samplers import create_sampler
 from lrsearch.search.space import Choice
 from lrsearch.studies import StudySpec
 
-__all__ = ["METADATA", "join_study", "load_existing", "metadata", "sampler_seed"]
+__all__ = ["METADATA", "join_study", "load_existing", "metadata", "metric_of", "sampler_seed"]
 
 #: Study user attr holding what lrsearch needs to report on a study without its file.
 METADATA = "lrsearch"
-METRIC = "val_accuracy"
 
 
 def sampler_seed(spec: StudySpec, worker: str) -> int:
@@ -50,9 +49,10 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
     if METADATA not in study.user_attrs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([METRIC])  # the dashboard's name for the objective
+            study.set_metric_names([f"val_{spec.resolved_trainer.metric}"])  # the dashboard's name for the objective
         study.set_user_attr(METADATA, {"question": spec.question, "trainer": spec.trainer, "compare": spec.compare,
-                                       "repeats": spec.repeats, "definition": spec.definition()})  # fmt: skip
+                                       "repeats": spec.repeats, "metric": spec.resolved_trainer.metric,
+                                       "definition": spec.definition()})  # fmt: skip
     return study
 
 
@@ -62,6 +62,11 @@ def load_existing(name: str, storage: optuna.storages.BaseStorage) -> optuna.Stu
     if name not in names:
         raise ConfigError(f"no study named {name!r} in this storage (it has: {', '.join(names) or 'none'})")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def metric_of(study: optuna.Study) -> str:
+    """What the study's values measure (accuracy for a study made before problems named their metric)."""
+    return str(metadata(study).get("metric", "accuracy"))
 
 
 def metadata(study: optuna.Study) -> dict:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -191,3 +192,23 @@ def test_a_user_s_module_that_fails_is_one_line_and_writes_nothing(lrsearch: Cal
     outcome = lrsearch("run", "--study", str(study), "--storage", f"sqlite:///{tmp_path / 's.db'}")
     assert_one_line_error(outcome, 2, f"{study}: trainer: {user_module}:broken() raised RuntimeError")
     assert not (tmp_path / "s.db").exists()
+
+
+def test_a_regression_is_a_minimized_study_end_to_end(lrsearch: Callable[..., Outcome], tmp_path: Path,
+                                                       user_module: str, storage_url: str) -> None:  # fmt: skip
+    """MSE with metric "loss": the study minimizes, each group's best (the one repeated) is its lowest, the
+    pruner and the report rank lower as better, and every label says loss."""
+    study = plug_in_study(tmp_path, f"{user_module}:regression")
+    study.write_text(study.read_text().replace("repeats = 0", "repeats = 2"))
+    outcome = lrsearch("run", "--study", str(study), "--storage", storage_url)
+    assert outcome.code == 0, outcome.err
+    loaded = optuna.load_study(study_name="small", storage=storage_url)
+    assert loaded.direction == optuna.study.StudyDirection.MINIMIZE and loaded.metric_names == ["val_loss"]
+    search = [t for t in loaded.trials if "repeat_of" not in t.user_attrs and t.state == TrialState.COMPLETE]
+    repeated = {t.user_attrs["repeat_of"] for t in loaded.trials if "repeat_of" in t.user_attrs}
+    for group in {t.params["schedule"] for t in search}:
+        lowest = min((t for t in search if t.params["schedule"] == group), key=lambda t: t.value)
+        assert lowest.number in repeated
+    assert "test loss" in outcome.out and "accuracy" not in outcome.out.split("Verdict:")[1]
+    report = json.loads(lrsearch("report", "--study", "small", "--storage", storage_url, "--json").out)
+    assert report["metric"] == "loss" and report["maximize"] is False
