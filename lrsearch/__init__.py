@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "__version__"]
+__all__ = ["Problem", "TrainResult", "__version__", "train"]
+
+#: Where each public name lives: loaded (with torch) on first use, so `import lrsearch` stays instant.
+_PUBLIC = {"Problem": "lrsearch.problem", "train": "lrsearch.api", "TrainResult": "lrsearch.api"}
 
 
 def __getattr__(name: str) -> Any:
-    # The public API loads torch on first use: `lrsearch --help` and `import lrsearch` stay instant.
-    if name == "Problem":
-        from lrsearch.problem import Problem
+    if name in _PUBLIC:
+        import importlib
 
-        return Problem
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'lrsearch' has no attribute {name!r}")

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lrsearch.config import SCHEDULE_UNITS, TrainConfig
-from lrsearch.devices import resolve_device
+from lrsearch.api import train
+from lrsearch.config import SCHEDULE_UNITS
 from lrsearch.errors import ConfigError
 from lrsearch.optim import OPTIMIZERS
-from lrsearch.plugins import check_name, resolve
-from lrsearch.schedules import SCHEDULES, parse_params
-from lrsearch.trainers import TRAINERS, EpochReport, MemberResult, Population, check_run_length
+from lrsearch.schedules import SCHEDULES
+from lrsearch.trainers import MemberResult
 
 
 def parse_optimizer_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -109,63 +106,31 @@ def command(
     schedule_unit: str, warmup: int, warmup_start: float, epochs: int | None, batch_size: int | None, seed: int,
     device: str, data_dir: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Train one configuration and report its epochs, validation and test accuracy."""
-    # Everything is validated before the data is loaded (a trainer of your own loads it when it is resolved).
-    check_name(trainer)
-    if lr is None and trainer not in TRAINERS:
-        raise ConfigError("--lr: required for a trainer of your own (a bundled one defaults to its seed's rate)")
-    config = TrainConfig(
-        lr=TRAINERS[trainer].lr if lr is None else lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        nesterov=nesterov,
-        weight_decay=weight_decay,
-        optimizer_params=parse_optimizer_params(optimizer_params),
-        decay=decay,
-        schedule=schedule,
-        schedule_params=parse_params(schedule, schedule_params) if schedule in SCHEDULES else {},
-        schedule_unit=schedule_unit,
-        warmup=warmup,
-        warmup_start=warmup_start,
-        seed=seed,
-    )
-    check_run_length(epochs, batch_size)
-    torch_device = resolve_device(device)
-    problem = resolve(trainer).load(torch_device, data_dir)
-    population = Population(problem, epochs=epochs, batch_size=batch_size)
-    population.add(config)
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), console=console, disable=as_json or not console.is_terminal,
-    ) as progress:  # fmt: skip
-        task = progress.add_task(f"{trainer} epochs", total=population.epochs, status="")
-
-        def on_epoch(reports: Sequence[EpochReport]) -> list[int]:
-            m = reports[0].metrics
-            progress.update(task, completed=m.epoch,
-                            status=f"loss {m.train_loss:.4f}  val {problem.metric} {m.val_accuracy:.4f}")  # fmt: skip
-            return []
-
-        (result,) = population.run(on_epoch)
-    seconds = time.perf_counter() - started
+    """Train one configuration and report its epochs, validation and test accuracy (or the problem's metric)."""
+    trained = train(
+        trainer, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+        optimizer_params=parse_optimizer_params(optimizer_params), decay=decay, schedule=schedule,
+        schedule_params=schedule_params, schedule_unit=schedule_unit, warmup=warmup, warmup_start=warmup_start,
+        epochs=epochs, batch_size=batch_size, seed=seed, device=device, data_dir=data_dir,
+        progress=not as_json and Console(stderr=True).is_terminal,
+    )  # fmt: skip
+    result, seconds, torch_device, metric = trained.result, trained.seconds, trained.device, trained.metric
     if as_json:
-        payload = result_json(result, trainer=trainer, epochs=population.epochs, batch_size=population.batch_size,
+        payload = result_json(result, trainer=trainer, epochs=trained.epochs, batch_size=trained.batch_size,
                               device=str(torch_device), seconds=seconds)  # fmt: skip
         click.echo(json.dumps(payload, indent=2))
         return
     out = Console()
     if result.history:
-        out.print(_epoch_table(result, mark_selected=problem.restore_best, metric=problem.metric))
-    examples = len(problem.dataset.train) * len(result.history)
+        out.print(_epoch_table(result, mark_selected=trained.restores_best, metric=metric))
+    examples = trained.train_examples * len(result.history)
     summary = [
         f"{result.status}",
-        f"val {problem.metric} {result.val_accuracy:.4f}" if result.val_accuracy is not None else f"no val {problem.metric}",
-        f"test {problem.metric} {result.test_accuracy:.4f}" if result.test_accuracy is not None
-        else f"no test {problem.metric}",
+        f"val {metric} {result.val_accuracy:.4f}" if result.val_accuracy is not None else f"no val {metric}",
+        f"test {metric} {result.test_accuracy:.4f}" if result.test_accuracy is not None
+        else f"no test {metric}",
     ]
-    if problem.restore_best and result.selected_epoch:
+    if trained.restores_best and result.selected_epoch:
         summary.append(f"weights of epoch {result.selected_epoch} (best on validation, marked *)")
     summary.append(f"{seconds:.1f} s on {torch_device} ({examples / seconds:,.0f} examples/s)")
     if result.diverged:

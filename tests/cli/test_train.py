@@ -152,7 +152,7 @@ def test_a_user_s_regression_names_its_metric(lrsearch: Callable[..., Outcome], 
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        ([], "--lr: required for a trainer of your own"),
+        ([], "lr: required for a problem of your own"),
         (["--lr", "0.1", "--data-dir", "."], "--data-dir is for the bundled Fashion-MNIST trainers"),
     ],
 )
