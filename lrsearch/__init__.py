@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "TrainResult", "__version__", "train"]
+__all__ = ["Problem", "Report", "TrainResult", "__version__", "run", "train"]
 
 #: Where each public name lives: loaded (with torch) on first use, so `import lrsearch` stays instant.
-_PUBLIC = {"Problem": "lrsearch.problem", "train": "lrsearch.api", "TrainResult": "lrsearch.api"}
+_PUBLIC = {"Problem": "lrsearch.problem", "train": "lrsearch.api", "TrainResult": "lrsearch.api",
+           "run": "lrsearch.runs", "Report": "lrsearch.runs"}
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ import torch
 from lrsearch.config import TrainConfig
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError
-from lrsearch.plugins import Trainer, check_name, resolve
+from lrsearch.plugins import Trainer, check_name, from_problem, resolve
 from lrsearch.problem import Problem
 from lrsearch.schedules import SCHEDULES, parse_params
 from lrsearch.trainers import TRAINERS, EpochMetrics, EpochReport, MemberResult, Population, check_run_length
@@ -80,9 +80,7 @@ class TrainResult:
 
 def _trainer(problem: Problem | str) -> Trainer:
     if isinstance(problem, Problem):
-        return Trainer(name=problem.name, description="", epochs=problem.epochs, batch_size=problem.batch_size,
-                       train_examples=len(problem.train[1]), lr=None, maximize=problem.objective_direction == "maximize",
-                       metric=problem.metric_name, problem=problem)  # fmt: skip
+        return from_problem(problem)
     if not isinstance(problem, str):
         raise ConfigError(f"problem must be an lrsearch.Problem or a trainer name but got {type(problem).__name__}")
     return resolve(problem)

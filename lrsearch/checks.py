@@ -19,6 +19,7 @@ __all__ = [
     "MAX_SECONDS",
     "MAX_SEED",
     "MAX_STEPS",
+    "MAX_WORKERS",
     "boolean",
     "integer",
     "number",
@@ -35,6 +36,8 @@ MAX_SEED = 2**32 - 1
 MAX_SECONDS = 366 * 24 * 3600.0
 #: Counts of things (trials, retries, repeats).
 MAX_COUNT = 10**7
+#: Local worker processes one run starts at the most.
+MAX_WORKERS = 256
 
 
 def _bound(x: float) -> str:

@@ -25,7 +25,7 @@ from lrsearch.trainers import Problem as EngineProblem
 from lrsearch.trainers import load_dataset, load_problem
 from lrsearch.trainers.problems import TRAINERS
 
-__all__ = ["ENTRY_POINTS", "Trainer", "available", "check_name", "resolve"]
+__all__ = ["ENTRY_POINTS", "Trainer", "available", "check_name", "from_problem", "resolve"]
 
 #: The entry-point group installed plug-ins register their trainers under.
 ENTRY_POINTS = "lrsearch.trainers"
@@ -148,10 +148,14 @@ def resolve(name: str, *, beside: Path | None = None) -> Trainer:
                        train_examples=spec.train_examples, lr=spec.lr, maximize=True)  # fmt: skip
     make = _callable(name, beside)
     problem = _made(name, make)
-    return Trainer(name=name, description=_description(make, problem), epochs=problem.epochs,
-                   batch_size=problem.batch_size, train_examples=len(problem.train[1]), lr=None,
-                   maximize=problem.objective_direction == "maximize", metric=problem.metric_name,
-                   problem=problem)  # fmt: skip
+    return dataclasses.replace(from_problem(problem, _description(make, problem)), name=name)
+
+
+def from_problem(problem: Problem, description: str = "") -> Trainer:
+    """A Problem object given directly (Python): a trainer under the problem's own name."""
+    return Trainer(name=problem.name, description=description, epochs=problem.epochs, batch_size=problem.batch_size,
+                   train_examples=len(problem.train[1]), lr=None, maximize=problem.objective_direction == "maximize",
+                   metric=problem.metric_name, problem=problem)  # fmt: skip
 
 
 def _description(make: Callable[[], object], problem: Problem) -> str:

@@ -19,7 +19,8 @@ from typing import Any
 from lrsearch.checks import MAX_COUNT, MAX_SECONDS, MAX_SEED, integer, number, text
 from lrsearch.errors import ConfigError
 from lrsearch.optim import OPTIMIZERS
-from lrsearch.plugins import Trainer, resolve
+from lrsearch.plugins import Trainer, from_problem, resolve
+from lrsearch.problem import Problem
 from lrsearch.schedules import SCHEDULES, param_types
 from lrsearch.search.pruning import create_pruner
 from lrsearch.search.samplers import SAMPLERS
@@ -36,7 +37,7 @@ from lrsearch.search.space import (
 )
 from lrsearch.trainers.population import MAX_BATCH_SIZE, MAX_EPOCHS
 
-__all__ = ["StudySpec", "bundled_dir", "find_study", "list_studies", "load_study_file"]
+__all__ = ["StudySpec", "bundled_dir", "find_study", "list_studies", "load_study", "load_study_file"]
 
 _KEYS = {"question", "trainer", "epochs", "batch_size", "compare", "repeats", "n_trials", "timeout", "population",
          "sampler", "pruner", "seed", "fixed", "space", "arms", "gpu"}  # fmt: skip
@@ -127,7 +128,22 @@ def list_studies() -> list[Path]:
     return list(found.values())
 
 
-def load_study_file(path: Path) -> StudySpec:
+def load_study(study: str | Path | Mapping[str, Any], *, problem: Problem | None = None, name: str = "study") -> StudySpec:
+    """A study by name, path or as a mapping of the file's keys (validated exactly as a file is; ``name``
+    names it, and a ``module:callable`` trainer is looked up in the working directory). ``problem``: the
+    study's problem given directly, in place of what ``trainer`` names (which may then be left out)."""
+    if isinstance(study, Mapping):
+        path = Path.cwd() / f"{name}.toml"  # where a file of it would be: its name, and where plug-ins are found
+        try:
+            return _parse(path, dict(study), problem)
+        except ConfigError as exc:
+            raise ConfigError(f"study {name}: {exc}") from None
+    if not isinstance(study, str | Path):
+        raise ConfigError(f"study must be a name, a path or a mapping but got {type(study).__name__}")
+    return load_study_file(find_study(str(study)), problem=problem)
+
+
+def load_study_file(path: Path, *, problem: Problem | None = None) -> StudySpec:
     """Read and validate a study file."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -138,7 +154,7 @@ def load_study_file(path: Path) -> StudySpec:
     except (OSError, ValueError) as exc:  # ValueError: a path the system cannot even look up (a NUL in it)
         raise ConfigError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        return _parse(path, raw)
+        return _parse(path, raw, problem)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -159,19 +175,25 @@ def _checked(key: str, check: Any, *args: Any, **kwargs: Any) -> Any:
         raise ConfigError(str(exc).replace(f"{key} must", f"{key}: must", 1)) from None
 
 
-def _parse(path: Path, raw: dict[str, Any]) -> StudySpec:
-    unknown = sorted(set(raw) - _KEYS)
+def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> StudySpec:
+    unknown = sorted({str(k) for k in raw} - _KEYS)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(_KEYS))})")
-    for required in ("question", "trainer", "compare"):
+    for required in ("question", "compare") if problem is not None else ("question", "trainer", "compare"):
         if required not in raw:
             raise ConfigError(f"{required}: missing")
     question = _checked("question", text, raw["question"], max_length=2000).strip()
-    trainer = _expect("trainer", raw["trainer"], str, "a trainer name")
-    try:
-        resolved = resolve(trainer, beside=path.parent)
-    except ConfigError as exc:
-        raise ConfigError(f"trainer: {exc}") from None
+    if problem is not None:
+        if not isinstance(problem, Problem):
+            raise ConfigError(f"problem must be an lrsearch.Problem but got {type(problem).__name__}")
+        trainer = _expect("trainer", raw.get("trainer", problem.name), str, "a trainer name")
+        resolved = dataclasses.replace(from_problem(problem), name=trainer)
+    else:
+        trainer = _expect("trainer", raw["trainer"], str, "a trainer name")
+        try:
+            resolved = resolve(trainer, beside=path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"trainer: {exc}") from None
     pruner, pruner_settings = _parse_pruner(raw.get("pruner", "median"))
     timeout = raw.get("timeout")
     if timeout is not None:

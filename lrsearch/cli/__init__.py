@@ -20,12 +20,10 @@ from lrsearch import __version__
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.urls import redact
 
-__all__ = ["LOOPBACK", "MAX_WORKERS", "check_free", "cli", "entry_point", "main"]
+__all__ = ["LOOPBACK", "check_free", "cli", "entry_point", "main"]
 
 #: Addresses that only this machine reaches: a server bound elsewhere warns that it has no authentication.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-#: Local worker processes one command starts at the most.
-MAX_WORKERS = 256
 
 
 def check_free(host: str, port: int, what: str) -> None:

@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_sampler, bench_search, bench_workers
-from lrsearch.checks import integer
-from lrsearch.cli import MAX_WORKERS
+from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.devices import resolve_device
 from lrsearch.search.pruning import PRUNERS
 from lrsearch.search.samplers import SAMPLERS

@@ -74,7 +74,7 @@ def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path
         (["--study", "cosine_vs_step", "--timeout", "nan"], ["timeout: must be a number in (0, 31622400] but got nan"]),
         (["--study", "cosine_vs_step", "--seed", "-1"], ["seed: must be an integer in [0, 4294967295] but got -1"]),
         (["--study", "cosine_vs_step", "--epochs", "1000000000000"], ["epochs: must be an integer in [1, 100000]"]),
-        (["--study", "cosine_vs_step", "--workers", "0"], ["--workers must be an integer in [1, 256] but got 0"]),
+        (["--study", "cosine_vs_step", "--workers", "0"], ["workers must be an integer in [1, 256] but got 0"]),
         (["--study", "cosine_vs_step", "--heartbeat", "0"], ["heartbeat interval must be an integer in [1, 3600]"]),
         (["--study", "cosine_vs_step", "--data-dir", "/nonexistent"], ["data folder /nonexistent does not exist"]),
         (["--study", "cosine_vs_step", "--storage", "postgresql://u:pw@h:port/db"], ["storage postgresql://... is not"]),

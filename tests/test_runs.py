@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+import lrsearch
+from lrsearch.errors import ConfigError
+from tests.conftest import write_study
+
+
+def classes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] + x[:, 1] > 0).long()
+
+
+def problem() -> lrsearch.Problem:
+    return lrsearch.Problem(model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2)),
+                            train=classes(96, 0), val=classes(48, 1), test=classes(48, 2), batch_size=16, epochs=4)  # fmt: skip
+
+
+STUDY = {
+    "question": "Does cosine beat constant on my network?",
+    "compare": "schedule",
+    "repeats": 2,
+    "n_trials": 6,
+    "population": 3,
+    "sampler": "random",
+    "space": {"schedule": ["constant", "cosine"], "lr": {"low": 1e-3, "high": 0.3, "log": True}},
+}
+
+
+def test_a_study_given_as_a_dict_with_its_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    report = lrsearch.run(STUDY, problem=problem(), name="mine", storage=url, artifacts=str(tmp_path / "a"),
+                          progress=False)
+    assert isinstance(report, lrsearch.Report) and report.verdict
+    assert capsys.readouterr().err == ""  # progress=False: silent
+    assert report.study.study_name == "mine" and len(report.study.trials) == 6 + 2 * 2
+    frame = report.to_frame()
+    assert list(frame["schedule"]) == ["constant", "cosine"] and "mean test" in frame.columns
+    stored = optuna.load_study(study_name="mine", storage=url)
+    assert {t.state for t in stored.trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+
+
+def test_a_study_file_by_path_with_overrides(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    report = lrsearch.run(write_study(tmp_path), storage=url, n_trials=4, population=2, epochs=3)
+    assert report is not None and len(report.study.trials) == 4
+    assert all(len(t.intermediate_values) <= 3 for t in report.study.trials)
+
+
+def test_a_worker_run_returns_no_report(tmp_path: Path) -> None:
+    assert lrsearch.run(write_study(tmp_path), storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=2,
+                        population=2, epochs=2, report=False) is None  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("study", "kwargs", "message"),
+    [
+        ({**STUDY, "bogus": 1}, {"problem": problem}, r"^study study: bogus: unknown key"),
+        ({**STUDY, "n_trials": -1}, {"problem": problem}, r"^study study: n_trials: must be an integer"),
+        (STUDY, {}, r"^study study: trainer: missing$"),
+        (STUDY, {"problem": lambda: "blobs"}, "problem must be an lrsearch.Problem but got str"),
+        (3, {}, "study must be a name, a path or a mapping but got int"),
+        (STUDY, {"problem": problem, "workers": 2, "storage": "sqlite:///{tmp}/s.db"},
+         "several local workers read the study file"),
+    ],
+)
+def test_bad_studies_are_refused_before_anything_is_written(tmp_path: Path, study: object, kwargs: dict,
+                                                            message: str) -> None:  # fmt: skip
+    if "problem" in kwargs:
+        kwargs = {**kwargs, "problem": kwargs["problem"]()}
+    kwargs.setdefault("storage", f"sqlite:///{tmp_path / 's.db'}")
+    kwargs["storage"] = kwargs["storage"].format(tmp=tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        lrsearch.run(study, **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "s.db").exists()
