@@ -9,7 +9,7 @@ from typing import Any
 from lrsearch.checks import MAX_RATE, MAX_SEED, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
 from lrsearch.optim import optimizer_settings
-from lrsearch.schedules import Schedule, coerce_params, create_schedule
+from lrsearch.schedules import SCHEDULES, Schedule, coerce_params, create_schedule, param_types
 
 __all__ = ["SCHEDULE_UNITS", "TrainConfig"]
 
@@ -76,10 +76,13 @@ class TrainConfig:
         return schedule
 
     def _schedule(self, horizon: int) -> Schedule:
+        params = dict(self.schedule_params)
+        if self.schedule in SCHEDULES and "seed" in param_types(self.schedule):
+            params.setdefault("seed", self.seed)  # a noisy schedule: every run its own noise
         return create_schedule(
             self.schedule,
             self.lr,
-            self.schedule_params,
+            params,
             warmup=self.warmup,
             warmup_start=self.warmup_start,
             horizon=horizon,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lrsearch.checks import MAX_RATE, MAX_STEPS, integer, number
+from lrsearch.checks import MAX_RATE, MAX_SEED, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
 
 __all__ = [
@@ -140,14 +140,20 @@ class Exponential(Schedule):
 
 @dataclasses.dataclass(frozen=True)
 class Step(Schedule):
-    """PyTorch's MultiStepLR, d2l's multi-factor scheduler: times gamma at each milestone."""
+    """Times gamma at each milestone (PyTorch's MultiStepLR, d2l's multi-factor scheduler), or every
+    ``step_size`` steps (PyTorch's StepLR): one of the two."""
 
     name = "step"
-    milestones: tuple[int, ...]
+    milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    step_size: int | None = None
 
     def _validate(self) -> None:
-        if not 1 <= len(self.milestones) <= 1000:
+        if (self.step_size is None) == (not self.milestones):
+            raise ConfigError("step needs milestones or a step_size (one of the two)")
+        if self.step_size is not None:
+            _steps("step_size", self.step_size)
+        elif not 1 <= len(self.milestones) <= 1000:
             raise ConfigError(f"milestones must list 1 to 1000 steps but got {len(self.milestones)}")
         for m in self.milestones:
             _steps("each milestone", m, low=0)
@@ -157,8 +163,126 @@ class Step(Schedule):
         _factor("gamma", self.gamma)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
+        if self.step_size is not None:
+            return self.lr * self.gamma ** np.floor(t / self.step_size)
         passed = np.searchsorted(np.asarray(self.milestones), t, side="right")
         return self.lr * self.gamma**passed
+
+
+@dataclasses.dataclass(frozen=True)
+class Piecewise(Schedule):
+    """TensorFlow's PiecewiseConstantDecay, its values as multiples of ``lr``: ``values[0]`` up to and at
+    ``boundaries[0]``, ``values[k]`` after ``boundaries[k - 1]`` up to and at ``boundaries[k]``, the last value
+    after the last boundary."""
+
+    name = "piecewise"
+    boundaries: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def _validate(self) -> None:
+        if not 1 <= len(self.boundaries) <= 1000:
+            raise ConfigError(f"boundaries must list 1 to 1000 steps but got {len(self.boundaries)}")
+        for b in self.boundaries:
+            _steps("each boundary", b, low=0)
+        if any(a >= b for a, b in itertools.pairwise(self.boundaries)):
+            raise ConfigError(f"boundaries must be strictly increasing but got {list(self.boundaries)}")
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ConfigError(f"values must hold one more entry than boundaries ({len(self.boundaries) + 1}) "
+                              f"but got {len(self.values)}")  # fmt: skip
+        for v in self.values:
+            _factor("each value", v)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        piece = np.searchsorted(np.asarray(self.boundaries), t, side="left")
+        return self.lr * np.asarray(self.values)[piece]
+
+
+@dataclasses.dataclass(frozen=True)
+class NaturalExp(Schedule):
+    """TensorFlow's natural_exp_decay: lr * exp(-decay_rate * t / decay_steps), floored with ``staircase``."""
+
+    name = "natural_exp"
+    decay_rate: float
+    decay_steps: float = 1.0
+    staircase: bool = False
+
+    def _validate(self) -> None:
+        number("decay_rate", self.decay_rate, 0.0, MAX_FACTOR)
+        number("decay_steps", self.decay_steps, 0.0, MAX_STEPS, low_open=True)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        exponent = t / self.decay_steps
+        if self.staircase:
+            exponent = np.floor(exponent)
+        return self.lr * np.exp(-self.decay_rate * exponent)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearCosine(Schedule):
+    """TensorFlow's linear_cosine_decay (Bello et al. 2017) over ``total`` steps (its decay_steps):
+    lr * ((alpha + linear) * cosine + beta), linear = 1 - t / total, cosine = (1 + cos(2 pi num_periods t /
+    total)) / 2, held at its end value after ``total``."""
+
+    name = "linear_cosine"
+    total: int
+    num_periods: float = 0.5
+    alpha: float = 0.0
+    beta: float = 0.001
+
+    def _validate(self) -> None:
+        _steps("total", self.total)
+        number("num_periods", self.num_periods, 0.0, MAX_STEPS)
+        number("alpha", self.alpha, 0.0, MAX_FACTOR)
+        number("beta", self.beta, 0.0, MAX_FACTOR)
+
+    def _parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        step = np.minimum(t, self.total)
+        return (self.total - step) / self.total, 0.5 * (1.0 + np.cos(math.pi * 2 * self.num_periods * step / self.total))
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        linear, cosine = self._parts(t)
+        return self.lr * ((self.alpha + linear) * cosine + self.beta)
+
+
+def _standard_normal(seed: int, steps: np.ndarray) -> np.ndarray:
+    """One N(0, 1) draw per integer step, a pure function of (seed, step): splitmix64 of the pair, then
+    Box-Muller, vectorised (a generator per step would cost microseconds each)."""
+
+    def mix(x: np.ndarray) -> np.ndarray:
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        base = mix(np.floor(steps).astype(np.uint64) * np.uint64(2) + mix(np.full(steps.shape, seed, dtype=np.uint64)))
+        u1 = ((base >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+        u2 = ((mix(base) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyLinearCosine(LinearCosine):
+    """TensorFlow's noisy_linear_cosine_decay: linear_cosine with N(0, initial_variance / (1 + t) **
+    variance_decay) added to the linear part, drawn per step from ``seed`` (a run's own seed unless given:
+    every member its own noise). Clamped at 0, where TensorFlow's rate can go negative."""
+
+    name = "noisy_linear_cosine"
+    initial_variance: float = 1.0
+    variance_decay: float = 0.55
+    seed: int = 0
+
+    def _validate(self) -> None:
+        super()._validate()
+        number("initial_variance", self.initial_variance, 0.0, MAX_FACTOR)
+        number("variance_decay", self.variance_decay, 0.0, MAX_FACTOR)
+        integer("seed", self.seed, 0, MAX_SEED)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        linear, cosine = self._parts(t)
+        std = np.sqrt(self.initial_variance / (1.0 + np.minimum(t, self.total)) ** self.variance_decay)
+        noisy = linear + std * _standard_normal(self.seed, np.minimum(t, self.total))
+        return np.maximum(0.0, self.lr * ((self.alpha + noisy) * cosine + self.beta))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,11 +517,15 @@ SCHEDULES: dict[str, type[Schedule]] = {
         Constant,
         InverseTime,
         Exponential,
+        NaturalExp,
         Step,
+        Piecewise,
         Factor,
         Sqrt,
         Polynomial,
         Cosine,
+        LinearCosine,
+        NoisyLinearCosine,
         CosineRestarts,
         OneCycle,
         Cyclic,
@@ -450,9 +578,11 @@ def _coerce(schedule: str, key: str, value: Any, kind: type) -> Any:
         return value
     if kind is float:
         return number(where, value, -math.inf, math.inf)
-    # tuple[int, ...]: the milestones
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return tuple(_coerce(schedule, key, item, int) for item in items)
+    if typing.get_origin(kind) is tuple:  # milestones, boundaries, values
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_coerce(schedule, key, item, typing.get_args(kind)[0]) for item in items)
+    # X | None: a value is never None here (TOML has no null), so it is an X
+    return _coerce(schedule, key, value, next(a for a in typing.get_args(kind) if a is not type(None)))
 
 
 def coerce_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -469,14 +599,14 @@ def _parse_text(text: str, kind: type) -> Any:
     if kind is bool:
         lowered = text.strip().lower()
         return {"true": True, "false": False}.get(lowered, text)
-    if kind in (int, float):
-        for number in (int, float):
-            try:
-                return number(text)
-            except ValueError:
-                pass
-        return text
-    return [_parse_text(part, int) for part in text.split(",")]
+    if typing.get_origin(kind) is tuple:
+        return [_parse_text(part, typing.get_args(kind)[0]) for part in text.split(",")]
+    for parse in (int, float):  # an int, a float or X | None; the types are checked by coerce_params
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
 
 
 def parse_params(name: str, pairs: Sequence[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -272,16 +273,17 @@ AUTO_LR_SWEEP = (1e-7, 10.0)
 
 
 def _choice_kind(value: Any) -> str | None:
-    """What a list of choices may hold, one kind a list: numbers, booleans, strings, or lists of integers
-    (milestones); None for anything else (a table, a list of lists)."""
+    """What a list of choices may hold, one kind a list: numbers, booleans, strings, or lists of numbers
+    (milestones, a piecewise schedule's boundaries and values); None for anything else (a table, a list of
+    lists)."""
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, (int, float)):
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return "list of integers"
+    if isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return "list of numbers"
     return None
 
 
@@ -291,7 +293,7 @@ def _parse_choices(key: str, values: list[Any]) -> Choice:
     kinds = {_choice_kind(v) for v in values}
     if None in kinds:
         bad = next(v for v in values if _choice_kind(v) is None)
-        raise ConfigError(f"{key}: a choice must be a number, a string, true/false or a list of integers "
+        raise ConfigError(f"{key}: a choice must be a number, a string, true/false or a list of numbers "
                           f"but got {bad!r}")  # fmt: skip
     if len(kinds) > 1:
         raise ConfigError(f"{key}: choices must all be of one kind but got {', '.join(sorted(kinds))} in {values!r}")
@@ -398,8 +400,10 @@ def _parse_space(fixed: Any, space: Any, arms: Any) -> SearchSpace:
                 if name not in accepted:
                     raise ConfigError(f"space.{key}.{name}: {key} has no parameter {name!r} (it takes: {', '.join(sorted(accepted))})")
                 is_param = isinstance(entry, list) or (isinstance(entry, dict) and "low" in entry)
-                # A list-valued schedule parameter (milestones) given as one list of numbers is a fixed value.
-                if isinstance(entry, list) and entry and not isinstance(entry[0], list) and name == "milestones":
+                # A list-valued schedule parameter (milestones, boundaries, values) given as one list of numbers
+                # is a fixed value; a list of such lists, its choices.
+                listed = key in SCHEDULES and typing.get_origin(param_types(key)[name]) is tuple
+                if isinstance(entry, list) and entry and not isinstance(entry[0], list) and listed:
                     is_param = False
                 branches[key][name] = _parse_param(f"space.{key}.{name}", entry) if is_param else entry
         elif key in TOP_LEVEL:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.schedules import (
     SCHEDULES,
@@ -244,8 +245,8 @@ def test_unknown_unit_is_rejected() -> None:
 
 def test_catalogue_names() -> None:
     assert set(SCHEDULES) == {
-        "constant", "inverse_time", "exponential", "step", "factor", "sqrt", "polynomial",
-        "cosine", "cosine_restarts", "one_cycle", "cyclic", "plateau",
+        "constant", "inverse_time", "exponential", "natural_exp", "step", "piecewise", "factor", "sqrt", "polynomial",
+        "cosine", "linear_cosine", "noisy_linear_cosine", "cosine_restarts", "one_cycle", "cyclic", "plateau",
     }  # fmt: skip
 
 
@@ -258,9 +259,13 @@ def test_every_type_starts_finite_and_positive(name: str) -> None:
         "factor": {"factor": 0.9},
         "cyclic": {"min_lr": 0.01, "step_size_up": 3},
         "cosine_restarts": {"period": 4},
+        "natural_exp": {"decay_rate": 0.1},
+        "piecewise": {"boundaries": [5, 10], "values": [1.0, 0.5, 0.1]},
     }.get(name, {})
     rates = create_schedule(name, 0.1, required, warmup=2, horizon=20)(np.arange(30))
-    assert np.all(np.isfinite(rates)) and np.all(rates >= 0) and rates.max() <= 0.1 + 1e-12
+    # lr is the peak, but for TensorFlow's linear cosine (its beta on top) and the noise of its noisy twin
+    peak = {"linear_cosine": 0.1 * (1 + 0.001), "noisy_linear_cosine": math.inf}.get(name, 0.1)
+    assert np.all(np.isfinite(rates)) and np.all(rates >= 0) and rates.max() <= peak + 1e-12
 
 
 def test_parse_params_types() -> None:
@@ -270,6 +275,11 @@ def test_parse_params_types() -> None:
         "staircase": True,
     }
     assert parse_params("cosine", ["total=20"]) == {"total": 20}
+    assert parse_params("piecewise", ["boundaries=5,10", "values=1,0.5,0.05"]) == {
+        "boundaries": (5, 10),
+        "values": (1.0, 0.5, 0.05),
+    }
+    assert parse_params("step", ["step_size=10"]) == {"step_size": 10}
 
 
 @pytest.mark.parametrize(
@@ -297,7 +307,7 @@ def test_bad_parameters_name_the_problem(name: str, params: dict, message: str) 
         (lambda: create_schedule("constant", -1.0), r"lr must be a number in \(0, 10000\] but got -1.0"),
         (lambda: create_schedule("constant", float("inf")), "lr must be a number"),
         (lambda: create_schedule("cosine", 0.1), "needs parameter 'total'"),
-        (lambda: create_schedule("step", 0.1), "needs parameter 'milestones'"),
+        (lambda: create_schedule("step", 0.1), "step needs milestones or a step_size"),
         (lambda: create_schedule("cosine", 0.1, {"total": 5}, warmup=5), r"total \(5\) must be longer than warmup"),
         (lambda: create_schedule("constant", 0.1, warmup=-1), r"warmup must be an integer in \[0, 1000000000\] but got -1"),
         (lambda: create_schedule("plateau", 0.1, {"factor": 1.5}), r"factor must be a number in \(0, 1\)"),
@@ -327,3 +337,104 @@ def test_a_repeated_milestone_counts_twice_as_in_pytorch() -> None:
 
 def test_growth_within_bounds_passes_the_rate_check() -> None:
     create_schedule("exponential", 1.0, {"decay_rate": 2.0}).check_rates(13)  # 2**12 = 4096 at the last step
+
+
+# --- seed 002's TensorFlow schedules and PyTorch's StepLR -----------------------------------------------------
+
+
+def test_step_with_a_step_size_is_pytorch_s_step_lr() -> None:
+    """Seed 002's StepLR(step_size=10, gamma=0.1), stepped by hand in PyTorch."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.1)
+    reference = []
+    for _ in range(35):
+        reference.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    schedule = create_schedule("step", 0.1, {"step_size": 10})
+    np.testing.assert_allclose(schedule(np.arange(35)), reference, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "step needs milestones or a step_size"),
+        ({"milestones": [5], "step_size": 3}, "step needs milestones or a step_size"),
+        ({"step_size": 0}, r"step_size must be an integer in \[1, 1000000000\]"),
+    ],
+)
+def test_step_takes_milestones_or_a_step_size(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_schedule("step", 0.1, params)
+
+
+def test_piecewise_is_tensorflow_s_piecewise_constant() -> None:
+    """TensorFlow's own example: boundaries [100000, 110000], values [1.0, 0.5, 0.1] (here times lr)."""
+    schedule = create_schedule("piecewise", 2.0, {"boundaries": [100000, 110000], "values": [1.0, 0.5, 0.1]})
+    steps = [0, 100000, 100001, 110000, 110001, 10**9]
+    np.testing.assert_allclose(schedule(np.array(steps)), [2.0, 2.0, 1.0, 1.0, 0.2, 0.2])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"boundaries": [10, 5], "values": [1, 0.5, 0.1]}, "boundaries must be strictly increasing"),
+        ({"boundaries": [5, 5], "values": [1, 0.5, 0.1]}, "boundaries must be strictly increasing"),
+        ({"boundaries": [5], "values": [1.0]}, r"values must hold one more entry than boundaries \(2\) but got 1"),
+        ({"boundaries": [5], "values": [1.0, -0.5]}, "each value must be a number in"),
+        ({"boundaries": [5]}, "schedule piecewise needs parameter 'values'"),
+    ],
+)
+def test_bad_piecewise_schedules(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_schedule("piecewise", 0.1, params)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_natural_exp_is_tensorflow_s_formula(staircase: bool) -> None:
+    schedule = create_schedule("natural_exp", 0.1, {"decay_rate": 0.5, "decay_steps": 4, "staircase": staircase})
+    for t in range(20):
+        exponent = (t // 4) if staircase else t / 4
+        assert schedule(t) == pytest.approx(0.1 * math.exp(-0.5 * exponent), rel=1e-12)
+
+
+def _tf_linear_cosine(lr: float, t: int, steps: int, periods: float, alpha: float, beta: float,
+                      noise: float = 0.0) -> float:  # fmt: skip
+    """tf.compat.v1.train.linear_cosine_decay, written from its documented formula."""
+    t = min(t, steps)
+    linear = (steps - t) / steps + noise
+    cosine = 0.5 * (1 + math.cos(math.pi * 2 * periods * t / steps))
+    return lr * ((alpha + linear) * cosine + beta)
+
+
+@pytest.mark.parametrize(("periods", "alpha", "beta"), [(0.5, 0.0, 0.001), (2.0, 0.1, 0.0)])
+def test_linear_cosine_is_tensorflow_s_formula(periods: float, alpha: float, beta: float) -> None:
+    schedule = create_schedule("linear_cosine", 0.1, {"total": 50, "num_periods": periods, "alpha": alpha, "beta": beta})
+    for t in (0, 1, 10, 25, 49, 50, 80):
+        assert schedule(t) == pytest.approx(_tf_linear_cosine(0.1, t, 50, periods, alpha, beta), rel=1e-12)
+    assert schedule(0) == pytest.approx(0.1 * (1 + alpha + beta))  # TensorFlow's rate starts above lr
+
+
+def test_noisy_linear_cosine_adds_decaying_seeded_noise() -> None:
+    quiet = create_schedule("noisy_linear_cosine", 0.1, {"total": 2000, "initial_variance": 1e-4, "seed": 1})
+    again = create_schedule("noisy_linear_cosine", 0.1, {"total": 2000, "initial_variance": 1e-4, "seed": 1})
+    other = create_schedule("noisy_linear_cosine", 0.1, {"total": 2000, "initial_variance": 1e-4, "seed": 2})
+    plain = create_schedule("linear_cosine", 0.1, {"total": 2000})
+    steps = np.arange(2000)
+    np.testing.assert_array_equal(quiet(steps), again(steps))  # a pure function of (seed, t)
+    assert not np.array_equal(quiet(steps), other(steps))
+    # The noise is N(0, variance / (1 + t) ** 0.55) on the linear part: recover it and test its law.
+    cosine = 0.5 * (1 + np.cos(math.pi * steps / 2000))
+    noise = (quiet(steps) - plain(steps)) / (0.1 * cosine)
+    scaled = noise[:1900] / np.sqrt(1e-4 / (1 + steps[:1900]) ** 0.55)  # where cosine is far from 0
+    assert abs(scaled.mean()) < 0.1 and 0.9 < scaled.std() < 1.1
+    assert np.all(create_schedule("noisy_linear_cosine", 0.1, {"total": 100, "seed": 0})(np.arange(100)) >= 0)
+
+
+def test_a_noisy_schedule_takes_each_run_s_own_seed_unless_given() -> None:
+    def rates(seed: int, params: dict) -> np.ndarray:
+        config = TrainConfig(lr=0.1, seed=seed, schedule="noisy_linear_cosine", schedule_params=params)
+        return np.asarray(config.build_schedule(horizon=30)(np.arange(30)))
+
+    assert not np.array_equal(rates(1, {}), rates(2, {}))
+    np.testing.assert_array_equal(rates(1, {"seed": 5}), rates(2, {"seed": 5}))

@@ -61,7 +61,7 @@ def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]\n'
          '[space.step]\ngama = 0.1', "space.step.gama: step has no parameter 'gama'"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]',
-         "needs parameter 'milestones'"),
+         "step needs milestones or a step_size"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n'
          '[space.step]\ngamma = 0.1', "space.step: the schedule step is never chosen"),
         ('question = "q"\ntrainer = "blobs"\nepochs = 10\ncompare = "schedule"\nn_trials = 3\n[space]\n'
@@ -115,9 +115,9 @@ def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [0.5, "fast"]',
          'space.momentum: choices must all be of one kind but got number, string'),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [{ a = 1 }]',
-         'space.momentum: a choice must be a number, a string, true/false or a list of integers'),
+         'space.momentum: a choice must be a number, a string, true/false or a list of numbers'),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [[0.5]]',
-         'space.momentum: a choice must be a number, a string, true/false or a list of integers'),
+         'momentum must be a number in [0, 1) but got (0.5,)'),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nwarmup = [1, 1.0]',
          'space.warmup: choices must be distinct but got [1, 1.0]'),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nmomentum = [nan, 0.5]',

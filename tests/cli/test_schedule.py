@@ -66,7 +66,7 @@ def test_plot(lrsearch: Callable[..., Outcome], tmp_path: Path, suffix: str) -> 
         (["cosinus", "--lr", "0.1", "--steps", "5"], ["unknown schedule 'cosinus'", "cosine"]),
         (["step", "--lr", "0.1", "--steps", "5", "--param", "milestones=2,x"], ["milestones must be an integer"]),
         (["step", "--lr", "0.1", "--steps", "5", "--param", "gama=0.2", "--param", "milestones=2"], ["'gama'"]),
-        (["step", "--lr", "0.1", "--steps", "5"], ["needs parameter 'milestones'"]),
+        (["step", "--lr", "0.1", "--steps", "5"], ["step needs milestones or a step_size"]),
         (["constant", "--lr", "-0.1", "--steps", "5"], ["lr must be a number in (0, 10000] but got -0.1"]),
         (["constant", "--lr", "0", "--steps", "5"], ["lr must be a number in (0, 10000] but got 0.0"]),
         (["constant", "--lr", "fast", "--steps", "5"], ["'--lr'", "'fast' is not a valid float"]),
