@@ -15,23 +15,21 @@ FANS = {"0": (25, 150), "3": (150, 400), "7": (400, 120), "9": (120, 84), "11": 
 def test_lenet_is_d2l_s_network_with_pytorch_s_default_initialisation() -> None:
     net = seeded(lenet, 0)
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    for name, value in net.named_parameters():
-        value = value.detach()
+    for name, value in net.requires_grad_(False).named_parameters():
         fan_in = FANS[name.split(".")[0]][0]
         bound = 1 / math.sqrt(fan_in)  # kaiming_uniform(a = sqrt(5)) for weights, and the bias likewise
         assert 0.5 * bound < float(value.abs().max()) <= bound
 
 
 def test_lenet_d2l_is_xavier_on_weights_only() -> None:
-    for name, value in seeded(lenet_d2l, 0).named_parameters():
-        value = value.detach()
+    for name, value in seeded(lenet_d2l, 0).requires_grad_(False).named_parameters():
         fan_in, fan_out = FANS[name.split(".")[0]]
         bound = math.sqrt(6 / (fan_in + fan_out)) if name.endswith("weight") else 1 / math.sqrt(fan_in)
         assert 0.5 * bound < float(value.abs().max()) <= bound
 
 
 def test_blobs_mlp_is_he_uniform_then_glorot_with_zero_biases() -> None:
-    first, _, last = seeded(blobs_mlp, 0)
+    first, _, last = seeded(blobs_mlp, 0).requires_grad_(False)
     assert 0.8 * math.sqrt(6 / 2) < float(first.weight.abs().max()) <= math.sqrt(6 / 2)
     assert float(last.weight.abs().max()) <= math.sqrt(6 / 53)
     assert not first.bias.any() and not last.bias.any()
