@@ -221,11 +221,16 @@ def _created(connect: Callable[[], RDBStorage], *, patience: float = _RESTART_PA
     while True:
         try:
             return connect()
-        except sqlalchemy.exc.DBAPIError as exc:
-            if "already exists" in str(exc.orig) and schema_races < 2:
+        except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+            # Optuna's schema check re-raises a database error inside its session as StorageInternalError.
+            cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+            orig = getattr(cause, "orig", None)
+            if orig is not None and "already exists" in str(orig) and schema_races < 2:
                 schema_races += 1
-            elif _restarting(exc.orig) and time.monotonic() + 1 < deadline:
+            elif _restarting(orig) and time.monotonic() + 1 < deadline:
                 time.sleep(1)
+            elif cause is not exc and isinstance(cause, sqlalchemy.exc.DBAPIError):
+                raise cause from None  # the database's own error, which open_storage turns into one line
             else:
                 raise
 

@@ -282,3 +282,25 @@ def test_retrying_waits_out_a_dropped_connection() -> None:
 
     with pytest.raises(ValueError):  # not a database outage: no retry
         retrying(bug)
+
+
+def test_opening_retries_optuna_s_schema_check_cut_off_by_a_restart() -> None:
+    """A worker that starts while PostgreSQL restarts can meet the shutdown inside Optuna's schema check,
+    which Optuna re-raises as StorageInternalError: still a restart, waited out (seen in the restart test)."""
+    import psycopg
+    import sqlalchemy
+
+    from lrsearch.storage import _created
+
+    calls = []
+
+    def connect() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            try:
+                raise sqlalchemy.exc.OperationalError("COMMIT", {}, psycopg.errors.AdminShutdown("terminating"))
+            except sqlalchemy.exc.OperationalError as exc:
+                raise optuna.exceptions.StorageInternalError("during the commit") from exc
+        return "opened"
+
+    assert _created(connect, patience=10) == "opened" and len(calls) == 2  # type: ignore[arg-type]
