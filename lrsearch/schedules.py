@@ -131,11 +131,12 @@ class Exponential(Schedule):
         _factor("decay_rate", self.decay_rate)
         number("decay_steps", self.decay_steps, 0.0, MAX_STEPS, low_open=True)
 
-    def _rate(self, t: np.ndarray) -> np.ndarray:
+    def _exponent(self, t: np.ndarray) -> np.ndarray:
         exponent = t / self.decay_steps
-        if self.staircase:
-            exponent = np.floor(exponent)
-        return self.lr * self.decay_rate**exponent
+        return np.floor(exponent) if self.staircase else exponent
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return self.lr * self.decay_rate ** self._exponent(t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,23 +199,17 @@ class Piecewise(Schedule):
 
 
 @dataclasses.dataclass(frozen=True)
-class NaturalExp(Schedule):
+class NaturalExp(Exponential):
     """TensorFlow's natural_exp_decay: lr * exp(-decay_rate * t / decay_steps), floored with ``staircase``."""
 
     name = "natural_exp"
-    decay_rate: float
-    decay_steps: float = 1.0
-    staircase: bool = False
 
     def _validate(self) -> None:
         number("decay_rate", self.decay_rate, 0.0, MAX_FACTOR)
         number("decay_steps", self.decay_steps, 0.0, MAX_STEPS, low_open=True)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
-        exponent = t / self.decay_steps
-        if self.staircase:
-            exponent = np.floor(exponent)
-        return self.lr * np.exp(-self.decay_rate * exponent)
+        return self.lr * np.exp(-self.decay_rate * self._exponent(t))
 
 
 @dataclasses.dataclass(frozen=True)
