@@ -9,7 +9,8 @@ from lrsearch.studies import bundled_dir, find_study, list_studies, load_study_f
 from tests.conftest import write_study
 
 BUNDLED = {"blobs_lr", "cosine_vs_step", "d2l_schedules", "seed000_lr", "seed000_momentum", "seed000_decay",
-           "seed000_plateau", "seed000_optimizers"}  # fmt: skip
+           "seed000_plateau", "seed000_optimizers", "seed004_sgd_rates", "seed004_schedules", "seed004_optimizers",
+           "seed002_decay"}  # fmt: skip
 
 
 def test_bundled_studies_are_there_and_valid() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,17 @@ def test_seed002_exponential_decay_with_adam_prints_tensorflow_s_rates() -> None
     np.testing.assert_allclose(result.history["lr"].to_numpy()[1:], printed[:-1], rtol=1e-6)
     losses = result.history["val_loss"].to_numpy()
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(
+    ("study", "order"),
+    [
+        ("seed004_sgd_rates", [0.0001, 0.001, 0.1]),  # best (lowest MAE) first
+        ("seed004_optimizers", ["sgd_momentum", "adam"]),
+    ],
+)
+def test_the_bundled_seed_studies_rank_as_the_seed_says(tmp_path: Path, study: str, order: list) -> None:
+    report = lrsearch.run(study, storage=f"sqlite:///{tmp_path / 's.db'}", progress=False)
+    assert report is not None and not report.summary.maximize
+    means = {g.value: g.repeats.mean for g in report.summary.groups if g.repeats}
+    assert sorted(means, key=means.get) == order
