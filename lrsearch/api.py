@@ -69,10 +69,12 @@ class TrainResult:
     @property
     def history(self) -> pd.DataFrame:
         """One row per finished epoch: epoch, lr, train_loss, train_<metric>, val_loss, val_<metric> (no
-        metric columns of their own where the metric is the loss)."""
+        metric columns of their own where the metric is the loss), then what the problem records."""
         import pandas as pd
 
-        frame = pd.DataFrame([vars(m) for m in self.result.history], columns=[f.name for f in dataclasses.fields(EpochMetrics)])
+        names = [f.name for f in dataclasses.fields(EpochMetrics) if f.name != "recorded"]
+        frame = pd.DataFrame([{**{n: getattr(m, n) for n in names}, **m.recorded} for m in self.result.history],
+                             columns=[*names, *(self.result.history[-1].recorded if self.result.history else {})])  # fmt: skip
         if self.metric == "loss":
             return frame.drop(columns=["train_accuracy", "val_accuracy"])
         return frame.rename(columns={"train_accuracy": f"train_{self.metric}", "val_accuracy": f"val_{self.metric}"})

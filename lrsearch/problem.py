@@ -19,7 +19,7 @@ the same tensors.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -57,7 +57,9 @@ def _pair(name: str, value: object) -> Pair:
 class Problem:
     """A network to tune and the data to tune it on. ``direction`` is needed only for a callable metric
     (accuracy is maximized, the loss minimized). Without a test split the validation split is reported in
-    its place, and no epoch is chosen by validation (that would report a figure chosen on itself)."""
+    its place, and no epoch is chosen by validation (that would report a figure chosen on itself).
+    ``record``: called after every epoch with a member's parameters by name (detached), returns values to
+    keep per epoch (``{"weight": float(p["weight"])}``); a study keeps each as a ``<name>_history`` attr."""
 
     model: Callable[[], nn.Module]
     train: Pair
@@ -69,8 +71,11 @@ class Problem:
     epochs: int = 30
     direction: Direction | None = None
     name: str = "problem"
+    record: Callable[[Mapping[str, torch.Tensor]], Mapping[str, float]] | None = None
 
     def __post_init__(self) -> None:
+        if self.record is not None and not callable(self.record):
+            raise ConfigError(f"record must be a callable (parameters -> values) but got {type(self.record).__name__}")
         if not callable(self.model):
             raise ConfigError(f"model must be a callable that makes a torch.nn.Module but got "
                               f"{type(self.model).__name__}")  # fmt: skip
@@ -146,4 +151,5 @@ class Problem:
         model = ModuleModel(self.model, loss=self.loss, metric=self.metric, strategy=strategy, device=device)
         return EngineProblem(name=self.name, dataset=dataset, model=model, batch_size=self.batch_size,
                              epochs=self.epochs, restore_best=self.test is not None, device=device,
-                             metric=self.metric_name, maximize=self.objective_direction == "maximize")  # fmt: skip
+                             metric=self.metric_name, maximize=self.objective_direction == "maximize",
+                             record=self.record)  # fmt: skip

@@ -103,6 +103,7 @@ GOOD = {"model": classifier, "train": classes(16, 0), "val": classes(8, 1)}
         ({"batch_size": 0}, "batch_size"),
         ({"epochs": 10**9}, "epochs"),
         ({"epochs": 2.5}, "epochs"),
+        ({"record": "weights"}, "record must be a callable .* but got str"),
     ],
 )
 def test_a_bad_problem_names_the_bad_value(change: dict, message: str) -> None:

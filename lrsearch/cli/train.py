@@ -48,7 +48,9 @@ def result_json(result: MemberResult, *, trainer: str, epochs: int, batch_size: 
     return {
         "config": {"trainer": trainer, "epochs": epochs, "batch_size": batch_size, "device": device,
                    **result.config.to_dict()},  # fmt: skip
-        "history": [{k: finite(v) if isinstance(v, float) else v for k, v in vars(m).items()} for m in result.history],
+        # A problem's own records (a learned weight) sit beside the epoch's metrics.
+        "history": [{k: finite(v) if isinstance(v, float) else v for k, v in {**vars(m), **m.recorded}.items()
+                     if k != "recorded"} for m in result.history],  # fmt: skip
         "status": result.status,
         "selected_epoch": result.selected_epoch,
         "val_accuracy": finite(result.val_accuracy),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -19,11 +21,17 @@ def _line(bias: bool) -> nn.Linear:
     return layer
 
 
+def _weights(params: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """The learned weight (and bias) after each epoch, as the seed plots them."""
+    return {name: float(value) for name, value in params.items()}
+
+
 def identity() -> lrsearch.Problem:
     """Seed 004: f(x) = x, one weight and no bias, MAE, X = 0..99 (the first 80 train, the rest validate)."""
     x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
     return lrsearch.Problem(model=lambda: _line(bias=False), train=(x[:80], x[:80]), val=(x[80:], x[80:]),
-                            loss="mae", metric="loss", batch_size=32, epochs=100, name="seed004_identity")  # fmt: skip
+                            loss="mae", metric="loss", batch_size=32, epochs=100, name="seed004_identity",
+                            record=_weights)  # fmt: skip
 
 
 def affine() -> lrsearch.Problem:
@@ -38,4 +46,4 @@ def affine() -> lrsearch.Problem:
 
     return lrsearch.Problem(model=lambda: _line(bias=True), train=pair(x_train, y_train), val=pair(x_val, y_val),
                             test=pair(x_test, y_test), loss="mae", metric="loss", batch_size=32, epochs=200,
-                            name="seed004_affine")  # fmt: skip
+                            name="seed004_affine", record=_weights)  # fmt: skip

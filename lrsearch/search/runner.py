@@ -324,6 +324,8 @@ class Search:
             "train_loss_history": [m.train_loss for m in history],
             "train_accuracy_history": [m.train_accuracy for m in history],
             "val_loss_history": [m.val_loss for m in history],
+            # What the problem records of its parameters (seed 004's learned weight), epoch by epoch.
+            **{f"{key}_history": [m.recorded.get(key) for m in history] for key in (history[-1].recorded if history else {})},
         }
 
     def _end(self, trial: optuna.Trial, values: dict[int, float], attrs: dict[str, object], state: TrialState) -> None:

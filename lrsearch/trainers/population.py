@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -62,7 +62,8 @@ def update_seed(noise_seed: int, update: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class EpochMetrics:
     """One member's epoch: ``lr`` is the rate of the epoch's last update; train figures are running
-    averages over the epoch (as Keras and d2l report them), validation is measured after it."""
+    averages over the epoch (as Keras and d2l report them), validation is measured after it. ``recorded``:
+    what the problem's ``record`` read off the member's parameters after the epoch (a learned weight)."""
 
     epoch: int
     lr: float
@@ -70,6 +71,7 @@ class EpochMetrics:
     train_accuracy: float
     val_loss: float
     val_accuracy: float
+    recorded: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +218,16 @@ class _Group:
             m.steps_done += n_updates
         return np.concatenate([stats, rates[:, -1][None, :]])
 
+    def recorded(self, row: int) -> dict[str, float]:
+        """The problem's ``record`` of member ``row``'s parameters, by name (nothing without a record)."""
+        record = self.problem.record
+        if record is None:
+            return {}
+        names = [name for name, _ in self.problem.model.shapes]
+        with torch.no_grad():
+            values = record({name: t[row].detach() for name, t in zip(names, self.params, strict=True)})
+        return {str(k): float(v) for k, v in values.items()}
+
     def remember_best(self, rows: Sequence[int]) -> None:
         """Copy the current weights of members ``rows`` into their best-validation snapshot."""
         if self.best and rows:
@@ -302,7 +314,8 @@ class Population:
             improved = []
             for row, member in enumerate(group.members):
                 train_loss, train_acc, val_loss, val_acc, lr = (float(v) for v in stats[:, row])
-                metrics = EpochMetrics(len(member.history) + 1, lr, train_loss, train_acc, val_loss, val_acc)
+                metrics = EpochMetrics(len(member.history) + 1, lr, train_loss, train_acc, val_loss, val_acc,
+                                       group.recorded(row))  # fmt: skip
                 diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
                 reports.append(EpochReport(member.id, metrics, diverged))
                 if diverged:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -22,7 +22,8 @@ class Problem:
     """What a population trains on. ``restore_best``: report the epoch with the best validation metric
     (and its test metric) instead of the last; only where validation is a split of its own, since
     choosing on the test set would overfit it. ``metric``: what the accuracy columns of its results hold;
-    ``maximize``: whether a higher one is better."""
+    ``maximize``: whether a higher one is better. ``record``: values read off a member's parameters (by
+    name) after each epoch, kept in its history."""
 
     name: str
     dataset: Dataset
@@ -33,6 +34,7 @@ class Problem:
     device: torch.device
     metric: str = "accuracy"
     maximize: bool = True
+    record: Callable[[Mapping[str, torch.Tensor]], Mapping[str, float]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -228,3 +229,12 @@ def test_members_made_under_their_seeds_get_the_module_s_own_initialisation() ->
         torch.manual_seed(11)
         reference = UserNet()
     assert all(torch.equal(a, b) for a, b in zip(first, [*reference.parameters(), *reference.buffers()], strict=True))
+
+
+def test_a_record_reads_each_member_s_parameters_after_every_epoch() -> None:
+    problem = dataclasses.replace(toy_problem(ModuleModel(lambda: UserNet(0.0))),
+                                  record=lambda p: {"out_bias": p["out.bias"][0], "mean": p["out.weight"].mean()})  # fmt: skip
+    a, b = train_population(problem, CONFIGS[:2])
+    for member in (a, b):
+        assert [sorted(m.recorded) for m in member.history] == [["mean", "out_bias"]] * EPOCHS
+    assert a.history[-1].recorded != b.history[-1].recorded  # each member's own parameters
