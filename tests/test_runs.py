@@ -34,8 +34,9 @@ STUDY = {
 }
 
 
-def test_a_study_given_as_a_dict_with_its_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
+def test_a_study_given_as_a_dict_with_its_problem(tmp_path: Path, storage_url: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    url = storage_url
     report = lrsearch.run(STUDY, problem=problem(), name="mine", storage=url, artifacts=str(tmp_path / "a"),
                           progress=False)
     assert isinstance(report, lrsearch.Report) and report.verdict
