@@ -13,3 +13,8 @@ class RuntimeFailure(RuntimeError):
     """The input was fine but the work could not be done (missing data, unreachable database): exit 1."""
 
     exit_code = 1
+
+
+def one_line(error: object) -> str:
+    """An error's text on one line (a message quotes it inside its own single line)."""
+    return " ".join(str(error).split())

@@ -11,6 +11,7 @@ of that up to the rate at the minimum loss.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -52,6 +53,10 @@ def _smooth(raw: np.ndarray) -> np.ndarray:
         average = SMOOTHING * average + (1 - SMOOTHING) * raw[:, u]
         out[:, u] = average / (1 - SMOOTHING ** (u + 1))
     return out
+
+
+def _update_seeds(noise_seeds: list[int], update: int) -> list[int]:
+    return [update_seed(n, update) for n in noise_seeds]
 
 
 def lr_range_test(
@@ -98,7 +103,7 @@ def lr_range_test(
             order = torch.cat([order, fresh], dim=1)
         x, target = model.batch(train, order[:, :batch].to(device))
         order = order[:, batch:]
-        loss, _, grads = model.loss_and_grads(params, x, target, [update_seed(n, u) for n in noise_seeds])
+        loss, _, grads = model.loss_and_grads(params, x, target, functools.partial(_update_seeds, noise_seeds, u))
         with torch.no_grad():
             optimizer.step(trained, grads, u)
         raw[:, u] = (loss / batch).cpu().numpy()

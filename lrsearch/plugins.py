@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, one_line
 from lrsearch.problem import Problem
 from lrsearch.trainers import Problem as EngineProblem
 from lrsearch.trainers import load_dataset, load_problem
@@ -77,9 +77,12 @@ def check_name(name: object) -> str:
     """A trainer name's form, without importing anything: bundled, an installed plug-in, or module:callable."""
     if not isinstance(name, str):
         raise ConfigError(f"a trainer name must be a string but got {type(name).__name__}")
-    if name in TRAINERS or _PLUGIN.fullmatch(name) or name in _entry_points():
+    if name in TRAINERS or _PLUGIN.fullmatch(name):
         return name
-    known = ", ".join([*TRAINERS, *_entry_points()])
+    installed = _entry_points()  # read once: it scans every installed distribution
+    if name in installed:
+        return name
+    known = ", ".join([*TRAINERS, *installed])
     raise ConfigError(f"unknown trainer {name!r}; choose from {known}, or name your own as 'module.path:callable'")
 
 
@@ -95,14 +98,10 @@ def _import(module_name: str, folders: list[Path]) -> object:
             raise ConfigError(f"no module {module_name!r} in {where} or among installed packages") from None
         raise ConfigError(f"importing {module_name!r} failed: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module: its own message, as one line
-        raise ConfigError(f"importing {module_name!r} raised {type(exc).__name__}: {_one_line(exc)}") from None
+        raise ConfigError(f"importing {module_name!r} raised {type(exc).__name__}: {one_line(exc)}") from None
     finally:
         for folder in added:
             sys.path.remove(folder)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _callable(name: str, beside: Path | None) -> Callable[[], object]:
@@ -112,7 +111,7 @@ def _callable(name: str, beside: Path | None) -> Callable[[], object]:
             found = entry.load()
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"loading the installed trainer {name!r} ({entry.value}) raised "
-                              f"{type(exc).__name__}: {_one_line(exc)}") from None  # fmt: skip
+                              f"{type(exc).__name__}: {one_line(exc)}") from None  # fmt: skip
     else:
         module_name, _, attribute = name.partition(":")
         module = _import(module_name, [f for f in (beside, Path.cwd()) if f is not None])
@@ -133,7 +132,7 @@ def _made(name: str, make: Callable[[], object]) -> Problem:
     except ConfigError as exc:  # a Problem that refused its own values
         raise ConfigError(f"{name}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - the user's code: its own message, as one line
-        raise ConfigError(f"{name}() raised {type(exc).__name__}: {_one_line(exc)}") from None
+        raise ConfigError(f"{name}() raised {type(exc).__name__}: {one_line(exc)}") from None
     if not isinstance(problem, Problem):
         raise ConfigError(f"{name}() must return an lrsearch.Problem but returned {type(problem).__name__}")
     return problem
@@ -158,10 +157,15 @@ def from_problem(problem: Problem, description: str = "") -> Trainer:
                    metric=problem.metric_name, problem=problem)  # fmt: skip
 
 
+def _first_line(thing: object) -> str | None:
+    """The first line of a callable's docstring: a trainer's description."""
+    doc = (getattr(thing, "__doc__", None) or "").strip().splitlines()
+    return doc[0] if doc else None
+
+
 def _description(make: Callable[[], object], problem: Problem) -> str:
     """The callable's docstring's first line, else what the problem holds."""
-    doc = (make.__doc__ or "").strip().splitlines()
-    return doc[0] if doc else f"{len(problem.train[1])} training examples, metric {problem.metric_name}"
+    return _first_line(make) or f"{len(problem.train[1])} training examples, metric {problem.metric_name}"
 
 
 def available() -> list[tuple[str, str]]:
@@ -169,8 +173,7 @@ def available() -> list[tuple[str, str]]:
     found = [(name, spec.description) for name, spec in TRAINERS.items()]
     for name, entry in sorted(_entry_points().items()):
         try:
-            doc = (entry.load().__doc__ or "").strip().splitlines()  # the description, without making the problem
-            found.append((name, doc[0] if doc else entry.value))
+            found.append((name, _first_line(entry.load()) or entry.value))  # without making the problem
         except Exception as exc:  # noqa: BLE001 - one broken plug-in must not hide the others
-            found.append((name, f"cannot be loaded ({type(exc).__name__}: {_one_line(exc)})"))
+            found.append((name, f"cannot be loaded ({type(exc).__name__}: {one_line(exc)})"))
     return found

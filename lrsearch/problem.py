@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lrsearch.checks import integer
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, one_line
 from lrsearch.trainers import Problem as EngineProblem
 from lrsearch.trainers.data import Dataset, Split
 from lrsearch.trainers.modules import METRICS, ModuleModel, PerExample, loss_function, metric_function
@@ -125,14 +125,14 @@ class Problem:
         except ConfigError as exc:
             raise ConfigError(f"model(): {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the user's code: its own message, as one line
-            raise ConfigError(f"model() raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+            raise ConfigError(f"model() raised {type(exc).__name__}: {one_line(exc)}") from None
         x, y = self.train[0][:2], self.train[1][:2]
         try:
             with torch.no_grad():
                 values = loss(module.eval()(x), y)
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"{type(module).__name__} on two training examples, then the loss, raised "
-                              f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None  # fmt: skip
+                              f"{type(exc).__name__}: {one_line(exc)}") from None  # fmt: skip
         if values.shape != (len(y),):
             raise ConfigError(f"the loss must give one value per example, shape ({len(y)},), but got "
                               f"{tuple(values.shape)}")  # fmt: skip

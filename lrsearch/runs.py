@@ -195,11 +195,12 @@ def run(
     if report and not retrying(optuna_dashboard.get_note, joined):
         retrying(publish, joined, spec)  # the question, before any answer
     if engine is None:
-        forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in (
+        forwarded = [f"--{flag.replace('_', '-')}={value}" for flag, value in (
             ("n_trials", n_trials), ("timeout", timeout), ("epochs", epochs), ("population", population),
             ("sampler", sampler), ("pruner", pruner), ("seed", seed), ("heartbeat", heartbeat), ("grace", grace),
             ("max_retry", max_retry), ("data_dir", data_dir), ("artifacts", location)) if value is not None]  # fmt: skip
-        print(f"study {spec.name} in {masked(url)}: {count} workers on {', '.join(worker_devices)}", file=sys.stderr)
+        if progress:
+            print(f"study {spec.name} in {masked(url)}: {count} workers on {', '.join(worker_devices)}", file=sys.stderr)
         _run_workers(spec, url, worker_devices, count, forwarded)
     else:
         writer = ArtifactWriter(store) if store is not None else None
@@ -211,7 +212,6 @@ def run(
     if not report:
         return None
     return Report(*retrying(_final_report, spec, url))
-
 
 
 def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]:

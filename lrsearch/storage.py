@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from lrsearch import rdb_reader
 from lrsearch.checks import integer
-from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.errors import ConfigError, RuntimeFailure, one_line
 from lrsearch.urls import GRPC, grpc_address, masked, redact, sqlite_file
 
 __all__ = [
@@ -247,7 +247,7 @@ def _restarting(error: BaseException | None) -> bool:
 def _reason(exc: BaseException, url: str) -> str:
     """What went wrong, in one line without the password (a driver may quote the URL)."""
     original = getattr(exc, "orig", None) or exc
-    return redact(" ".join(str(original).split()), [url])[:300]
+    return redact(one_line(original), [url])[:300]
 
 
 class TrialRecord:
@@ -484,7 +484,7 @@ def retrying(action: Callable[..., T], *args: Any, patience: float = 120.0, **kw
                 raise
             if time.monotonic() + wait > deadline:
                 raise RuntimeFailure(f"the study database stayed unreachable for {patience:.0f} s: "
-                                     f"{' '.join(str(getattr(exc, 'orig', exc)).split())[:200]}") from exc  # fmt: skip
+                                     f"{one_line(getattr(exc, 'orig', exc))[:200]}") from exc  # fmt: skip
             _log.warning("database unreachable, retrying in %.1f s: %s", wait, exc)
             time.sleep(wait)
             wait = min(wait * 2, 10.0)

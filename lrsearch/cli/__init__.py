@@ -58,7 +58,7 @@ def _register_commands(debug: bool) -> None:
         run,
         schedule,
         studies,
-        train,  # fmt: skip
+        train,
         trainers,
     )
 

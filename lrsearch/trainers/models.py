@@ -8,7 +8,7 @@ reach another.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ from lrsearch.trainers.networks import blobs_mlp, seeded
 __all__ = ["MLP", "StackedModel"]
 
 Params = list[torch.Tensor]
+#: Each member's seed for a batch's random ops, computed only when a network draws any.
+Seeds = Callable[[], Sequence[int]]
 
 
 class StackedModel(ABC):
@@ -51,11 +53,11 @@ class StackedModel(ABC):
         """[P, B, classes] for a batch from ``batch``."""
 
     def loss_and_grads(
-        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int] | None = None
+        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Seeds | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Params]:
         """Summed loss [P] and metric [P] (here: the correct count) of the batch, and each member's gradient of
-        its mean loss for the ``trainable`` tensors. ``seeds``: each member's seed for the batch's random ops
-        (networks without any ignore it)."""
+        its mean loss for the ``trainable`` tensors. ``seeds``: gives each member's seed for the batch's random
+        ops (networks without any never call it)."""
         logits = self.logits(params, x)
         batch = logits.shape[1]
         losses = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(-1, batch)
@@ -130,7 +132,7 @@ class MLP(StackedModel):
         return self._forward(params, x.transpose(1, 2), for_backward=False)[2].transpose(1, 2)
 
     def loss_and_grads(
-        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int] | None = None
+        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Seeds | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Params]:
         w2 = params[2]
         z1, h, logits = self._forward(params, x)

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, one_line
 from lrsearch.trainers.data import Split
-from lrsearch.trainers.models import Params, StackedModel
+from lrsearch.trainers.models import Params, Seeds, StackedModel
 from lrsearch.trainers.networks import seeded
 
 __all__ = ["LOSSES", "METRICS", "STRATEGIES", "ModuleModel", "PerExample", "loss_function", "metric_function"]
@@ -101,7 +101,9 @@ class ModuleModel(StackedModel):
         # Examples per evaluation call: on a CPU small chunks keep each layer's activations in cache (LeNet's
         # validation runs 1.9x faster in chunks of 256 than of 2048).
         self.eval_chunk = eval_chunk or (4096 if device.type == "cuda" else 256)
-        self.loss, self.metric = loss_function(loss), metric_function(metric, loss_function(loss))
+        self.loss = loss_function(loss)
+        self.metric = metric_function(metric, self.loss)
+        self._random: bool | None = None  # whether training draws random numbers: found on the first batch
         self.name = type(module).__name__
         self.param_names = [name for name, _ in module.named_parameters()]
         self.buffer_names = [name for name, _ in module.named_buffers()]
@@ -156,6 +158,21 @@ class ModuleModel(StackedModel):
             outputs.append(functional_call(self.module, state, (x if shared else x[m],)))
         return torch.stack(outputs)
 
+    def _draws_randomness(self, tensors: Sequence[torch.Tensor], x: torch.Tensor) -> bool:
+        """Whether the module's training forward draws random numbers (dropout): two members' copies on a
+        few examples of ``x``, under two seeds, once. Only then does a batch need each member's seed."""
+        if self._random is None:
+            copies, training = [t[:2].detach() for t in tensors], self.module.training
+            sample = x[:4].unsqueeze(0).expand(2, *x[:4].shape)
+            try:
+                with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                    self.module.train(True)
+                    first, second = (self._looped([c.clone() for c in copies], sample, False, [s, s]) for s in (1, 2))
+            finally:
+                self.module.train(training)
+            self._random = not torch.equal(first, second)
+        return self._random
+
     def _check_vmap(self, tensors: Sequence[torch.Tensor], x: torch.Tensor) -> None:
         """Run two members both ways on a few examples of ``x``, on copies of their state. An op without a vmap
         rule, or a forward whose in-place tricks vmap gets wrong, means the loop (where the strategy was left
@@ -169,7 +186,6 @@ class ModuleModel(StackedModel):
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                 self.module.train(True)
                 self._batched([c.clone() for c in copies], sample, False)
-                draws = [self._looped([c.clone() for c in copies], sample, False, [s, s]) for s in (1, 2)]
                 self.module.train(False)
                 batched = self._batched([c.clone() for c in copies], sample, False)
                 looped = self._looped([c.clone() for c in copies], sample, False, None)
@@ -177,11 +193,10 @@ class ModuleModel(StackedModel):
                 raise RuntimeError("its outputs under vmap differ from its outputs member by member")
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
             if not self.auto:
-                message = " ".join(str(exc).split())
-                raise ConfigError(f"{self.name} cannot be trained with strategy 'vmap' ({message}); use 'loop'") from None
+                raise ConfigError(f"{self.name} cannot be trained with strategy 'vmap' ({one_line(exc)}); use 'loop'") from None
             self.strategy = "loop"
         else:
-            if self.auto and x.device.type == "cpu" and not torch.equal(*draws):
+            if self.auto and x.device.type == "cpu" and self._draws_randomness(tensors, x):
                 self.strategy = "loop"
         finally:
             self.module.train(training)
@@ -190,15 +205,15 @@ class ModuleModel(StackedModel):
         return self.outputs(params, x)
 
     def loss_and_grads(
-        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Sequence[int] | None = None
+        self, params: Params, x: torch.Tensor, target: torch.Tensor, seeds: Seeds | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Params]:
         members, batch = target.shape[:2]
         self.module.train()
-        if seeds is None:
+        if seeds is None or not self._draws_randomness(params, x[0]):
             out = self.outputs(params, x)
         else:  # seeded draws, and the caller's own random state left as it was
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-                out = self.outputs(params, x, seeds=seeds)
+                out = self.outputs(params, x, seeds=seeds())
         losses = self.loss(out.flatten(0, 1), target.flatten(0, 1)).view(members, batch)
         grads = list(torch.autograd.grad(losses.sum() / batch, params[: self.trainable]))
         with torch.no_grad():

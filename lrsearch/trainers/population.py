@@ -17,6 +17,7 @@ A member gets the same numbers in a population as trained alone (to float tolera
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -206,8 +207,7 @@ class _Group:
         correct = torch.zeros(len(self.members), device=device)
         for b in range(n_updates):
             x, target = model.batch(train, perms[:, b * batch_size : (b + 1) * batch_size])
-            seeds = [update_seed(m.noise_seed, m.steps_done + b) for m in self.members]
-            loss, hits, grads = model.loss_and_grads(self.params, x, target, seeds)
+            loss, hits, grads = model.loss_and_grads(self.params, x, target, functools.partial(self._seeds, b))
             loss_sum += loss
             correct += hits
             with torch.no_grad():
@@ -217,6 +217,10 @@ class _Group:
         for m in self.members:
             m.steps_done += n_updates
         return np.concatenate([stats, rates[:, -1][None, :]])
+
+    def _seeds(self, b: int) -> list[int]:
+        """Each member's seed for the random ops of the epoch's update ``b``."""
+        return [update_seed(m.noise_seed, m.steps_done + b) for m in self.members]
 
     def recorded(self, row: int) -> dict[str, float]:
         """The problem's ``record`` of member ``row``'s parameters, by name (nothing without a record)."""

@@ -140,6 +140,18 @@ def test_dropout_masks_differ_between_members(strategy: str) -> None:
     assert not torch.equal(out[0], out[1])
 
 
+@pytest.mark.parametrize(("dropout", "seeded"), [(0.0, False), (0.5, True)])
+def test_only_a_module_that_draws_random_numbers_asks_for_its_members_seeds(dropout: float, seeded: bool) -> None:
+    model = ModuleModel(lambda: UserNet(dropout), strategy="loop")
+    state = [torch.stack([t, t]).requires_grad_(i < model.trainable)
+             for i, t in enumerate(model.init(torch.Generator().manual_seed(5)))]  # fmt: skip
+    asked: list[int] = []
+    x, y = toy_split(8, 2).x, toy_split(8, 2).y
+    for _ in range(3):
+        model.loss_and_grads(state, torch.stack([x, x]), torch.stack([y, y]), lambda: asked.append(1) or [1, 2])
+    assert len(asked) == (3 if seeded else 0)
+
+
 def test_a_regression_module_trains_on_its_loss() -> None:
     factory = lambda: UserNet(0.0, outputs=1)
     problem = toy_problem(ModuleModel(factory, loss="mse", metric="loss"), regression=True)
