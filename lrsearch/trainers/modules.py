@@ -149,13 +149,15 @@ class ModuleModel(StackedModel):
     def _looped(
         self, tensors: Sequence[torch.Tensor], x: torch.Tensor, shared: bool, seeds: Sequence[int] | None
     ) -> torch.Tensor:
-        params, buffers = self._state(tensors)
+        # One unbind per tensor: its backward is one stack of the members' gradients, where indexing each
+        # member would fill a zero tensor of the whole population's size per member.
+        members = list(zip(*(t.unbind(0) for t in tensors), strict=True))
+        inputs = x.unbind(0) if not shared else [x] * len(members)
         outputs = []
-        for m in range(tensors[0].shape[0]):
+        for m, (state, xs) in enumerate(zip(members, inputs, strict=True)):
             if seeds is not None:
                 torch.manual_seed(seeds[m])
-            state = ({k: v[m] for k, v in params.items()}, {k: v[m] for k, v in buffers.items()})
-            outputs.append(functional_call(self.module, state, (x if shared else x[m],)))
+            outputs.append(functional_call(self.module, self._state(state), (xs,)))
         return torch.stack(outputs)
 
     def _draws_randomness(self, tensors: Sequence[torch.Tensor], x: torch.Tensor) -> bool:
