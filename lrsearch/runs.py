@@ -1,5 +1,5 @@
 """Running a study end to end: create or join it, its note, the search, the repeats and the report; in this
-process, or in several local worker processes on one storage.
+process, or in several local worker processes (multiprocessing's spawn) on one storage.
 
 ```python
 report = lrsearch.run("cosine_vs_step", storage="sqlite:///x.db", n_trials=8)   # a name, a path or a dict
@@ -13,14 +13,22 @@ report.study            # the optuna.Study
 from __future__ import annotations
 
 import dataclasses
+import io
+import multiprocessing
+import multiprocessing.connection
 import os
+import pickle
 import signal
-import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 import optuna_dashboard
@@ -31,7 +39,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lrsearch.artifacts import ArtifactWriter, open_store, resolve_artifacts
 from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.devices import resolve_device
-from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.errors import ConfigError, RuntimeFailure, one_line
+from lrsearch.interrupts import Interrupted, OncePerBurst, noted
 from lrsearch.problem import Problem
 from lrsearch.report import StudyReport, build_report
 from lrsearch.review import publish
@@ -107,34 +116,154 @@ def _devices(devices: str | None, device: str) -> list[str]:
     return [str(resolve_device(device))]
 
 
-def _run_workers(spec: StudySpec, url: str, devices: list[str], workers: int, forwarded: list[str]) -> None:
-    """Start ``workers`` processes on ``devices`` (round robin) and wait for all of them."""
-    # The URL travels in the environment, not the command line: `ps` shows command lines to everyone.
-    env = {**os.environ, "LRSEARCH_STORAGE": url}
-    assigned = [devices[i % len(devices)] for i in range(workers)]
-    cpu_workers = sum(d == "cpu" for d in assigned)
-    procs = []
-    for device in assigned:
-        child = dict(env)
-        if device == "cpu" and "OMP_NUM_THREADS" not in env:
-            # CPU workers share the cores; more threads than cores makes OpenMP spin against itself.
-            child["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // cpu_workers))
-        command = [sys.executable, "-m", "lrsearch", "run", "--study", str(spec.path), "--device", device,
-                   "--workers", "1", "--no-report", *forwarded]  # fmt: skip
-        procs.append(subprocess.Popen(command, env=child))
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What a spawned worker runs: the study as the caller gave it, and ``run``'s arguments for one worker."""
+
+    study: str | Path | Mapping[str, Any]
+    problem: Problem | None
+    settings: Mapping[str, Any]
+    threads: int | None
+    interruptible: bool
+    verbosity: int  # Optuna's logging, as the caller set it
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a job, noting the functions and classes it refers to in a ``__main__`` that a spawned
+    process cannot import (a notebook's, an interactive session's)."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        main = sys.modules.get("__main__")
+        self.importable = main is not None and getattr(main, "__file__", None) is not None
+        self.stranded: list[str] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if not self.importable and getattr(obj, "__module__", None) == "__main__" and hasattr(obj, "__qualname__"):
+            self.stranded.append(obj.__qualname__)
+        return NotImplemented
+
+
+def _pickled(job: _Job) -> bytes:
+    """The job as the workers receive it, checked before anything is written: a problem whose model or data
+    only this process can see is one clear error."""
+    buffer = io.BytesIO()
+    pickler = _Pickler(buffer)
     try:
-        codes = [p.wait() for p in procs]
+        pickler.dump(job)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"several local workers need a problem they can be sent ({one_line(exc)}): make its model "
+                          "a function defined at module level in a file, not a lambda, or run one worker") from None  # fmt: skip
+    if pickler.stranded:
+        raise ConfigError(f"several local workers cannot import {', '.join(sorted(set(pickler.stranded)))}, defined "
+                          "in this session's __main__ (a notebook's): put the problem in a module file, or run one "
+                          "worker")  # fmt: skip
+    return buffer.getvalue()
+
+
+class _RemoteTraceback(Exception):
+    """A worker's traceback, as the cause of the error it ended with (``--debug`` shows it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _worker(parent: Connection) -> None:
+    """A spawned local worker: receives its job from ``parent``, runs ``run`` for one worker and sends back
+    its exit code and error (if any)."""
+    code, message, details = 0, "", ""
+    try:
+        job: _Job = pickle.loads(parent.recv_bytes())
+        if job.interruptible:  # started with SIGINT ignored, so that a Ctrl-C met no import half done
+            signal.signal(signal.SIGINT, OncePerBurst())
+        parent.send(("ready", 0, "", ""))
+        optuna.logging.set_verbosity(job.verbosity)
+        if job.threads is not None:
+            torch.set_num_threads(job.threads)
+        run(job.study, problem=job.problem, **job.settings)
     except KeyboardInterrupt:
-        # The terminal's Ctrl-C reached every worker too; let each end its trials and exit.
-        for p in procs:
-            p.wait()
-        raise
-    failed = [(i, code) for i, code in enumerate(codes) if code != 0]
-    if failed:
-        i, code = failed[0]
-        if code in (130, -signal.SIGINT):  # a worker that Python's own handler ended dies of the signal
-            raise KeyboardInterrupt
-        raise RuntimeFailure(f"worker {i} on {assigned[i]} exited with code {code}")
+        code, message = 130, "interrupted"
+    except (ConfigError, RuntimeFailure) as exc:
+        code, message, details = exc.exit_code, str(exc), traceback.format_exc()
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, which ends with it as one line
+        code, message, details = 1, f"unexpected {type(exc).__name__}: {one_line(exc)}", traceback.format_exc()
+    parent.send(("done", code, message, details))
+    sys.exit(code)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a process starts, which inherits that: a Ctrl-C then cannot land inside its
+    imports (a traceback); the worker takes Ctrl-C again once they are done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclasses.dataclass
+class _Started:
+    """A started worker, and what it has sent: ``ready`` (it takes Ctrl-C), ``done`` (code, message, traceback)."""
+
+    device: str
+    process: BaseProcess
+    connection: Connection
+    news: dict[str, tuple[int, str, str]] = dataclasses.field(default_factory=dict)
+    interrupted: bool = False
+
+    def read(self) -> None:
+        while self.connection.poll():
+            try:
+                kind, *rest = self.connection.recv()
+            except EOFError:
+                return
+            self.news[kind] = tuple(rest)  # type: ignore[assignment]
+
+
+def _run_workers(jobs: list[tuple[str, bytes]]) -> None:
+    """Start a spawned process per (device, job) and wait for all of them; the first that failed decides
+    how this one ends (its error, its exit code's kind).
+
+    Ctrl-C: a terminal's reaches every worker, a notebook's only this process; either way each worker is
+    passed one once it takes them (one still starting has written nothing), ends its trials and exits."""
+    context = multiprocessing.get_context("spawn")
+    started: list[_Started] = []
+    stop = threading.Event()
+    with noted(stop):
+        for device, _ in jobs:
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_worker, args=(theirs,), name=f"lrsearch-worker-{len(started)}")
+            with _sigint_ignored():
+                process.start()
+            theirs.close()
+            started.append(_Started(device, process, ours))
+        for worker, (_, payload) in zip(started, jobs, strict=True):
+            worker.connection.send_bytes(payload)  # after the starts: a large job waits for its reader
+        while any(w.process.is_alive() for w in started):
+            multiprocessing.connection.wait(
+                [w.process.sentinel for w in started] + [w.connection for w in started], 0.2
+            )
+            for worker in started:
+                worker.read()
+                if stop.is_set() and "ready" in worker.news and not worker.interrupted and worker.process.is_alive():
+                    os.kill(worker.process.pid, signal.SIGINT)  # type: ignore[arg-type]
+                    worker.interrupted = True
+    if stop.is_set():
+        raise Interrupted
+    for i, worker in enumerate(started):
+        worker.read()
+        code, message, details = worker.news.get("done", (worker.process.exitcode, "", ""))
+        if code == 0:
+            continue
+        if code in (130, -signal.SIGINT):
+            raise Interrupted
+        where = f"worker {i} on {worker.device}"
+        error = (ConfigError if code == 2 else RuntimeFailure)(f"{where}: {message or f'exited with code {code}'}")
+        raise error from (_RemoteTraceback(details) if details else None)
 
 
 def run(
@@ -158,36 +287,41 @@ def run(
     max_retry: int = Heartbeat.max_retry,
     data_dir: Path | None = None,
     artifacts: str | None = None,
-    progress: bool = True,
+    progress: bool | Literal["lines"] = True,
     report: bool = True,
 ) -> Report | None:
     """Run (or join) ``study``: a bundled name, a path, or a mapping of a study file's keys (then called
     ``name``); ``problem`` gives the problem directly instead of the study's ``trainer``. Everything
     ``lrsearch run`` does; the other arguments are its flags. ``progress``: a bar on a terminal or in a
-    notebook, a line per finished batch elsewhere; False for neither. Returns the report (None with
-    ``report=False``, a worker started by another run)."""
+    notebook, a line per finished batch elsewhere; ``"lines"`` for lines everywhere; False for neither.
+    Several ``workers`` are processes started here (multiprocessing's spawn), each sent the study and the
+    problem: a problem passed in must then pickle and be importable by them (a module-level function in a
+    file, not a lambda or a notebook's). Returns the report (None with ``report=False``: a worker only)."""
     worker_devices = _devices(devices, device)
     if workers is not None:
         integer("workers", workers, 1, MAX_WORKERS)
+    if progress not in (True, False, "lines"):
+        raise ConfigError(f"progress must be True, False or 'lines' but got {progress!r}")
     beats = Heartbeat(interval=heartbeat, grace=grace, max_retry=max_retry)
     spec = load_study(study, problem=problem, name=name).for_device(torch.device(worker_devices[0]).type)
     pruner_settings = spec.pruner_settings if pruner in (None, spec.pruner) else {}
-    spec = spec.with_overrides(n_trials=n_trials, timeout=timeout, epochs=epochs, population=population,
-                               sampler=sampler, pruner=pruner, pruner_settings=pruner_settings, seed=seed)  # fmt: skip
+    overrides = {"n_trials": n_trials, "timeout": timeout, "epochs": epochs, "population": population,
+                 "sampler": sampler, "pruner": pruner, "seed": seed}  # fmt: skip
+    spec = spec.with_overrides(**overrides, pruner_settings=pruner_settings)
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
     count = workers or len(worker_devices)
     if count > 1 and url in ("sqlite://", "sqlite:///:memory:"):
         raise ConfigError("several workers need a storage they can share; an in-memory SQLite database is not")
-    if count > 1 and (problem is not None or isinstance(study, Mapping)):
-        raise ConfigError("several local workers read the study file and import its trainer themselves: give a "
-                          "study file whose trainer names the problem (module:callable), or run one worker")  # fmt: skip
     # The data is read (and checked) before the study is written: bad data must not leave an empty study.
-    engine = None
+    engine, jobs = None, []
     if count == 1:
         engine = spec.resolved_trainer.load(torch.device(worker_devices[0]), data_dir)
     else:
         spec.resolved_trainer.check_data(data_dir)  # each worker loads its own; this only checks it
+        jobs = _jobs(study, problem, worker_devices, count, {
+            **overrides, "name": name, "storage": url, "heartbeat": heartbeat, "grace": grace, "max_retry": max_retry,
+            "data_dir": data_dir, "artifacts": location, "progress": progress and "lines", "report": False})  # fmt: skip
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
     # storage call survives a database restart (retried), those of start-up and of the report included.
     joined = retrying(join_study, spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
@@ -195,13 +329,11 @@ def run(
     if report and not retrying(optuna_dashboard.get_note, joined):
         retrying(publish, joined, spec)  # the question, before any answer
     if engine is None:
-        forwarded = [f"--{flag.replace('_', '-')}={value}" for flag, value in (
-            ("n_trials", n_trials), ("timeout", timeout), ("epochs", epochs), ("population", population),
-            ("sampler", sampler), ("pruner", pruner), ("seed", seed), ("heartbeat", heartbeat), ("grace", grace),
-            ("max_retry", max_retry), ("data_dir", data_dir), ("artifacts", location)) if value is not None]  # fmt: skip
         if progress:
-            print(f"study {spec.name} in {masked(url)}: {count} workers on {', '.join(worker_devices)}", file=sys.stderr)
-        _run_workers(spec, url, worker_devices, count, forwarded)
+            print(
+                f"study {spec.name} in {masked(url)}: {count} workers on {', '.join(worker_devices)}", file=sys.stderr
+            )
+        _run_workers(jobs)
     else:
         writer = ArtifactWriter(store) if store is not None else None
         try:
@@ -214,6 +346,19 @@ def run(
     return Report(*retrying(_final_report, spec, url))
 
 
+def _jobs(study: str | Path | Mapping[str, Any], problem: Problem | None, devices: list[str], count: int,
+          settings: dict[str, Any]) -> list[tuple[str, bytes]]:  # fmt: skip
+    """Each local worker's device and job, round robin over ``devices``."""
+    assigned = [devices[i % len(devices)] for i in range(count)]
+    cpu_workers = sum(d == "cpu" for d in assigned)
+    # CPU workers share the cores: more threads than cores makes OpenMP spin against itself.
+    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+    interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    return [(device, _pickled(_Job(study, problem, {**settings, "device": device, "workers": 1},
+                                   threads if device == "cpu" else None, interruptible, optuna.logging.get_verbosity())))
+            for device in assigned]  # fmt: skip
+
+
 def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]:
     """The study's report, also published to the dashboard. Read in full: the workers' reads leave out the
     per-epoch values and lists the charts show."""
@@ -224,11 +369,11 @@ def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]
 
 
 def _work(spec: StudySpec, study: optuna.Study, problem: EngineProblem, where: str, artifacts: ArtifactWriter | None,
-          progress: bool) -> None:  # fmt: skip
+          progress: bool | Literal["lines"]) -> None:  # fmt: skip
     """This process as one worker: the search, then the repeats."""
     device = problem.device
     spec = resolve_auto_lr(spec, study, problem)
-    console = Console(stderr=True, quiet=not progress)
+    console = Console(stderr=True, quiet=not progress, force_terminal=False if progress == "lines" else None)
     console.print(f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False)
     if artifacts is None:
         console.print("no artifact store (--artifacts or LRSEARCH_ARTIFACTS): trials keep their curves as user "

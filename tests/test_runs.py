@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -8,7 +10,7 @@ import torch
 from torch import nn
 
 import lrsearch
-from lrsearch.errors import ConfigError
+from lrsearch.errors import ConfigError, RuntimeFailure
 from tests.conftest import write_study
 
 
@@ -18,9 +20,20 @@ def classes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (x[:, 0] + x[:, 1] > 0).long()
 
 
-def problem() -> lrsearch.Problem:
-    return lrsearch.Problem(model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2)),
-                            train=classes(96, 0), val=classes(48, 1), test=classes(48, 2), batch_size=16, epochs=4)  # fmt: skip
+def network() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2))
+
+
+def problem(model: Callable[[], nn.Module] = lambda: network()) -> lrsearch.Problem:
+    return lrsearch.Problem(model=model, train=classes(96, 0), val=classes(48, 1), test=classes(48, 2), batch_size=16,
+                            epochs=4)  # fmt: skip
+
+
+def network_of_a_worker() -> nn.Module:
+    """Fails in a spawned worker only (the parent probes the problem first)."""
+    if multiprocessing.parent_process() is not None:
+        raise ValueError("no network in a worker")
+    return network()
 
 
 STUDY = {
@@ -37,8 +50,9 @@ STUDY = {
 def test_a_study_given_as_a_dict_with_its_problem(tmp_path: Path, storage_url: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     url = storage_url
-    report = lrsearch.run(STUDY, problem=problem(), name="mine", storage=url, artifacts=str(tmp_path / "a"),
-                          progress=False)
+    report = lrsearch.run(
+        STUDY, problem=problem(), name="mine", storage=url, artifacts=str(tmp_path / "a"), progress=False
+    )
     assert isinstance(report, lrsearch.Report) and report.verdict
     assert capsys.readouterr().err == ""  # progress=False: silent
     assert report.study.study_name == "mine" and len(report.study.trials) == 6 + 2 * 2
@@ -68,8 +82,12 @@ def test_a_worker_run_returns_no_report(tmp_path: Path) -> None:
         (STUDY, {}, r"^study study: trainer: missing$"),
         (STUDY, {"problem": lambda: "blobs"}, "problem must be an lrsearch.Problem but got str"),
         (3, {}, "study must be a name, a path or a mapping but got int"),
-        (STUDY, {"problem": problem, "workers": 2, "storage": "sqlite:///{tmp}/s.db"},
-         "several local workers read the study file"),
+        (
+            STUDY,
+            {"problem": problem, "workers": 2},
+            r"several local workers need a problem they can be sent \(.*lambda",
+        ),
+        (STUDY, {"problem": problem, "progress": "bars"}, "progress must be True, False or 'lines' but got 'bars'"),
     ],
 )
 def test_bad_studies_are_refused_before_anything_is_written(tmp_path: Path, study: object, kwargs: dict,
@@ -81,3 +99,22 @@ def test_bad_studies_are_refused_before_anything_is_written(tmp_path: Path, stud
     with pytest.raises(ConfigError, match=message):
         lrsearch.run(study, **kwargs)  # type: ignore[arg-type]
     assert not (tmp_path / "s.db").exists()
+
+
+def test_local_workers_are_spawned_with_the_problem_object(tmp_path: Path, storage_url: str) -> None:
+    # Long enough (seconds) that the second worker, starting a moment later, still finds trials to run.
+    report = lrsearch.run(STUDY, problem=problem(network), name="spawned", storage=storage_url, workers=2,
+                          device="cpu", n_trials=12, population=2, epochs=300, progress=False)  # fmt: skip
+    assert report is not None and report.verdict
+    trials = report.study.trials
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both spawned workers trained
+    assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+
+
+def test_a_failed_worker_ends_the_run_with_its_error_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(
+        RuntimeFailure, match=r"^worker 0 on cpu: unexpected ValueError: no network in a worker$"
+    ) as caught:
+        lrsearch.run(STUDY, problem=problem(network_of_a_worker), storage=url, workers=2, device="cpu", progress=False)
+    assert "\n" not in str(caught.value) and "Traceback" in str(caught.value.__cause__)

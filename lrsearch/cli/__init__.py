@@ -6,18 +6,16 @@ Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 interrupted. ``--debug``
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 
 import click
 
 from lrsearch import __version__
 from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.interrupts import interrupts
 from lrsearch.urls import redact
 
 __all__ = ["LOOPBACK", "check_free", "cli", "entry_point", "main"]
@@ -68,43 +66,6 @@ def _register_commands(debug: bool) -> None:
         cli.add_command(module.command)
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, raised by lrsearch's own handler.
-
-    A subclass because CPython marks a plain KeyboardInterrupt that lands inside a library's ``exec`` of a
-    string (dataclasses, namedtuple) as unhandled, and then kills the process with SIGINT at exit even
-    though it was caught: exit -2 instead of 130.
-    """
-
-
-def _exit_at_once(signum: int, frame: FrameType | None) -> None:
-    # Start-up has written nothing, and an interrupt inside an import can surface as another error
-    # (Python 3.11 wraps it in a RuntimeError from __set_name__).
-    os.write(2, b"lrsearch: interrupted\n")
-    os._exit(130)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted
-
-
-@contextmanager
-def _interrupts() -> Iterator[Callable[[], object]]:
-    """Ctrl-C ends start-up at once; once the caller calls what this yields, it raises :class:`Interrupted`.
-
-    Left alone where Python's own handler is not in place: SIGINT ignored (a job started with ``&``), a
-    thread other than the main one, a host program's handler. The previous handler is restored on exit.
-    """
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield lambda: None
-        return
-    previous = signal.signal(signal.SIGINT, _exit_at_once)
-    try:
-        yield lambda: signal.signal(signal.SIGINT, _interrupt)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _storage_urls(args: Sequence[str]) -> list[str]:
     """The storage URLs this command line may hold: ``--storage``'s values (also misplaced) and
     ``LRSEARCH_STORAGE``."""
@@ -129,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
     try:
-        with _interrupts() as started:
+        with interrupts() as started:
             _register_commands(debug)
             started()
             result = cli.main(args, prog_name="lrsearch", standalone_mode=False)

@@ -165,7 +165,7 @@ class ModuleModel(StackedModel):
         few examples of ``x``, under two seeds, once. Only then does a batch need each member's seed."""
         if self._random is None:
             copies, training = [t[:2].detach() for t in tensors], self.module.training
-            sample = x[:4].unsqueeze(0).expand(2, *x[:4].shape)
+            sample = x[:4].unsqueeze(0).expand(len(copies[0]), *x[:4].shape)
             try:
                 with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                     self.module.train(True)
@@ -183,7 +183,7 @@ class ModuleModel(StackedModel):
         member's masks would depend on who else trains."""
         self._checked = True
         copies, training = [t[:2].detach() for t in tensors], self.module.training
-        sample = x[:4].unsqueeze(0).expand(2, *x[:4].shape)  # batched as in training, not shared
+        sample = x[:4].unsqueeze(0).expand(len(copies[0]), *x[:4].shape)  # batched as in training, not shared
         try:
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                 self.module.train(True)
@@ -195,7 +195,9 @@ class ModuleModel(StackedModel):
                 raise RuntimeError("its outputs under vmap differ from its outputs member by member")
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
             if not self.auto:
-                raise ConfigError(f"{self.name} cannot be trained with strategy 'vmap' ({one_line(exc)}); use 'loop'") from None
+                raise ConfigError(
+                    f"{self.name} cannot be trained with strategy 'vmap' ({one_line(exc)}); use 'loop'"
+                ) from None
             self.strategy = "loop"
         else:
             if self.auto and x.device.type == "cpu" and self._draws_randomness(tensors, x):

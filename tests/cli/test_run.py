@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -140,6 +141,46 @@ def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path) -> Non
     finally:
         process.kill()  # never leave a 100000-epoch run behind
     assert process.returncode == 130 and err.strip().endswith("lrsearch: interrupted")
+    trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
+    states = sorted(t.state.name for t in trials)
+    assert states == ["FAIL"] * 4 + ["WAITING"] * 4  # nothing left RUNNING; each one enqueued again
+
+
+@pytest.mark.parametrize("whom", ["the run only", "its process group"])
+def test_ctrl_c_stops_local_workers_and_exits_130(tmp_path: Path, whom: str) -> None:
+    """A notebook's interrupt reaches the run only, which passes it on; a terminal's reaches every worker too
+    (each stops once)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.db"
+    study = write_study(tmp_path, n_trials=8, population=2, epochs=100000, pruner='"none"')
+    process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage",
+                                f"sqlite:///{db}", "--workers", "2", "--device", "cpu"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # until both workers' populations are training
+            time.sleep(0.5)
+            try:
+                if len(optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials) == 4:
+                    break
+            except KeyError:  # the study is not created yet
+                pass
+        time.sleep(1)
+        if whom == "the run only":
+            process.send_signal(signal.SIGINT)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # never leave a 100000-epoch run behind
+        process.wait()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "lrsearch: interrupted" and "Traceback" not in err
     trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
     states = sorted(t.state.name for t in trials)
     assert states == ["FAIL"] * 4 + ["WAITING"] * 4  # nothing left RUNNING; each one enqueued again

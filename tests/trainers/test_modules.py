@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -208,6 +209,14 @@ def test_a_module_vmap_cannot_run_is_one_clear_error_and_trains_with_the_loop(mo
 def test_auto_loops_over_a_convolutional_module_on_a_cpu_and_batches_the_rest() -> None:
     assert ModuleModel(lenet).strategy == "loop"
     assert ModuleModel(UserNet).strategy == "vmap"
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_population_of_one_keeps_the_strategy_auto_chose(dropout: float) -> None:
+    """The first batch's checks run on as many members as there are (they once assumed two)."""
+    model = ModuleModel(functools.partial(UserNet, dropout))
+    (member,) = train_population(toy_problem(model), CONFIGS[:1])
+    assert member.status == "completed" and model.strategy == ("vmap" if dropout == 0 else "loop")
 
 
 def test_auto_falls_back_to_the_loop_for_a_module_vmap_cannot_run() -> None:
