@@ -235,13 +235,19 @@ def _created(connect: Callable[[], RDBStorage], *, patience: float = _RESTART_PA
                 raise
 
 
+#: What libpq says, with no SQLSTATE, of a connection a server restarting refuses: nobody listens for a
+#: moment, and the server that does says it is shutting down, starting up or recovering (57P03 in its logs).
+_RESTART_MESSAGES = ("connection refused", "the database system is", "server closed the connection unexpectedly")
+
+
 def _restarting(error: BaseException | None) -> bool:
     """A PostgreSQL server shutting down or starting up (SQLSTATE 57P01-57P03), a connection lost (08...),
-    or refused (no SQLSTATE: nobody listens, for the moment of a restart)."""
+    or refused while it restarts (no SQLSTATE: a failed connection attempt has none)."""
     state = getattr(error, "sqlstate", None)
     if state is not None:
         return state in ("57P01", "57P02", "57P03") or state.startswith("08")
-    return type(error).__module__.startswith("psycopg") and "refused" in str(error).lower()
+    text = str(error).lower()
+    return type(error).__module__.startswith("psycopg") and any(m in text for m in _RESTART_MESSAGES)
 
 
 def _reason(exc: BaseException, url: str) -> str:
@@ -272,7 +278,7 @@ class TrialRecord:
 
 def _utc_now() -> datetime.datetime:
     """Now as Optuna 5 stores trial times: naive UTC."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[TrialRecord]) -> list[int]:
@@ -330,9 +336,10 @@ def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
     connection = session.connection()
     if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
         columns = list(rows[0])
-        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(
-            f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
+        with (
+            connection.connection.driver_connection.cursor() as cursor,
+            cursor.copy(f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row([v.name if isinstance(v, enum.Enum) else v for v in row.values()])
     else:
@@ -402,7 +409,9 @@ def record_heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[
     with _create_scoped_session(backend.scoped_session, True) as session:
         now = session.execute(sqlalchemy.func.now()).scalar()
         model = models.TrialHeartbeatModel
-        beats = {b.trial_id: b for b in session.query(model).filter(model.trial_id.in_(list(trial_ids))).with_for_update()}
+        beats = {
+            b.trial_id: b for b in session.query(model).filter(model.trial_id.in_(list(trial_ids))).with_for_update()
+        }
         for trial_id in trial_ids:
             if trial_id in beats:
                 beats[trial_id].heartbeat = now
@@ -432,7 +441,8 @@ def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int
     grace = datetime.timedelta(seconds=backend.grace_period or 2 * backend.get_heartbeat_interval())
     trials, beats = models.TrialModel, models.TrialHeartbeatModel
     with _create_scoped_session(backend.scoped_session) as session:
-        db_now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)  # heartbeats: the database's clock
+        # Heartbeats are stamped by the database's clock.
+        db_now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
         rows = session.execute(
             sqlalchemy.select(trials.trial_id, trials._datetime_start_utc, beats.heartbeat)
             .outerjoin(beats, beats.trial_id == trials.trial_id)
@@ -466,7 +476,9 @@ def _transient(exc: BaseException | None) -> bool:
     # Optuna re-raises any database error inside its sessions as StorageInternalError; look at the cause.
     if isinstance(exc, optuna.exceptions.StorageInternalError):
         exc = exc.__cause__
-    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.PendingRollbackError)):
+    if isinstance(
+        exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.PendingRollbackError)
+    ):
         return True
     return isinstance(exc, sqlalchemy.exc.DBAPIError) and (exc.connection_invalidated or _restarting(exc.orig))
 
@@ -556,7 +568,9 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
                 unfinished = storage._studies[study_id].unfinished_trial_ids
                 storage._add_trials_to_cache(study_id, [copy.copy(t) for t in finished if t._trial_id in unfinished])
 
-    def buffer_param(trial_id: int, name: str, internal: float, distribution: optuna.distributions.BaseDistribution) -> None:
+    def buffer_param(
+        trial_id: int, name: str, internal: float, distribution: optuna.distributions.BaseDistribution
+    ) -> None:
         known = storage._studies[study._study_id].param_distribution
         if name in known:
             optuna.distributions.check_distribution_compatibility(known[name], distribution)
@@ -619,9 +633,14 @@ def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optun
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session, True) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        first = session.scalar(sqlalchemy.select(sqlalchemy.func.count(trials.trial_id)).where(trials.study_id == study_id))
+        first = session.scalar(
+            sqlalchemy.select(sqlalchemy.func.count(trials.trial_id)).where(trials.study_id == study_id)
+        )
         now = datetime.datetime.now()
-        rows = [trials(study_id=study_id, number=first + i, state=TrialState.RUNNING, datetime_start=now) for i in range(count)]
+        rows = [
+            trials(study_id=study_id, number=first + i, state=TrialState.RUNNING, datetime_start=now)
+            for i in range(count)
+        ]
         session.add_all(rows)
         session.flush()
         return [optuna.trial.FrozenTrial(number=r.number, state=TrialState.RUNNING, value=None, values=None,
@@ -630,7 +649,9 @@ def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optun
                                          trial_id=r.trial_id) for r in rows]  # fmt: skip
 
 
-def _write_round(backend: RDBStorage, params: list[dict[str, Any]], system_attrs: Mapping[int, Mapping[str, Any]]) -> None:
+def _write_round(
+    backend: RDBStorage, params: list[dict[str, Any]], system_attrs: Mapping[int, Mapping[str, Any]]
+) -> None:
     with _create_scoped_session(backend.scoped_session) as session:
         _insert(session, models.TrialParamModel, params)
         _set_attrs(session, models.TrialSystemAttributeModel, system_attrs)

@@ -3,6 +3,9 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import datetime
+import socket
+import struct
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -37,12 +40,46 @@ def test_an_unreachable_database_is_one_error_within_30_seconds() -> None:
     assert "s3cret" not in str(error.value)
 
 
-def test_a_restarting_server_is_waited_for_and_a_wrong_login_is_not() -> None:
+def _answering_once(code: str, message: str) -> int:
+    """A port on which a server answers one connection attempt as PostgreSQL does when it refuses it (an
+    ErrorResponse to the startup message): the states of a restart cannot be timed on the real server."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        connection, _ = server.accept()
+        with connection, server:
+            while True:
+                (length,) = struct.unpack("!I", connection.recv(4))
+                if struct.unpack("!I", connection.recv(length - 4)[:4])[0] not in (80877103, 80877104):
+                    break
+                connection.sendall(b"N")  # no SSL or GSS encryption: the startup message follows
+            fields = f"SFATAL\0VFATAL\0C{code}\0M{message}\0\0".encode()
+            connection.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return server.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [("57P03", "the database system is shutting down"), ("57P03", "the database system is starting up"),
+     ("57P03", "the database system is not yet accepting connections"),
+     ("57P03", "the database system is in recovery mode")],
+)  # fmt: skip
+def test_a_server_in_the_middle_of_a_restart_is_waited_for(code: str, message: str) -> None:
     import psycopg
 
-    from lrsearch.storage import (
-        _restarting,
-    )
+    from lrsearch.storage import _restarting
+
+    with pytest.raises(psycopg.OperationalError) as refusal:
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{_answering_once(code, message)}/test", connect_timeout=5)
+    assert _restarting(refusal.value)
+
+
+def test_a_server_not_listening_is_waited_for_and_a_wrong_login_is_not() -> None:
+    import psycopg
+
+    from lrsearch.storage import _restarting
 
     with pytest.raises(psycopg.OperationalError) as refused:
         psycopg.connect("postgresql://postgres@127.0.0.1:1/test", connect_timeout=5)
@@ -80,8 +117,14 @@ def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, stor
     done, pruned, failed, taken = (study.ask() for _ in range(4))
     study.tell(taken, state=TrialState.FAIL)  # another worker ended it meanwhile
     records = [
-        TrialRecord(done._trial_id, {1: 0.5, 2: 0.7}, {"seed": 0, "curve": [0.1, 0.2]}, TrialState.COMPLETE, 0.7,
-                    {"artifacts:a": '{"artifact_id": "a"}'}),
+        TrialRecord(
+            done._trial_id,
+            {1: 0.5, 2: 0.7},
+            {"seed": 0, "curve": [0.1, 0.2]},
+            TrialState.COMPLETE,
+            0.7,
+            {"artifacts:a": '{"artifact_id": "a"}'},
+        ),
         TrialRecord(pruned._trial_id, {1: 0.4, 2: 0.3}, {"seed": 1}, TrialState.PRUNED),
         TrialRecord(failed._trial_id, {}, {"error": "x"}, TrialState.FAIL),
         TrialRecord(taken._trial_id, {1: 0.9}, {"seed": 3}, TrialState.COMPLETE, 0.9),
@@ -103,7 +146,9 @@ def test_finishing_keeps_what_a_trial_was_enqueued_with(tmp_path: Path) -> None:
     study = optuna.create_study(storage=open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"), heartbeat=None))
     study.enqueue_trial({}, user_attrs={"repeat_of": 3, "seed": 7})
     trial = study.ask()
-    write_finished(study._storage, [TrialRecord(trial._trial_id, {1: 0.5}, {"seed": 7, "epochs": 1}, TrialState.COMPLETE, 0.5)])
+    write_finished(
+        study._storage, [TrialRecord(trial._trial_id, {1: 0.5}, {"seed": 7, "epochs": 1}, TrialState.COMPLETE, 0.5)]
+    )
     assert study.trials[0].user_attrs == {"repeat_of": 3, "seed": 7, "epochs": 1}
 
 
@@ -271,6 +316,7 @@ def test_retrying_waits_out_a_dropped_connection() -> None:
         return "done"
 
     assert retrying(flaky) == "done" and len(calls) == 3
+
     def down() -> None:
         raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("down"))
 
