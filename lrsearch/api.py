@@ -60,24 +60,38 @@ class TrainResult:
 
     @property
     def val(self) -> float | None:
-        return self.result.val_accuracy
+        return self.result.val_metric
 
     @property
     def test(self) -> float | None:
-        return self.result.test_accuracy
+        return self.result.test_metric
+
+    def columns(self) -> list[str]:
+        """The history's columns: epoch, lr, train_loss, train_<metric>, val_loss, val_<metric> (no metric
+        columns of their own where the metric is the loss), then what the problem records."""
+        names = [self._named(f.name) for f in dataclasses.fields(EpochMetrics) if f.name != "recorded"]
+        recorded = self.result.history[-1].recorded if self.result.history else {}
+        return [*(n for n in names if n is not None), *recorded]
+
+    def _named(self, field: str) -> str | None:
+        if field in ("train_metric", "val_metric"):
+            return None if self.metric == "loss" else field.replace("metric", self.metric)
+        return field
+
+    def epoch_rows(self) -> list[dict[str, Any]]:
+        """One dict per finished epoch, keyed by ``columns``."""
+        rows = []
+        for m in self.result.history:
+            named = {self._named(k): v for k, v in vars(m).items() if k != "recorded"}
+            rows.append({k: v for k, v in named.items() if k is not None} | m.recorded)
+        return rows
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per finished epoch: epoch, lr, train_loss, train_<metric>, val_loss, val_<metric> (no
-        metric columns of their own where the metric is the loss), then what the problem records."""
+        """One row per finished epoch (``columns``)."""
         import pandas as pd
 
-        names = [f.name for f in dataclasses.fields(EpochMetrics) if f.name != "recorded"]
-        frame = pd.DataFrame([{**{n: getattr(m, n) for n in names}, **m.recorded} for m in self.result.history],
-                             columns=[*names, *(self.result.history[-1].recorded if self.result.history else {})])  # fmt: skip
-        if self.metric == "loss":
-            return frame.drop(columns=["train_accuracy", "val_accuracy"])
-        return frame.rename(columns={"train_accuracy": f"train_{self.metric}", "val_accuracy": f"val_{self.metric}"})
+        return pd.DataFrame(self.epoch_rows(), columns=self.columns())
 
 
 def _trainer(problem: Problem | str) -> Trainer:
@@ -146,7 +160,7 @@ def train(
 
         def each_epoch(reports: Sequence[EpochReport]) -> list[int]:
             m = reports[0].metrics
-            advance(m.epoch, f"loss {m.train_loss:.4f}  val {engine.metric} {m.val_accuracy:.4f}")
+            advance(m.epoch, f"loss {m.train_loss:.4f}  val {engine.metric} {m.val_metric:.4f}")
             if on_epoch is not None:
                 on_epoch(reports[0])
             return []

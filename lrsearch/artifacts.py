@@ -1,6 +1,6 @@
 """Each finished trial's curves as Optuna artifacts: where the store is, and writing them.
 
-Per trial, ``curves.json`` (per epoch: lr, train and validation loss and accuracy) and ``curves.svg`` (the
+Per trial, ``curves.json`` (per epoch: lr, train and validation loss and metric) and ``curves.svg`` (the
 same as a picture; the dashboard previews any ``image/*`` artifact). Their metadata is written as the
 trial's system attrs in the transaction that ends the trial (Optuna's ``upload_artifact`` cannot add them
 to a finished trial, and would take a transaction per file); the files go to the store from a background
@@ -72,21 +72,26 @@ def open_store(location: str) -> ArtifactStore:
     return FileSystemArtifactStore(folder)
 
 
-def curves_of(history: Sequence[EpochMetrics]) -> dict[str, list[float]]:
-    """A trial's per-epoch curves, as its ``curves.json`` holds them."""
+def curves_of(history: Sequence[EpochMetrics], metric: str = "accuracy") -> dict[str, list[float]]:
+    """A trial's per-epoch curves, as its ``curves.json`` holds them: the metric's named by it
+    (``val_accuracy``), none of its own where the metric is the loss."""
+    names = {"lr": "lr", "train_loss": "train_loss", "val_loss": "val_loss"}
+    if metric != "loss":
+        names |= {f"train_{metric}": "train_metric", f"val_{metric}": "val_metric"}
     return {"epoch": [m.epoch for m in history]} | {
-        name: [getattr(m, name) for m in history]
-        for name in ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+        key: [getattr(m, name) for m in history] for key, name in names.items()
     }
 
 
-def _svg(curves: dict[str, list[float]], title: str) -> str:
+def _svg(curves: dict[str, list[float]], title: str, metric: str) -> str:
     x = curves["epoch"]
-    return svg_panels([
+    panels = [
         Panel("learning rate", x, {"lr": curves["lr"]}, log_y=True),
         Panel("loss", x, {"train": curves["train_loss"], "validation": curves["val_loss"]}),
-        Panel("accuracy", x, {"train": curves["train_accuracy"], "validation": curves["val_accuracy"]}),
-    ], title=title)  # fmt: skip
+    ]
+    if metric != "loss":
+        panels.append(Panel(metric, x, {"train": curves[f"train_{metric}"], "validation": curves[f"val_{metric}"]}))
+    return svg_panels(panels, title=title)
 
 
 @dataclasses.dataclass
@@ -97,12 +102,12 @@ class ArtifactWriter:
     _pool: ThreadPoolExecutor = dataclasses.field(default_factory=lambda: ThreadPoolExecutor(1, "lrsearch-artifacts"))
     _pending: list[Future[None]] = dataclasses.field(default_factory=list)
 
-    def prepare(self, number: int, history: Sequence[EpochMetrics]) -> dict[str, Any]:
+    def prepare(self, number: int, history: Sequence[EpochMetrics], metric: str = "accuracy") -> dict[str, Any]:
         """The trial's artifact system attrs (write them with the trial), and the files queued for the store."""
-        curves = curves_of(history)
+        curves = curves_of(history, metric)
         files = {
             "curves.json": (json.dumps(curves).encode(), "application/json"),
-            "curves.svg": (_svg(curves, f"trial {number}").encode(), "image/svg+xml"),
+            "curves.svg": (_svg(curves, f"trial {number}", metric).encode(), "image/svg+xml"),
         }
         attrs = {}
         for filename, (data, mimetype) in files.items():

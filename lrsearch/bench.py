@@ -153,14 +153,14 @@ def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int
         config = spec.space.sample(trial, seed=spec.seed + trial.number)
 
         def report(metrics: EpochMetrics) -> None:
-            trial.report(metrics.val_accuracy, metrics.epoch)
+            trial.report(metrics.val_metric, metrics.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
         result = train_plain(problem, config, epochs=spec.epochs, on_epoch=report)
-        if result.val_accuracy is None:
+        if result.val_metric is None:
             raise optuna.TrialPruned()  # diverged
-        return result.val_accuracy
+        return result.val_metric
 
     with tempfile.TemporaryDirectory() as folder:
         ours = join_study(spec, open_storage(f"sqlite:///{folder}/population.db"), worker=worker_id())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ class SGD(StackedOptimizer):
     """torch.optim.SGD (no dampening): buf = momentum * buf + g; step along buf, or g + momentum * buf."""
 
     name = "sgd"
-    defaults = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    defaults: ClassVar[dict[str, float | bool]] = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
     state_names = ("momentum_buffer",)
 
     def _derived(self, key: str) -> np.ndarray:
@@ -145,7 +145,7 @@ class RMSprop(StackedOptimizer):
     """torch.optim.RMSprop (not centered)."""
 
     name = "rmsprop"
-    defaults = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0}
+    defaults: ClassVar[dict[str, float | bool]] = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0}
     state_names = ("square_avg", "momentum_buffer")
 
     def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
@@ -167,7 +167,7 @@ class Adagrad(StackedOptimizer):
     """torch.optim.Adagrad (lr_decay 0: decay comes from the schedule and ``decay``)."""
 
     name = "adagrad"
-    defaults = {"eps": 1e-10, "weight_decay": 0.0}
+    defaults: ClassVar[dict[str, float | bool]] = {"eps": 1e-10, "weight_decay": 0.0}
     state_names = ("sum",)
 
     def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
@@ -183,7 +183,7 @@ class Adam(StackedOptimizer):
     """torch.optim.Adam; ``AdamW`` decouples the weight decay."""
 
     name = "adam"
-    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    defaults: ClassVar[dict[str, float | bool]] = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     state_names = ("exp_avg", "exp_avg_sq")
     decoupled = False
 
@@ -213,7 +213,7 @@ class AdamW(Adam):
     """torch.optim.AdamW: weight decay applied to the parameters, scaled by the rate."""
 
     name = "adamw"
-    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
+    defaults: ClassVar[dict[str, float | bool]] = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
     decoupled = True
 
 

@@ -100,8 +100,8 @@ def svg_panels(panels: Sequence[Panel], *, title: str = "", width: int = 300, he
     """Panels side by side in one self-contained SVG document; non-finite points are left out (a log axis
     also leaves out values <= 0)."""
     top = 22 if title else 0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height + top}" '
-             f'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>']  # fmt: skip
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height + top}" '
+             f'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>')]  # fmt: skip
     if title:
         parts.append(f'<text x="8" y="15" font-size="13" font-weight="bold">{html.escape(title)}</text>')
     for i, panel in enumerate(panels):
@@ -113,8 +113,8 @@ def svg_panels(panels: Sequence[Panel], *, title: str = "", width: int = 300, he
 def _svg_panel(panel: Panel, width: int, height: int) -> str:
     left, right, top, bottom = 52, 10, 20, 26
     plot_w, plot_h = width - left - right, height - top - bottom
-    scale = (lambda v: math.log10(v)) if panel.log_y else (lambda v: v)  # noqa: E731
-    usable = lambda v: v is not None and math.isfinite(v) and (v > 0 or not panel.log_y)  # noqa: E731
+    scale = (lambda v: math.log10(v)) if panel.log_y else (lambda v: v)
+    usable = lambda v: v is not None and math.isfinite(v) and (v > 0 or not panel.log_y)
     ys = [scale(v) for line in panel.lines.values() for v in line if usable(v)]
     out = [f'<text x="{left}" y="13" font-weight="bold">{html.escape(panel.title)}</text>',
            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']  # fmt: skip
@@ -124,8 +124,8 @@ def _svg_panel(panel: Panel, width: int, height: int) -> str:
     y0, y1 = min(ys), max(ys)
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - 0.5, y1 + 0.5
-    px = lambda x: left + (x - x0) / ((x1 - x0) or 1) * plot_w  # noqa: E731
-    py = lambda y: top + plot_h - (y - y0) / (y1 - y0) * plot_h  # noqa: E731
+    px = lambda x: left + (x - x0) / ((x1 - x0) or 1) * plot_w
+    py = lambda y: top + plot_h - (y - y0) / (y1 - y0) * plot_h
     for k in range(3):
         y = y0 + (y1 - y0) * k / 2
         label = f"{10 ** y:.2g}" if panel.log_y else f"{y:.3g}"

@@ -54,7 +54,7 @@ def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
     """Optuna's conversion: naive UTC in the database, naive local time in a FrozenTrial."""
     if utc is None:
         return None
-    return utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
+    return utc.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
 
 
 def _rows(session: Any, model: Any, columns: Iterable[str], ids: list[int], order: str | None = None,

@@ -74,10 +74,10 @@ class GroupSummary:
     diverged: int
     failed: int
     best_trial: int | None
-    best_val_accuracy: float | None
-    best_test_accuracy: float | None
+    best_val: float | None
+    best_test: float | None
     best_params: dict[str, Any]
-    repeats: Interval | None  # test accuracy of the best configuration's repeats
+    repeats: Interval | None  # test metric of the best configuration's repeats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +130,8 @@ class StudyReport:
         for g in self.groups:
             r = g.repeats
             rows.append([str(g.value), str(g.trials), str(g.completed), str(g.pruned), str(g.diverged),
-                         "-" if g.best_trial is None else f"#{g.best_trial}", _fmt(g.best_val_accuracy),
-                         _fmt(g.best_test_accuracy), str(r.n) if r else "0", _fmt(r.mean) if r else "-",
+                         "-" if g.best_trial is None else f"#{g.best_trial}", _fmt(g.best_val),
+                         _fmt(g.best_test), str(r.n) if r else "0", _fmt(r.mean) if r else "-",
                          _fmt(r.half_width) if r else "-"])  # fmt: skip
         return header, rows
 
@@ -148,12 +148,13 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _metric(trial: FrozenTrial) -> float | None:
-    value = trial.user_attrs.get("test_accuracy")
+def _test(trial: FrozenTrial, metric: str) -> float | None:
+    value = trial.user_attrs.get(f"test_{metric}")
     return float(value) if value is not None else None
 
 
-def _group_summary(value: Any, trials: list[FrozenTrial], best: FrozenTrial | None, repeats: list[FrozenTrial]) -> GroupSummary:
+def _group_summary(value: Any, trials: list[FrozenTrial], best: FrozenTrial | None, repeats: list[FrozenTrial],
+                   metric: str) -> GroupSummary:  # fmt: skip
     def count(state: TrialState) -> int:
         return sum(t.state == state for t in trials)
 
@@ -165,10 +166,10 @@ def _group_summary(value: Any, trials: list[FrozenTrial], best: FrozenTrial | No
         diverged=sum(bool(t.user_attrs.get("diverged")) for t in trials),
         failed=count(TrialState.FAIL),
         best_trial=best.number if best else None,
-        best_val_accuracy=best.value if best else None,
-        best_test_accuracy=_metric(best) if best else None,
+        best_val=best.value if best else None,
+        best_test=_test(best, metric) if best else None,
         best_params=dict(best.params) if best else {},
-        repeats=t_interval([_metric(t) for t in repeats if t.state == TrialState.COMPLETE]),
+        repeats=t_interval([_test(t, metric) for t in repeats if t.state == TrialState.COMPLETE]),
     )
 
 
@@ -213,16 +214,18 @@ def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Compari
             return f"{compare} = {leader.value} wins over the runner-up{rest}: {figures}."
         beaten = [str(c.other) for c in comparisons if c.p < 0.05]
         beats = f" It is significantly better than {', '.join(beaten)} (Holm-corrected p < 0.05)." if beaten else ""
-        return (f"No significant difference between the two best: {compare} = {leader.value} leads with {figures}; "
-                f"more repeats would be needed to separate them.{beats}")
+        return (
+            f"No significant difference between the two best: {compare} = {leader.value} leads with {figures}; "
+            f"more repeats would be needed to separate them.{beats}"
+        )
     sign = -1 if maximize else 1
-    ranked = sorted((g for g in groups if g.best_val_accuracy is not None), key=lambda g: sign * g.best_val_accuracy)  # type: ignore[operator]
+    ranked = sorted((g for g in groups if g.best_val is not None), key=lambda g: sign * g.best_val)  # type: ignore[operator]
     if not ranked:
         return "No trial has completed yet: nothing to compare."
     if len(ranked) == 1:
         return f"Only {compare} = {ranked[0].value} has completed trials: nothing to compare it with."
-    return (f"{compare} = {ranked[0].value} has the best single trial (val {metric} {ranked[0].best_val_accuracy:.4f} "
-            f"vs {ranked[1].best_val_accuracy:.4f}), but without repeats of at least two seeds per group this is "
+    return (f"{compare} = {ranked[0].value} has the best single trial (val {metric} {ranked[0].best_val:.4f} "
+            f"vs {ranked[1].best_val:.4f}), but without repeats of at least two seeds per group this is "
             "one draw each, not evidence.")  # fmt: skip
 
 
@@ -260,6 +263,7 @@ def build_report(study: optuna.Study) -> StudyReport:
             [t for t in search if group_of(t, compare) == value],
             best.get(value),
             [t for t in trials if best.get(value) is not None and t.user_attrs.get(REPEAT_OF) == best[value].number],
+            metric,
         )
         for value in values
     ]

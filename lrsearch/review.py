@@ -29,8 +29,8 @@ def _describe(param: Param) -> str:
 def _question(spec: StudySpec) -> list[str]:
     space = spec.space
     lines = [f"# {spec.name}", "", f"**Question:** {spec.question}", "",
-             f"**Trainer:** `{spec.trainer}`, {spec.epochs} epochs per trial. "
-             f"**Compared:** `{spec.compare}`, the best of each group re-run with {spec.repeats} new seeds.", "",
+             (f"**Trainer:** `{spec.trainer}`, {spec.epochs} epochs per trial. "
+             f"**Compared:** `{spec.compare}`, the best of each group re-run with {spec.repeats} new seeds."), "",
              "**Search space:**", ""]  # fmt: skip
     lines += [f"- `{name}`: {_describe(param)}" for name, param in space.params.items()]
     for branch, entries in space.branches.items():
@@ -41,8 +41,8 @@ def _question(spec: StudySpec) -> list[str]:
         lines += ["- fixed: " + ", ".join(f"{k} = {v}" for k, v in space.fixed.items())]
     budget = [f"{spec.n_trials} search trials" if spec.n_trials else None,
               f"a {spec.timeout:g} s timeout" if spec.timeout else None]  # fmt: skip
-    lines += ["", f"**Budget:** {' and '.join(b for b in budget if b)}; {spec.population} trials trained at once, "
-              f"sampler `{spec.sampler}`, pruner `{spec.pruner}`."]  # fmt: skip
+    lines += ["", (f"**Budget:** {' and '.join(b for b in budget if b)}; {spec.population} trials trained at once, "
+              f"sampler `{spec.sampler}`, pruner `{spec.pruner}`.")]  # fmt: skip
     return lines
 
 

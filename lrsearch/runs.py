@@ -101,7 +101,7 @@ class _Display:
     def update(self, tally: Tally) -> None:
         self.progress.update(self.task, completed=tally.finished, status=self.status(tally))
         if not self.console.is_terminal:
-            self.console.print(f"[{time.strftime('%H:%M:%S')} {self.label}] {self.status(tally)}", highlight=False)
+            self.console.print(f"[{time.strftime('%H:%M:%S')} {self.label}] {self.status(tally)}", highlight=False, soft_wrap=True)
 
 
 def _devices(devices: str | None, device: str) -> list[str]:
@@ -374,10 +374,10 @@ def _work(spec: StudySpec, study: optuna.Study, problem: EngineProblem, where: s
     device = problem.device
     spec = resolve_auto_lr(spec, study, problem)
     console = Console(stderr=True, quiet=not progress, force_terminal=False if progress == "lines" else None)
-    console.print(f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False)
+    console.print(f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False, soft_wrap=True)
     if artifacts is None:
         console.print("no artifact store (--artifacts or LRSEARCH_ARTIFACTS): trials keep their curves as user "
-                      "attrs only", highlight=False)  # fmt: skip
+                      "attrs only", highlight=False, soft_wrap=True)  # fmt: skip
     display = _Display(console, spec.n_trials, f"{device} {worker_id()}")
     search = Search(spec, study, problem, on_progress=display.update, artifacts=artifacts)
     with display.progress:

@@ -140,7 +140,7 @@ def password_postgres() -> Iterator[tuple[str, str]]:
     import subprocess
     import tempfile
 
-    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    binaries = max(Path("/usr/lib/postgresql").glob("*/bin"))
     # Not under pytest's temporary root, which only root may enter: the server runs as postgres.
     folder = Path(tempfile.mkdtemp(prefix="lrsearch-pg-"))
     folder.chmod(0o755)

@@ -13,8 +13,8 @@ from lrsearch.errors import ConfigError
 from lrsearch.storage import TrialRecord, open_storage, write_finished
 from lrsearch.trainers import EpochMetrics
 
-HISTORY = tuple(EpochMetrics(epoch=e, lr=0.1 / e, train_loss=1.0 / e, train_accuracy=0.5 + e / 10, val_loss=1.1 / e,
-                             val_accuracy=0.4 + e / 10) for e in (1, 2, 3))  # fmt: skip
+HISTORY = tuple(EpochMetrics(epoch=e, lr=0.1 / e, train_loss=1.0 / e, train_metric=0.5 + e / 10, val_loss=1.1 / e,
+                             val_metric=0.4 + e / 10) for e in (1, 2, 3))  # fmt: skip
 
 
 @pytest.mark.parametrize(("flag", "env", "url", "expected"), [
@@ -53,6 +53,9 @@ def test_curves() -> None:
     assert curves_of(HISTORY) == {"epoch": [1, 2, 3], "lr": [0.1 / e for e in epochs],
                                   "train_loss": [1.0 / e for e in epochs], "train_accuracy": [0.5 + e / 10 for e in epochs],
                                   "val_loss": [1.1 / e for e in epochs], "val_accuracy": [0.4 + e / 10 for e in epochs]}  # fmt: skip
+    # Named by the problem's metric; none of their own where the metric is the loss.
+    assert set(curves_of(HISTORY, "r2")) == {"epoch", "lr", "train_loss", "train_r2", "val_loss", "val_r2"}
+    assert set(curves_of(HISTORY, "loss")) == {"epoch", "lr", "train_loss", "val_loss"}
 
 
 def test_a_finished_trial_carries_its_curves(tmp_path: Path) -> None:

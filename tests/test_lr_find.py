@@ -23,7 +23,7 @@ def test_the_ramp_finds_a_rate_that_trains(blobs: Problem) -> None:
     assert 1e-4 < test.suggested < 0.1  # seed 000: 1e-3 to 0.1 learn, 1 oscillates, 1e-6 learns nothing
     # The suggestion trains: 50 epochs at it beat 50 epochs at the start of the sweep.
     good, poor = train_population(blobs, [TrainConfig(lr=test.suggested), TrainConfig(lr=1e-6)], epochs=50)
-    assert good.val_accuracy > poor.val_accuracy + 0.1
+    assert good.val_metric > poor.val_metric + 0.1
 
 
 def test_momentum_lowers_the_suggestion(blobs: Problem) -> None:

@@ -56,7 +56,7 @@ def test_a_clear_winner() -> None:
     cosine, step = (next(g for g in report.groups if g.value == v) for v in ("cosine", "step"))
     assert step.repeats is not None and step.repeats.mean == pytest.approx(0.80)
     assert (cosine.trials, cosine.completed, cosine.pruned, cosine.diverged) == (3, 2, 1, 1)
-    assert cosine.best_val_accuracy == pytest.approx(0.90) and cosine.best_params["lr"] == pytest.approx(0.02)
+    assert cosine.best_val == pytest.approx(0.90) and cosine.best_params["lr"] == pytest.approx(0.02)
     assert cosine.repeats is not None and cosine.repeats.mean == pytest.approx(0.91) and cosine.repeats.n == 3
     expected = stats.ttest_ind([0.90, 0.91, 0.92], [0.80, 0.81, 0.79], equal_var=False)
     (comparison,) = report.comparisons

@@ -163,7 +163,7 @@ PYTORCH_CASES = {
         lambda o: torch.optim.lr_scheduler.OneCycleLR(
             o, max_lr=0.4, total_steps=50, pct_start=0.25, div_factor=10.0, final_div_factor=100.0,
             cycle_momentum=False,
-        ),  # fmt: skip
+        ),
         50,
     ),
     "cyclic": (

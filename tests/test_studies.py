@@ -59,22 +59,22 @@ def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
          "compare: must name a searched parameter with a list of values"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosinus"]',
          "space.schedule: unknown schedule 'cosinus'"),
-        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]\n'
-         '[space.step]\ngama = 0.1', "space.step.gama: step has no parameter 'gama'"),
+        (('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]\n'
+         '[space.step]\ngama = 0.1'), "space.step.gama: step has no parameter 'gama'"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "step"]',
          "step needs milestones or a step_size"),
-        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n'
-         '[space.step]\ngamma = 0.1', "space.step: the schedule step is never chosen"),
-        ('question = "q"\ntrainer = "blobs"\nepochs = 10\ncompare = "schedule"\nn_trials = 3\n[space]\n'
-         'schedule = ["constant", "cosine"]\nwarmup = { low = 0, high = 10 }', "cosine total (10) must be longer than warmup (10)"),
-        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nsampler = "grid"\n[space]\n'
-         'schedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1 }', "grid sampler needs lists, but space.lr"),
+        (('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\n'
+         '[space.step]\ngamma = 0.1'), "space.step: the schedule step is never chosen"),
+        (('question = "q"\ntrainer = "blobs"\nepochs = 10\ncompare = "schedule"\nn_trials = 3\n[space]\n'
+         'schedule = ["constant", "cosine"]\nwarmup = { low = 0, high = 10 }'), "cosine total (10) must be longer than warmup (10)"),
+        (('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nsampler = "grid"\n[space]\n'
+         'schedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1 }'), "grid sampler needs lists, but space.lr"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nsampler = "cmaes"\n[space]\nschedule = ["constant"]',
          "sampler: unknown sampler 'cmaes'"),
-        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\npruner = { name = "median", patience = 3 }\n'
-         '[space]\nschedule = ["constant"]', "pruner: pruner median has no setting 'patience'"),
-        ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[fixed]\nmomentum = 1.5\n[space]\n'
-         'schedule = ["constant"]', "momentum must be a number in [0, 1) but got 1.5"),
+        (('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\npruner = { name = "median", patience = 3 }\n'
+         '[space]\nschedule = ["constant"]'), "pruner: pruner median has no setting 'patience'"),
+        (('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[fixed]\nmomentum = 1.5\n[space]\n'
+         'schedule = ["constant"]'), "momentum must be a number in [0, 1) but got 1.5"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "arm"\nn_trials = 3\n[arms.a]\nlr = 0.1\nbeta9 = 2', "arms.a.beta9: unknown setting"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space\nschedule = 1', "not valid TOML"),
         ('question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\ndecay = { low = 0.0, high = inf }',

@@ -80,7 +80,7 @@ def command(trainer: str, device: str, population: int | None, baseline_trials: 
             **{
                 name: {
                     "measurements": [{**vars(m), "trials_per_second": m.trials_per_second,
-                                      "examples_per_second": m.examples_per_second} for m in ms],  # fmt: skip
+                                      "examples_per_second": m.examples_per_second} for m in ms],
                     "ratio": _ratio(name, ms),
                 }
                 for name, ms in results.items()

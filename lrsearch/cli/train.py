@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lrsearch.api import train
+from lrsearch.api import TrainResult, train
 from lrsearch.config import SCHEDULE_UNITS
 from lrsearch.errors import ConfigError
 from lrsearch.optim import OPTIMIZERS
@@ -38,25 +38,32 @@ def parse_optimizer_params(pairs: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def result_json(result: MemberResult, *, trainer: str, epochs: int, batch_size: int, device: str,
-                seconds: float) -> dict[str, Any]:  # fmt: skip
-    """The ``--json`` object: config, history (1-based epochs), val/test accuracy, diverged, seconds."""
+def result_json(trained: TrainResult, *, trainer: str) -> dict[str, Any]:
+    """The ``--json`` object: config, history (1-based epochs, columns named by the metric), the metric's
+    name and its validation and test values, diverged, seconds."""
 
     def finite(value: float | None) -> float | None:
         return value if value is not None and math.isfinite(value) else None
 
+    result, metric = trained.result, trained.metric
     return {
-        "config": {"trainer": trainer, "epochs": epochs, "batch_size": batch_size, "device": device,
-                   **result.config.to_dict()},  # fmt: skip
-        # A problem's own records (a learned weight) sit beside the epoch's metrics.
-        "history": [{k: finite(v) if isinstance(v, float) else v for k, v in {**vars(m), **m.recorded}.items()
-                     if k != "recorded"} for m in result.history],  # fmt: skip
+        "config": {
+            "trainer": trainer,
+            "epochs": trained.epochs,
+            "batch_size": trained.batch_size,
+            "device": str(trained.device),
+            **result.config.to_dict(),
+        },
+        "history": [
+            {k: finite(v) if isinstance(v, float) else v for k, v in row.items()} for row in trained.epoch_rows()
+        ],
         "status": result.status,
         "selected_epoch": result.selected_epoch,
-        "val_accuracy": finite(result.val_accuracy),
-        "test_accuracy": finite(result.test_accuracy),
+        "metric": metric,
+        f"val_{metric}": finite(result.val_metric),
+        f"test_{metric}": finite(result.test_metric),
         "diverged": result.diverged,
-        "seconds": round(seconds, 3),
+        "seconds": round(trained.seconds, 3),
     }
 
 
@@ -72,28 +79,52 @@ def _epoch_table(result: MemberResult, *, mark_selected: bool, metric: str, rows
     for i in sorted(shown):
         m = history[i]
         mark = " *" if mark_selected and m.epoch == result.selected_epoch else ""
-        table.add_row(f"{m.epoch}{mark}", f"{m.lr:.4g}", f"{m.train_loss:.4f}", f"{m.train_accuracy:.4f}",
-                      f"{m.val_loss:.4f}", f"{m.val_accuracy:.4f}")  # fmt: skip
+        table.add_row(f"{m.epoch}{mark}", f"{m.lr:.4g}", f"{m.train_loss:.4f}", f"{m.train_metric:.4f}",
+                      f"{m.val_loss:.4f}", f"{m.val_metric:.4f}")  # fmt: skip
     return table
 
 
 @click.command("train")
-@click.option("--trainer", required=True, metavar="NAME|MODULE:CALLABLE",
-              help="The problem to train: a bundled or installed trainer (`lrsearch trainers`), or your own.")
+@click.option(
+    "--trainer",
+    required=True,
+    metavar="NAME|MODULE:CALLABLE",
+    help="The problem to train: a bundled or installed trainer (`lrsearch trainers`), or your own.",
+)
 @click.option("--optimizer", default="sgd", show_default=True, help=f"One of: {', '.join(OPTIMIZERS)}.")
 @click.option("--lr", type=float, help="Learning rate (default: the trainer's seed rate, 0.01 blobs, 0.3 LeNet).")
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD / RMSprop momentum.")
 @click.option("--nesterov", is_flag=True, help="Nesterov momentum (SGD).")
 @click.option("--weight-decay", type=float, help="L2 (AdamW: decoupled) weight decay; default the optimizer's.")
-@click.option("--optimizer-param", "optimizer_params", multiple=True, metavar="KEY=VALUE",
-              help="Other optimizer settings: alpha, beta1, beta2, eps (repeatable).")
-@click.option("--decay", type=float, default=0.0, show_default=True,
-              help="Keras time-based decay per update: lr / (1 + decay * update), on top of the schedule.")
+@click.option(
+    "--optimizer-param",
+    "optimizer_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Other optimizer settings: alpha, beta1, beta2, eps (repeatable).",
+)
+@click.option(
+    "--decay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Keras time-based decay per update: lr / (1 + decay * update), on top of the schedule.",
+)
 @click.option("--schedule", default="constant", show_default=True, help=f"One of: {', '.join(SCHEDULES)}.")
-@click.option("--schedule-param", "schedule_params", multiple=True, metavar="KEY=VALUE",
-              help="A schedule parameter (repeatable); a missing total defaults to the run's length.")
-@click.option("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), default="epoch", show_default=True,
-              help="What the schedule's step (and warmup) counts.")
+@click.option(
+    "--schedule-param",
+    "schedule_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A schedule parameter (repeatable); a missing total defaults to the run's length.",
+)
+@click.option(
+    "--schedule-unit",
+    type=click.Choice(SCHEDULE_UNITS),
+    default="epoch",
+    show_default=True,
+    help="What the schedule's step (and warmup) counts.",
+)
 @click.option("--warmup", type=int, default=0, show_default=True, help="Linear warmup length, in schedule units.")
 @click.option("--warmup-start", type=float, default=0.0, show_default=True, help="Rate warmup starts from.")
 @click.option("--epochs", type=int, help="Epochs (default: the trainer's, 200 blobs, 30 LeNet).")
@@ -118,9 +149,7 @@ def command(
     )  # fmt: skip
     result, seconds, torch_device, metric = trained.result, trained.seconds, trained.device, trained.metric
     if as_json:
-        payload = result_json(result, trainer=trainer, epochs=trained.epochs, batch_size=trained.batch_size,
-                              device=str(torch_device), seconds=seconds)  # fmt: skip
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps(result_json(trained, trainer=trainer), indent=2))
         return
     out = Console()
     if result.history:
@@ -128,9 +157,8 @@ def command(
     examples = trained.train_examples * len(result.history)
     summary = [
         f"{result.status}",
-        f"val {metric} {result.val_accuracy:.4f}" if result.val_accuracy is not None else f"no val {metric}",
-        f"test {metric} {result.test_accuracy:.4f}" if result.test_accuracy is not None
-        else f"no test {metric}",
+        f"val {metric} {result.val_metric:.4f}" if result.val_metric is not None else f"no val {metric}",
+        f"test {metric} {result.test_metric:.4f}" if result.test_metric is not None else f"no test {metric}",
     ]
     if trained.restores_best and result.selected_epoch:
         summary.append(f"weights of epoch {result.selected_epoch} (best on validation, marked *)")

@@ -2,7 +2,7 @@
 
     while the budget allows: ask trials until the population is full (members join between epochs)
     train one epoch for every member
-        each member reports its validation accuracy; the pruner decides against the study read once
+        each member reports its validation metric; the pruner decides against the study read once
         (the median and percentile pruners: against the completed trials' values, each read once)
         a member whose loss went NaN/inf ends PRUNED with user attr diverged
     write the finished trials' per-epoch values, attributes and ends in one transaction, behind the
@@ -152,10 +152,9 @@ def _heartbeats(storage: optuna.storages.BaseStorage, live: Callable[[], list[in
 
     def beat() -> None:
         while not stop.wait(interval):
-            try:
+            # A missed beat is retried at the next; the grace period allows it.
+            with contextlib.suppress(Exception):
                 record_heartbeats(storage, live())
-            except Exception:  # noqa: BLE001 - a missed beat is retried at the next; the grace period allows it
-                pass
 
     thread = threading.Thread(target=beat, name="lrsearch-heartbeat", daemon=True)
     thread.start()
@@ -183,6 +182,7 @@ class Search:
         self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
         self._completed = CompletedTrials(study) if CompletedTrials.suits(self.pruner, study) else None
         self._direction = study.direction
+        self._maximize = study.direction == StudyDirection.MAXIMIZE
         self.worker = worker_id()
         self.tally = Tally()
         self.on_progress = on_progress or (lambda tally: None)
@@ -193,7 +193,11 @@ class Search:
         self._poll = min(5.0, float(_heartbeat_interval(study._storage) or 5))
         compared = self.space.find(spec.compare)
         # A grid sampler covers every group by itself, and must not be wrapped.
-        self._groups = [Choice.encode(v) for v in compared.values] if isinstance(compared, Choice) and spec.sampler != "grid" else []
+        self._groups = (
+            [Choice.encode(v) for v in compared.values]
+            if isinstance(compared, Choice) and spec.sampler != "grid"
+            else []
+        )
         self._unused = {group: frozenset(self.space.other_branches(spec.compare, group)) for group in self._groups}
 
     # --- budget -------------------------------------------------------------------------------------------
@@ -218,13 +222,13 @@ class Search:
         else new search trials within budget. Each new trial's first heartbeat is recorded at once. Returns
         whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
-        if not drain_waiting and n_trials is not None:
-            # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing. A
-            # retry enqueued once the budget was taken runs all the same (it would be lost, and every worker
-            # would wait for it).
-            if (retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
-                    and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)):  # fmt: skip
-                return True
+        # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing. A retry
+        # enqueued once the budget was taken runs all the same (it would be lost, and every worker would wait
+        # for it).
+        if (not drain_waiting and n_trials is not None
+                and retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
+                and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)):  # fmt: skip
+            return True
         before = set(self._live)
         # One read of the study and one creation of the new trials for the whole round, with this worker's
         # trials still being written shown as finished (the grid sampler keeps Optuna's own: it records its
@@ -232,7 +236,11 @@ class Search:
         if self.spec.sampler == "grid":
             self._written(teller, wait=True)
         unwritten = teller.unwritten()
-        with contextlib.nullcontext(AskRound()) if self.spec.sampler == "grid" else one_read(self.study, unwritten) as round_:
+        with (
+            contextlib.nullcontext(AskRound())
+            if self.spec.sampler == "grid"
+            else one_read(self.study, unwritten) as round_
+        ):
             if drain_waiting:
                 wanted = min(free, retrying(count_trials, self.study, (TrialState.WAITING,)))
                 for _ in range(wanted):
@@ -251,7 +259,9 @@ class Search:
                     retrying(self._ask, population, group, round_.remember)
                     if group is not None:
                         tried[group] += 1
-        retrying(record_heartbeats, self.study._storage, [self._live[m].trial._trial_id for m in set(self._live) - before])
+        retrying(
+            record_heartbeats, self.study._storage, [self._live[m].trial._trial_id for m in set(self._live) - before]
+        )
         return wanted < free
 
     def _ask(self, population: Population, group: object | None = None,
@@ -288,10 +298,10 @@ class Search:
     # --- every epoch --------------------------------------------------------------------------------------
 
     def _on_epoch(self, reports: Sequence[EpochReport]) -> list[int]:
-        """Record each member's validation accuracy and ask the pruner about each (one read at the most)."""
+        """Record each member's validation metric and ask the pruner about each (one read at the most)."""
         finite = [r for r in reports if not r.diverged]
         for r in finite:
-            self._live[r.member].report(r.metrics.epoch, r.metrics.val_accuracy, self._direction)
+            self._live[r.member].report(r.metrics.epoch, r.metrics.val_metric, self._direction)
         prunable = [r for r in finite if not self._live[r.member].repeat]
         if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
             return []
@@ -309,10 +319,11 @@ class Search:
     # --- telling ------------------------------------------------------------------------------------------
 
     def _attrs(self, result: MemberResult, live: _Live) -> dict[str, object]:
-        history = result.history
+        history, metric = result.history, self.problem.metric
         return {
-            "val_accuracy": result.val_accuracy,
-            "test_accuracy": result.test_accuracy,
+            # Named by the problem's metric (val_accuracy, val_loss), as the report and the dashboard read them.
+            f"val_{metric}": result.val_metric,
+            f"test_{metric}": result.test_metric,
             "epochs": len(history),
             "selected_epoch": result.selected_epoch,
             "diverged": result.diverged,
@@ -321,11 +332,14 @@ class Search:
             "seed": live.config.seed,
             "worker": self.worker,
             "lr_history": [m.lr for m in history],
+            f"train_{metric}_history": [m.train_metric for m in history],  # the loss's, where the metric is the loss
             "train_loss_history": [m.train_loss for m in history],
-            "train_accuracy_history": [m.train_accuracy for m in history],
             "val_loss_history": [m.val_loss for m in history],
             # What the problem records of its parameters (seed 004's learned weight), epoch by epoch.
-            **{f"{key}_history": [m.recorded.get(key) for m in history] for key in (history[-1].recorded if history else {})},
+            **{
+                f"{key}_history": [m.recorded.get(key) for m in history]
+                for key in (history[-1].recorded if history else {})
+            },
         }
 
     def _end(self, trial: optuna.Trial, values: dict[int, float], attrs: dict[str, object], state: TrialState) -> None:
@@ -339,8 +353,9 @@ class Search:
         finishing = [(r, self._live.pop(r.member)) for r in results]
         records = [
             TrialRecord(live.trial._trial_id, live.values, self._attrs(r, live),
-                        TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED, r.val_accuracy,
-                        self.artifacts.prepare(live.trial.number, r.history) if self.artifacts and r.history else None)
+                        TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED, r.val_metric,
+                        self.artifacts.prepare(live.trial.number, r.history, self.problem.metric)
+                        if self.artifacts and r.history else None)
             for r, live in finishing
         ]  # fmt: skip
         views = [finished_view(live.trial._cached_frozen_trial, record, live.system_attrs)
@@ -360,8 +375,9 @@ class Search:
                     continue
                 if result.status == "completed":
                     self.tally.completed += 1
-                    if self.tally.best_value is None or result.val_accuracy > self.tally.best_value:  # type: ignore[operator]
-                        self.tally.best_value, self.tally.best_trial = result.val_accuracy, live.trial.number
+                    value, sign = float(result.val_metric), 1 if self._maximize else -1  # type: ignore[arg-type]
+                    if self.tally.best_value is None or sign * value > sign * self.tally.best_value:
+                        self.tally.best_value, self.tally.best_trial = value, live.trial.number
                 else:
                     # PRUNED keeps its last reported value; a diverged member reported only finite epochs.
                     self.tally.pruned += 1
@@ -396,7 +412,7 @@ class Search:
         ``drain_waiting``, run only the enqueued trials (the repeats)."""
         population = Population(self.problem, epochs=self.spec.epochs, batch_size=self.spec.batch_size)
         deadline = time.monotonic() + timeout if timeout is not None else math.inf
-        live_ids = lambda: [live.trial._trial_id for live in list(self._live.values())]  # noqa: E731
+        live_ids = lambda: [live.trial._trial_id for live in list(self._live.values())]
         started = time.perf_counter()
         # Once a round had nothing more to ask, the next is when the population has emptied: checking the
         # budget every epoch would read the study every epoch.
@@ -411,7 +427,9 @@ class Search:
                         asking_started, training_before = time.perf_counter(), self.tally.training
                         exhausted = self._ask_round(population, free, n_trials, drain_waiting, teller)
                         # A new member's weights are the trainer's work, counted as training in _ask.
-                        self.tally.asking += time.perf_counter() - asking_started - (self.tally.training - training_before)
+                        self.tally.asking += (
+                            time.perf_counter() - asking_started - (self.tally.training - training_before)
+                        )
                     if population.live == 0:
                         # This worker's own trials are written before it judges the others' (or leaves).
                         self._written(teller, wait=True)

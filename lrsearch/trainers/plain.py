@@ -101,8 +101,8 @@ class PlainResult:
 
     history: list[EpochMetrics]
     selected_epoch: int | None
-    val_accuracy: float | None
-    test_accuracy: float | None
+    val_metric: float | None
+    test_metric: float | None
 
 
 def train_plain(

@@ -69,9 +69,9 @@ class EpochMetrics:
     epoch: int
     lr: float
     train_loss: float
-    train_accuracy: float
+    train_metric: float
     val_loss: float
-    val_accuracy: float
+    val_metric: float
     recorded: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -85,7 +85,7 @@ class EpochReport:
 @dataclasses.dataclass(frozen=True)
 class MemberResult:
     """How a member ended. ``history`` holds its finite epochs; ``selected_epoch`` is the epoch whose weights
-    ``val_accuracy`` and ``test_accuracy`` describe (the last, or the best on validation where the problem
+    ``val_metric`` and ``test_metric`` describe (the last, or the best on validation where the problem
     restores the best). Stopped and diverged members have no test accuracy."""
 
     member: int
@@ -93,8 +93,8 @@ class MemberResult:
     status: Literal["completed", "stopped", "diverged"]
     history: tuple[EpochMetrics, ...]
     selected_epoch: int | None
-    val_accuracy: float | None
-    test_accuracy: float | None
+    val_metric: float | None
+    test_metric: float | None
     seconds: float
 
     @property
@@ -239,7 +239,7 @@ class _Group:
             for best, param in zip(self.best, self.params, strict=True):
                 best.index_copy_(0, index, param.detach().index_select(0, index))
 
-    def test_accuracy(self, rows: Sequence[int]) -> np.ndarray:
+    def test_metric(self, rows: Sequence[int]) -> np.ndarray:
         index = torch.tensor(rows, dtype=torch.long, device=self.problem.device)
         weights = self.best or self.params
         _, accuracy = self.problem.model.evaluate([w.detach().index_select(0, index) for w in weights],
@@ -351,7 +351,7 @@ class Population:
         if not ended:
             return []
         completed = [row for row, status in ended.items() if status == "completed"]
-        test = dict(zip(completed, group.test_accuracy(completed), strict=True)) if completed else {}
+        test = dict(zip(completed, group.test_metric(completed), strict=True)) if completed else {}
         now = time.perf_counter()
         results = []
         for row, status in ended.items():
@@ -364,8 +364,8 @@ class Population:
                     status=status,
                     history=tuple(m.history),
                     selected_epoch=m.best_epoch if finite else None,
-                    val_accuracy=m.best_val if finite and m.best_epoch else None,
-                    test_accuracy=float(test[row]) if row in test else None,
+                    val_metric=m.best_val if finite and m.best_epoch else None,
+                    test_metric=float(test[row]) if row in test else None,
                     seconds=now - m.started,
                 )
             )

@@ -8,6 +8,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import optuna
 
@@ -53,7 +54,7 @@ def dashboard(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def listening_addresses(port: int) -> set[str]:
     """The local addresses listening on ``port`` (IPv4, from /proc/net/tcp; hex, 0100007F is 127.0.0.1)."""
     found = set()
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         local, state = line.split()[1], line.split()[3]
         address, hex_port = local.split(":")
         if int(hex_port, 16) == port and state == "0A":

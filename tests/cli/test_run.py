@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -253,3 +254,11 @@ def test_a_regression_is_a_minimized_study_end_to_end(lrsearch: Callable[..., Ou
     assert "test loss" in outcome.out and "accuracy" not in outcome.out.split("Verdict:")[1]
     report = json.loads(lrsearch("report", "--study", "small", "--storage", storage_url, "--json").out)
     assert report["metric"] == "loss" and report["maximize"] is False
+    # Its attrs are named by the metric: no accuracy anywhere, the repeats' test loss in the report.
+    attrs = {key for t in loaded.trials for key in t.user_attrs}
+    assert {"val_loss", "test_loss", "train_loss_history"} <= attrs and not any("accuracy" in key for key in attrs)
+    assert all(g["repeats"]["n"] == 2 for g in report["groups"])
+    # The progress lines' best is the lowest.
+    best = re.findall(r"best ([0-9.]+) \(trial (\d+)\)", outcome.err)[-1]
+    lowest = min((t for t in loaded.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert int(best[1]) == lowest.number and float(best[0]) == pytest.approx(lowest.value, abs=1e-4)

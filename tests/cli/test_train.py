@@ -125,7 +125,7 @@ def test_ctrl_c_exits_130_with_one_line(delay: float) -> None:
 
 def test_the_console_script_and_module_entry_points() -> None:
     script = Path(sys.executable).parent / "lrsearch"
-    assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout.startswith("lrsearch")
+    assert subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False).stdout.startswith("lrsearch")
     process = run_process("train", "--trainer", "blobs", "--epochs", "2", "--json")
     assert process.returncode == 0 and json.loads(process.stdout)["history"][-1]["epoch"] == 2
 
@@ -147,6 +147,10 @@ def test_a_user_s_regression_names_its_metric(lrsearch: Callable[..., Outcome], 
     outcome = lrsearch("train", "--trainer", f"{in_user_folder}:regression", "--lr", "0.1")
     assert outcome.code == 0, outcome.err
     assert "val loss" in outcome.out and "accuracy" not in outcome.out
+    as_json = lrsearch("train", "--trainer", f"{in_user_folder}:regression", "--lr", "0.1", "--json")
+    report = json.loads(as_json.out)
+    assert report["metric"] == "loss" and report["test_loss"] is not None and "accuracy" not in as_json.out
+    assert set(report["history"][0]) == {"epoch", "lr", "train_loss", "val_loss"}
 
 
 @pytest.mark.parametrize(

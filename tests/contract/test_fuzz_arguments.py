@@ -94,7 +94,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
     return {
         "run": {
             "--study": pick([str(places.study)], [str(f / "missing.toml"), "no_such", "", str(f / "dir"), str(f / "bad.toml"),
-                                                  str(f / "latin1.toml"), str(f / "file.txt")]),  # fmt: skip
+                                                  str(f / "latin1.toml"), str(f / "file.txt")]),
             "--storage": storage, "--n-trials": count(1, 2), "--timeout": real(5, 30.0), "--epochs": count(1, 2),
             "--population": count(1, 2, bad=[*INTS, "4097"]), "--sampler": pick(["tpe", "random", "qmc"], ["cmaes", ""]),
             "--pruner": pick(["median", "none", "asha", "percentile"], ["hyperband", ""]), "--device": devices,
@@ -102,7 +102,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--seed": count(0, 7, bad=[*INTS, "4294967296"]), "--heartbeat": count(1, 30, bad=[*INTS, "3601"]),
             "--grace": count(2, 120, bad=[*INTS, "1"]), "--max-retry": count(0, 3, bad=[*INTS, "101"]),
             "--data-dir": data_dir, "--artifacts": artifacts, "--no-report": flag,
-        },  # fmt: skip
+        },
         "train": {
             "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", "", "no_such_module:problem", "json:loads"]), "--optimizer": optimizers,
             "--lr": real(0.01, 0.1), "--momentum": real(0.0, 0.9), "--nesterov": flag, "--weight-decay": real(0.0, 1e-4),
@@ -111,12 +111,12 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--warmup": count(0, 1), "--warmup-start": real(0.0, 0.001), "--epochs": count(1, 2),
             "--batch-size": count(16, 64, 100000), "--seed": count(0, 3), "--device": devices, "--data-dir": data_dir,
             "--json": flag,
-        },  # fmt: skip
+        },
         "schedule": {
             "TYPE": schedules, "--lr": real(0.1, 1.0), "--steps": count(1, 10, 500, bad=[*INTS, "10000001"]),
             "--param": schedule_params, "--warmup": count(0, 2, bad=[*INTS, "1000000001"]), "--warmup-start": real(0.0, 0.05),
             "--plot": plot,
-        },  # fmt: skip
+        },
         "lr-find": {
             "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", "no_such_module:problem", "json:loads"]),
             "--optimizer": optimizers,
@@ -124,11 +124,11 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--end": real(1.0, 10.0), "--updates": count(10, 30, bad=[*INTS, "9", "100001"]), "--seeds": count(1, 2, bad=[*INTS, "65"]),
             "--batch-size": count(16, 64), "--device": devices, "--data-dir": data_dir, "--plot": plot,
             "--json": flag,
-        },  # fmt: skip
+        },
         "report": {"--study": study_name, "--storage": finished, "--json": flag, "--html": pick([str(f / "report.html")], paths)},
         "export": {"--study": study_name, "--storage": finished, "--out": pick([str(f / "out.csv"), str(f / "out.json"), str(f / "out.parquet")], paths)},
         "reap": {"--study": study_name, "--storage": finished, "--grace": count(2, 120, bad=[*INTS, "1"]), "--all": flag,
-                 "--max-retry": count(0, 3)},  # fmt: skip
+                 "--max-retry": count(0, 3)},
         "dashboard": {"--storage": storage, "--host": host, "--port": port, "--artifacts": artifacts},
         "proxy": {"--storage": storage, "--host": host, "--port": port},
         "bench": {
@@ -138,7 +138,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--epochs": count(1, 2), "--data-dir": data_dir, "--storage": storage, "--workers": count(1, 2, bad=[*INTS, "257"]),
             "--trials": count(2, 8, bad=[*INTS, "100001"]), "--sampler": pick(["random", "tpe"], ["cmaes"]),
             "--pruner": pick(["none", "median"], ["hyperband"]), "--json": flag,
-        },  # fmt: skip
+        },
         "studies": {},
         "trainers": {},
     }

@@ -81,7 +81,7 @@ def test_arms_fix_their_settings() -> None:
         fixed={},
         branches={},
         arms={"constant": {"lr": 0.3}, "cosine_warmup": {"schedule": "cosine", "lr": 0.3, "total": 20,
-                                                        "final_lr": 0.01, "warmup": 5}},  # fmt: skip
+                                                        "final_lr": 0.01, "warmup": 5}},
     )
     config = space.sample(fixed(arm="cosine_warmup"), seed=0)
     assert (config.schedule, config.warmup, config.schedule_params) == ("cosine", 5, {"total": 20, "final_lr": 0.01})

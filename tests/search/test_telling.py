@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import lrsearch.search.telling as telling
+from lrsearch.search import telling
 from lrsearch.search.telling import Teller, finished_view
 from lrsearch.storage import TrialRecord, open_storage
 from lrsearch.urls import resolve_url

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import lrsearch.search.tpe as tpe
+from lrsearch.search import tpe
 from lrsearch.search.tpe import PopulationTPESampler
 
 

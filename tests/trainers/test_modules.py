@@ -97,7 +97,7 @@ def alone(
 
 
 def curves(result: MemberResult) -> np.ndarray:
-    return np.array([[m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy] for m in result.history])
+    return np.array([[m.train_loss, m.train_metric, m.val_loss, m.val_metric] for m in result.history])
 
 
 CONFIGS = [

@@ -40,7 +40,7 @@ def blobs() -> Problem:
 
 
 def curves(result: MemberResult) -> np.ndarray:
-    return np.array([[m.lr, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy] for m in result.history])
+    return np.array([[m.lr, m.train_loss, m.train_metric, m.val_loss, m.val_metric] for m in result.history])
 
 
 def assert_same_run(a: MemberResult, b: MemberResult) -> None:
@@ -59,12 +59,12 @@ def test_member_in_a_population_equals_member_alone(blobs: Problem) -> None:
 def test_member_equals_the_plain_pytorch_loop(blobs: Problem, config: TrainConfig) -> None:
     (member,) = train_population(blobs, [config], epochs=10)
     plain = train_plain(blobs, config, epochs=10)
-    reference = np.array([[m.lr, m.train_loss, m.train_accuracy, m.val_loss, m.val_accuracy] for m in plain.history])
+    reference = np.array([[m.lr, m.train_loss, m.train_metric, m.val_loss, m.val_metric] for m in plain.history])
     # Different kernels (stacked bmm vs nn.Linear): float32 noise, which a chaotic run amplifies a little,
     # and at most one validation example flipped. A wrong update rule is off by far more.
     np.testing.assert_allclose(curves(member), reference, rtol=2e-3, atol=2e-3)
     assert member.selected_epoch == plain.selected_epoch
-    assert member.test_accuracy == pytest.approx(plain.test_accuracy, abs=2e-3)
+    assert member.test_metric == pytest.approx(plain.test_metric, abs=2e-3)
 
 
 def test_the_mlp_fast_path_equals_its_module_on_the_generic_path(blobs: Problem) -> None:
@@ -72,7 +72,7 @@ def test_the_mlp_fast_path_equals_its_module_on_the_generic_path(blobs: Problem)
     fast, slow = train_population(blobs, BLOBS_CONFIGS, epochs=8), train_population(generic, BLOBS_CONFIGS, epochs=8)
     for a, b in zip(fast, slow, strict=True):
         assert_same_run(a, b)
-        assert a.test_accuracy == pytest.approx(b.test_accuracy, abs=2e-3)
+        assert a.test_metric == pytest.approx(b.test_metric, abs=2e-3)
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
@@ -85,10 +85,10 @@ def test_lenet_members_are_independent_and_equal_the_plain_loop(strategy: Litera
         (alone,) = train_population(problem, [config])
         assert_same_run(member, alone)
         plain = train_plain(problem, config)
-        np.testing.assert_allclose(curves(member)[:, 1:], [[m.train_loss, m.train_accuracy, m.val_loss,
-                                   m.val_accuracy] for m in plain.history], rtol=1e-4, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(curves(member)[:, 1:], [[m.train_loss, m.train_metric, m.val_loss,
+                                   m.val_metric] for m in plain.history], rtol=1e-4, atol=1e-5)  # fmt: skip
         assert member.selected_epoch == plain.selected_epoch
-        assert member.test_accuracy == pytest.approx(plain.test_accuracy)
+        assert member.test_metric == pytest.approx(plain.test_metric)
 
 
 def test_a_diverging_member_stops_and_leaves_the_others_untouched(blobs: Problem) -> None:
@@ -100,11 +100,11 @@ def test_a_diverging_member_stops_and_leaves_the_others_untouched(blobs: Problem
     diverged = with_bad[1]
     assert diverged.status == "diverged" and diverged.diverged
     assert 0 < len(diverged.history) < 12  # its finite epochs are kept
-    assert diverged.test_accuracy is None and diverged.val_accuracy is None
+    assert diverged.test_metric is None and diverged.val_metric is None
     assert all(np.isfinite(curves(diverged)).all(axis=1))
     for a, b in zip([with_bad[0], with_bad[2]], without, strict=True):
         np.testing.assert_array_equal(curves(a), curves(b))
-        assert a.test_accuracy == b.test_accuracy
+        assert a.test_metric == b.test_metric
 
 
 def test_the_callback_sees_every_member_and_stops_some(blobs: Problem) -> None:
@@ -127,12 +127,12 @@ def test_the_callback_sees_every_member_and_stops_some(blobs: Problem) -> None:
     assert live == [4, 3, 3, 2, 2, 0]  # stopped members leave the population at once
     assert results[ids[1]].status == "stopped" and len(results[ids[1]].history) == 2
     assert results[ids[2]].status == "stopped" and len(results[ids[2]].history) == 4
-    assert results[ids[1]].test_accuracy is None
+    assert results[ids[1]].test_metric is None
     # The others trained on as if nothing happened.
     for i in (0, 3):
         (alone,) = train_population(blobs, [BLOBS_CONFIGS[i]], epochs=6)
         assert_same_run(results[ids[i]], alone)
-        assert results[ids[i]].status == "completed" and results[ids[i]].test_accuracy is not None
+        assert results[ids[i]].status == "completed" and results[ids[i]].test_metric is not None
 
 
 def test_members_can_join_between_epochs(blobs: Problem) -> None:
@@ -153,19 +153,19 @@ def test_restore_best_reports_the_best_validation_epoch() -> None:
     problem = tiny_image_problem(n_train=128)
     config = TrainConfig(lr=0.05, momentum=0.9, seed=4)
     (member,) = train_population(problem, [config], epochs=6)
-    accuracies = [m.val_accuracy for m in member.history]
+    accuracies = [m.val_metric for m in member.history]
     assert member.selected_epoch == int(np.argmax(accuracies)) + 1
-    assert member.val_accuracy == max(accuracies)
+    assert member.val_metric == max(accuracies)
     # The reported test accuracy is the one of the selected epoch's weights: train only that far.
     short = dataclasses.replace(problem, restore_best=False)
     (truncated,) = train_population(short, [config], epochs=member.selected_epoch)
-    assert member.test_accuracy == pytest.approx(truncated.test_accuracy)
+    assert member.test_metric == pytest.approx(truncated.test_metric)
 
 
 def test_without_restore_best_the_last_epoch_is_reported(blobs: Problem) -> None:
     (member,) = train_population(blobs, [BLOBS_CONFIGS[0]], epochs=8)
-    assert member.selected_epoch == 8 and member.val_accuracy == member.history[-1].val_accuracy
-    assert member.test_accuracy == pytest.approx(member.history[-1].val_accuracy)  # blobs: val is the test set
+    assert member.selected_epoch == 8 and member.val_metric == member.history[-1].val_metric
+    assert member.test_metric == pytest.approx(member.history[-1].val_metric)  # blobs: val is the test set
 
 
 def test_history_lr_is_the_last_update_of_each_epoch(blobs: Problem) -> None:

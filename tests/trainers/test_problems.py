@@ -36,7 +36,7 @@ def seed000() -> dict[str, list[MemberResult]]:
 
 
 def val_curves(results: list[MemberResult]) -> np.ndarray:
-    return np.array([[m.val_accuracy for m in r.history] for r in results])
+    return np.array([[m.val_metric for m in r.history] for r in results])
 
 
 def test_the_full_default_run_is_seed_000s(seed000: dict[str, list[MemberResult]]) -> None:
@@ -47,7 +47,7 @@ def test_the_full_default_run_is_seed_000s(seed000: dict[str, list[MemberResult]
 
 def test_a_tiny_rate_learns_nothing(seed000: dict[str, list[MemberResult]]) -> None:
     for r in seed000["lr=1e-7"]:
-        accuracy = [m.val_accuracy for m in r.history]
+        accuracy = [m.val_metric for m in r.history]
         assert max(accuracy) - min(accuracy) < 0.03  # never moves
         assert accuracy[-1] < 0.5  # and stays far from what the problem allows (0.84)
 
@@ -86,8 +86,8 @@ def test_plateau_patience_2_cuts_the_rate_tenfold_within_30_epochs(seed000: dict
 
 def test_plateau_patience_2_converges_prematurely(seed000: dict[str, list[MemberResult]]) -> None:
     # Seed 000: patience 2 and 5 stall around 65-75% training accuracy; 10 and 15 do better.
-    short = np.array([r.history[-1].train_accuracy for r in seed000["plateau(2)"]])
-    long = np.array([r.history[-1].train_accuracy for r in seed000["plateau(15)"]])
+    short = np.array([r.history[-1].train_metric for r in seed000["plateau(2)"]])
+    long = np.array([r.history[-1].train_metric for r in seed000["plateau(15)"]])
     assert short.mean() < 0.78 and long.mean() > short.mean()
 
 
@@ -96,8 +96,8 @@ def test_lenet_learns_real_fashion_mnist(tmp_path, monkeypatch: pytest.MonkeyPat
     problem = load_problem("fashion_mnist", device=torch.device("cpu"), data_dir=REAL_FASHION_MNIST)
     (result,) = train_population(problem, [TrainConfig(lr=0.1, momentum=0.9)], epochs=1)
     assert result.status == "completed"
-    assert result.val_accuracy is not None and result.val_accuracy > 0.75
-    assert result.test_accuracy is not None and result.test_accuracy > 0.75
+    assert result.val_metric is not None and result.val_metric > 0.75
+    assert result.test_metric is not None and result.test_metric > 0.75
 
 
 def test_the_d2l_trainer_is_d2ls_setup(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
