@@ -337,7 +337,7 @@ def run(
     else:
         writer = ArtifactWriter(store) if store is not None else None
         try:
-            _work(spec, joined, engine, masked(url), writer, progress)
+            _work(spec, joined, engine, masked(url), writer, progress, max_retry)
         finally:
             if writer is not None:
                 writer.close()
@@ -369,7 +369,7 @@ def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]
 
 
 def _work(spec: StudySpec, study: optuna.Study, problem: EngineProblem, where: str, artifacts: ArtifactWriter | None,
-          progress: bool | Literal["lines"]) -> None:  # fmt: skip
+          progress: bool | Literal["lines"], max_retry: int) -> None:  # fmt: skip
     """This process as one worker: the search, then the repeats."""
     device = problem.device
     spec = resolve_auto_lr(spec, study, problem)
@@ -379,7 +379,7 @@ def _work(spec: StudySpec, study: optuna.Study, problem: EngineProblem, where: s
         console.print("no artifact store (--artifacts or LRSEARCH_ARTIFACTS): trials keep their curves as user "
                       "attrs only", highlight=False, soft_wrap=True)  # fmt: skip
     display = _Display(console, spec.n_trials, f"{device} {worker_id()}")
-    search = Search(spec, study, problem, on_progress=display.update, artifacts=artifacts)
+    search = Search(spec, study, problem, on_progress=display.update, artifacts=artifacts, max_retry=max_retry)
     with display.progress:
         search.run(n_trials=spec.n_trials, timeout=spec.timeout)
         if spec.repeats:

@@ -49,10 +49,10 @@ __all__ = [
     "count_trials",
     "database",
     "fail_stale",
+    "mark_started",
     "one_read",
     "open_storage",
     "record_heartbeats",
-    "retry_callback",
     "retrying",
     "write_finished",
 ]
@@ -129,14 +129,6 @@ class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
         super().__call__(study, kept)
 
 
-def retry_callback(storage: optuna.storages.BaseStorage) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-    """What re-enqueues a failed trial in ``storage``: its own retry callback (its ``max_retry``), else
-    the default one (in memory, behind the proxy)."""
-    backend = database(storage)
-    own = backend.get_heartbeat_stale_trial_callback() if backend is not None else None
-    return own or Heartbeat().retry_callback()
-
-
 def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True,
                  create: bool = True) -> optuna.storages.BaseStorage:  # fmt: skip
     """Open the study database (on first use, with ``create``, creating it), or connect to ``lrsearch
@@ -169,8 +161,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
         rdb_reader.install(storage, with_steps=per_epoch_values)
         return storage
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:  # a driver named, or the default, not installed
-        raise RuntimeFailure(f"no database driver for {masked(url)} (install one, e.g. mysql+pymysql needs "
-                             f"pymysql): {_reason(exc, url)}") from None  # fmt: skip
+        raise RuntimeFailure(f"no database driver for {masked(url)} (install it): {_reason(exc, url)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
 
@@ -407,16 +398,36 @@ def record_heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[
     if backend is None or backend.get_heartbeat_interval() is None or not trial_ids:
         return
     with _create_scoped_session(backend.scoped_session, True) as session:
-        now = session.execute(sqlalchemy.func.now()).scalar()
-        model = models.TrialHeartbeatModel
-        beats = {
-            b.trial_id: b for b in session.query(model).filter(model.trial_id.in_(list(trial_ids))).with_for_update()
-        }
+        _beat(session, trial_ids)
+
+
+def _beat(session: Any, trial_ids: Sequence[int]) -> None:
+    now = session.execute(sqlalchemy.func.now()).scalar()
+    model = models.TrialHeartbeatModel
+    beats = {b.trial_id: b for b in session.query(model).filter(model.trial_id.in_(list(trial_ids))).with_for_update()}
+    for trial_id in trial_ids:
+        if trial_id in beats:
+            beats[trial_id].heartbeat = now
+        else:
+            session.add(model(trial_id=trial_id, heartbeat=now))
+
+
+def mark_started(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int], user_attrs: Mapping[str, Any]) -> None:
+    """Say who runs trials that have just started (``user_attrs``: the worker and its device) and record
+    their first heartbeat, in one transaction: a trial running, or left by a worker that died, names its
+    worker from its first moment. Through the public API where there is no database of lrsearch's own."""
+    if not trial_ids:
+        return
+    backend = database(storage)
+    if backend is None:
         for trial_id in trial_ids:
-            if trial_id in beats:
-                beats[trial_id].heartbeat = now
-            else:
-                session.add(model(trial_id=trial_id, heartbeat=now))
+            for key, value in user_attrs.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        _set_attrs(session, models.TrialUserAttributeModel, dict.fromkeys(trial_ids, user_attrs))
+        if backend.get_heartbeat_interval() is not None:
+            _beat(session, trial_ids)
 
 
 def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int = 3) -> list[int]:

@@ -1,4 +1,5 @@
-"""Study files (``studies/NAME.toml``): a question, a trainer, a search space and a budget.
+"""Study files (``NAME.toml``: bundled, in ``./studies`` or any path): a question, a trainer, a search space
+and a budget.
 
 A file is validated completely before anything touches a database: every key is known, every value has
 the right type and range, and every reachable combination of the space builds a valid configuration. A bad
@@ -93,8 +94,8 @@ class StudySpec:
 
 
 def bundled_dir() -> Path:
-    """The ``studies/`` folder of this checkout."""
-    return Path(__file__).resolve().parent.parent / "studies"
+    """The bundled studies: package data, in a checkout and in an installed wheel alike."""
+    return Path(__file__).resolve().parent / "bundled_studies"
 
 
 def _search_dirs() -> list[Path]:

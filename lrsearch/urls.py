@@ -25,7 +25,8 @@ __all__ = ["DEFAULT_STORAGE", "GRPC", "grpc_address", "masked", "passwords", "re
 
 DEFAULT_STORAGE = "sqlite:///lrsearch.db"
 GRPC = "grpc://"
-_SCHEMES = {"sqlite": None, "postgresql": "psycopg", "postgres": "psycopg", "mysql": None}
+#: The databases lrsearch is tested on, each with the driver it installs.
+_SCHEMES = {"sqlite": None, "postgresql": "psycopg", "postgres": "psycopg"}
 #: A password given as a parameter: ``?password=..`` in a URL, ``password=..`` in a libpq string.
 _PASSWORD_PARAMETER = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\"[^\"]*\"|[^&\s]*)")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -91,8 +92,7 @@ def resolve_url(flag: str | None) -> str:
         raise ConfigError(f"storage {masked(url)} is not a database URL (the shape: {_SHAPE}; {_ENCODE})") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in _SCHEMES:
-        raise ConfigError(f"storage URL scheme {parsed.drivername!r} is not supported; use {_SHAPE} "
-                          "or mysql+pymysql://USER:PASSWORD@HOST/DB")  # fmt: skip
+        raise ConfigError(f"storage URL scheme {parsed.drivername!r} is not supported; use {_SHAPE}")
     if "@" in (parsed.host or ""):
         # An @ in the password, not encoded: the driver would take the rest of the password for the host.
         raise ConfigError(f"storage {masked(url)} has an @ after its password; {_ENCODE}")

@@ -112,8 +112,9 @@ def test_the_dockerfile() -> None:
     assert user and user[-1] not in ("USER root", "USER 0")
     assert lines.index(user[-1]) > max(i for i, line in enumerate(lines) if line.startswith("RUN pip"))
     assert 'ENTRYPOINT ["lrsearch"]' in lines
-    assert "ENV LRSEARCH_STUDIES=/app/studies \\" in lines and "COPY studies ./studies" in lines
-    assert "LRSEARCH_ARTIFACTS=/artifacts" in lines and "chown lrsearch /artifacts" in text
+    # The studies come with the installed package (package data): no copy of them beside it.
+    assert "LRSEARCH_STUDIES" not in text and "COPY lrsearch ./lrsearch" in lines and "RUN pip install --no-deps ." in lines
+    assert "ENV LRSEARCH_ARTIFACTS=/artifacts" in lines and "chown lrsearch /artifacts" in text
 
 
 def test_the_lock_pins_every_dependency() -> None:

@@ -22,6 +22,7 @@ from lrsearch.storage import (
     claim,
     count_trials,
     fail_stale,
+    mark_started,
     one_read,
     open_storage,
     record_heartbeats,
@@ -350,3 +351,24 @@ def test_opening_retries_optuna_s_schema_check_cut_off_by_a_restart() -> None:
         return "opened"
 
     assert _created(connect, patience=10) == "opened" and len(calls) == 2  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", ["memory", "sqlite", "postgresql"])
+def test_started_trials_name_their_worker_and_beat_at_once(where: str, tmp_path: Path,
+                                                          request: pytest.FixtureRequest) -> None:  # fmt: skip
+    beats = Heartbeat(interval=5, grace=60)
+    if where == "memory":
+        storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
+    else:
+        url = f"sqlite:///{tmp_path / 's.db'}" if where == "sqlite" else request.getfixturevalue("postgres_url")
+        storage = open_storage(resolve_url(url), beats)
+    study = optuna.create_study(storage=storage)
+    trials = [study.ask() for _ in range(3)]
+    mark_started(storage, [t._trial_id for t in trials[:2]], {"worker": "host:1", "device": "cpu"})
+    found = {t.number: t for t in study.get_trials()}
+    assert [found[t.number].user_attrs for t in trials] == [{"worker": "host:1", "device": "cpu"}] * 2 + [{}]
+    assert all(t.state == TrialState.RUNNING for t in found.values())
+    if where != "memory":  # the first heartbeat came with them: none of them is stale, the unmarked one is not beating
+        with storage.engine.connect() as connection:  # type: ignore[attr-defined]
+            beating = {row[0] for row in connection.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
+        assert beating == {t._trial_id for t in trials[:2]}

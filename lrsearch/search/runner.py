@@ -46,12 +46,13 @@ from lrsearch.search.space import Choice, SearchSpace
 from lrsearch.search.telling import Teller, finished_view
 from lrsearch.storage import (
     AskRound,
+    Heartbeat,
     TrialRecord,
     count_trials,
     fail_stale,
+    mark_started,
     one_read,
     record_heartbeats,
-    retry_callback,
     retrying,
     write_finished,
 )
@@ -176,8 +177,10 @@ class Search:
         *,
         on_progress: Callable[[Tally], None] | None = None,
         artifacts: ArtifactWriter | None = None,
+        max_retry: int = Heartbeat.max_retry,
     ) -> None:
         self.spec, self.study, self.problem, self.artifacts = spec, study, problem, artifacts
+        self.max_retry = max_retry  # for the trials it fails itself (Ctrl-C, an error), whatever the storage
         self.space: SearchSpace = spec.space
         self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
         self._completed = CompletedTrials(study) if CompletedTrials.suits(self.pruner, study) else None
@@ -219,8 +222,8 @@ class Search:
     def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool,
                    teller: Teller[_Finishing]) -> bool:  # fmt: skip
         """Fail the trials of vanished workers, then ask up to ``free`` trials: the enqueued ones (draining),
-        else new search trials within budget. Each new trial's first heartbeat is recorded at once. Returns
-        whether it asked fewer than ``free`` (nothing more to ask for now)."""
+        else new search trials within budget. Each new trial's worker, device and first heartbeat are recorded
+        at once. Returns whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
         # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing. A retry
         # enqueued once the budget was taken runs all the same (it would be lost, and every worker would wait
@@ -259,9 +262,8 @@ class Search:
                     retrying(self._ask, population, group, round_.remember)
                     if group is not None:
                         tried[group] += 1
-        retrying(
-            record_heartbeats, self.study._storage, [self._live[m].trial._trial_id for m in set(self._live) - before]
-        )
+        started = [self._live[m].trial._trial_id for m in set(self._live) - before]
+        retrying(mark_started, self.study._storage, started, {"worker": self.worker, "device": str(self.problem.device)})
         return wanted < free
 
     def _ask(self, population: Population, group: object | None = None,
@@ -392,7 +394,7 @@ class Search:
     def _fail_live(self, cause: BaseException) -> None:
         """End every trial in training, and one being asked, as FAIL (why: ``interrupted``, or the
         ``error``), and enqueue a retry of each with its parameters."""
-        retry = retry_callback(self.study._storage)
+        retry = Heartbeat(max_retry=self.max_retry).retry_callback()
         interrupted = isinstance(cause, KeyboardInterrupt)
         why = {"interrupted": True} if interrupted else {"error": f"{type(cause).__name__}: {cause}"[:500]}
         ending = [(live.trial, live.values, {"seed": live.config.seed}) for live in self._live.values()]

@@ -118,7 +118,8 @@ def test_a_changed_definition_is_refused(lrsearch: Callable[..., Outcome], tmp_p
     assert_one_line_error(outcome, 2, "already exists in this storage with a different definition")
 
 
-def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("extra", "retried"), [((), 4), (("--max-retry", "0"), 0)])
+def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path, extra: tuple[str, ...], retried: int) -> None:
     import signal
     import subprocess
     import sys
@@ -126,7 +127,7 @@ def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path) -> Non
     db = tmp_path / "s.db"
     study = write_study(tmp_path, n_trials=4, population=4, epochs=100000, pruner='"none"')
     process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage",
-                                f"sqlite:///{db}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                f"sqlite:///{db}", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the population is training
@@ -144,7 +145,7 @@ def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path) -> Non
     assert process.returncode == 130 and err.strip().endswith("lrsearch: interrupted")
     trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
     states = sorted(t.state.name for t in trials)
-    assert states == ["FAIL"] * 4 + ["WAITING"] * 4  # nothing left RUNNING; each one enqueued again
+    assert states == ["FAIL"] * 4 + ["WAITING"] * retried  # nothing left RUNNING; each enqueued again, as --max-retry says
 
 
 @pytest.mark.parametrize("whom", ["the run only", "its process group"])

@@ -110,7 +110,9 @@ def test_a_killed_workers_trials_fail_and_their_retries_finish(tmp_path: Path, p
     assert time.monotonic() - killed_at < 300
     found = trials(postgres_url)
     failed = [t for t in found if t.state == TrialState.FAIL]
-    assert len(failed) == 2  # the killed worker's trials
+    assert len(failed) == 2  # the killed worker's trials, which say whose they were
+    assert all(t.user_attrs["worker"].endswith(f":{doomed.process.pid}") and t.user_attrs["device"] == "cpu"
+               for t in failed)  # fmt: skip
     retries = [t for t in found if t.system_attrs.get("failed_trial") in {f.number for f in failed}]
     assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
     by_number = {t.number: t for t in found}
