@@ -42,6 +42,7 @@ from lrsearch.urls import GRPC, grpc_address, masked, redact, sqlite_file
 
 __all__ = [
     "FAILURE_ATTRS",
+    "SCHEMA_VERSION",
     "AskRound",
     "Heartbeat",
     "TrialRecord",
@@ -57,6 +58,9 @@ __all__ = [
     "write_finished",
 ]
 
+#: Optuna's database schema that lrsearch's own writes (COPY, bulk finishes) and reader were written for; a
+#: database at another version is refused (tests/contract/test_optuna_contract.py checks Optuna's is this).
+SCHEMA_VERSION = "v3.2.0.a"
 _CONNECT_TIMEOUT_S = 10
 #: How long a worker that starts while the server restarts keeps trying to connect (well under 30 s).
 _RESTART_PATIENCE_S = 10.0
@@ -156,6 +160,9 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
             # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = _created(lambda: RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats))
+        if storage.get_current_version() != SCHEMA_VERSION:
+            raise RuntimeFailure(f"the study database {masked(url)} has Optuna's schema {storage.get_current_version()}; "
+                                 f"lrsearch writes and reads schema {SCHEMA_VERSION} only")  # fmt: skip
         if database is not None:
             _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
@@ -164,6 +171,11 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
         raise RuntimeFailure(f"no database driver for {masked(url)} (install it): {_reason(exc, url)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         raise RuntimeFailure(f"cannot open the study database {masked(url)}: {_reason(exc, url)}") from None
+    except RuntimeError as exc:
+        if "compatible with the table schema" not in str(exc):  # Optuna's check of the schema version
+            raise
+        raise RuntimeFailure(f"the study database {masked(url)} has a schema this Optuna does not read (lrsearch "
+                             f"writes schema {SCHEMA_VERSION}): `optuna storage upgrade` upgrades an older one") from None  # fmt: skip
 
 
 def _proxy(url: str) -> optuna.storages.BaseStorage:

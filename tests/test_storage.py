@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import datetime
 import socket
@@ -372,3 +373,15 @@ def test_started_trials_name_their_worker_and_beat_at_once(where: str, tmp_path:
         with storage.engine.connect() as connection:  # type: ignore[attr-defined]
             beating = {row[0] for row in connection.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
         assert beating == {t._trial_id for t in trials[:2]}
+
+
+def test_a_database_at_another_schema_version_is_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    open_storage(resolve_url(url), None)
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db")) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+        connection.commit()
+    with pytest.raises(RuntimeFailure, match=r"has a schema this Optuna does not read \(lrsearch writes schema v3\.2\.0\.a\)"):
+        open_storage(resolve_url(url), None)

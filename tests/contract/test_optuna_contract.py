@@ -12,8 +12,7 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-#: The schema lrsearch's bulk writes (COPY) and its reader were written for.
-SCHEMA = "v3.2.0.a"
+from lrsearch.storage import SCHEMA_VERSION as SCHEMA
 
 
 def test_the_database_schema_is_the_one_lrsearch_writes() -> None:
