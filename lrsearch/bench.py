@@ -25,6 +25,7 @@ import torch
 
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError, RuntimeFailure
+from lrsearch.schema import TIMING_PREFIX
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.samplers import create_sampler
 from lrsearch.search.study import join_study
@@ -276,6 +277,6 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
                                  + (f": {said[-1].removeprefix('lrsearch: error: ')}" if said else ""))  # fmt: skip
         study = load_existing(name, database)
         timings = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items()
-                   if k.startswith("lrsearch:timing:")]  # fmt: skip
+                   if k.startswith(TIMING_PREFIX)]  # fmt: skip
         return WorkerTiming(workers=len(timings), trials=len(study.trials), seconds=seconds,
                             **{name: sum(t.get(name, 0.0) for t in timings) for name in Tally.TIMES})  # fmt: skip

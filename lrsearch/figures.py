@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.schema import REPEAT_OF
 from lrsearch.search.repeats import best_per_group, group_of
-from lrsearch.search.runner import REPEAT_OF
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -35,11 +35,9 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["PER_EPOCH_ATTR_SUFFIX", "Reader", "completed_curves", "completed_values", "install", "read_trials",
-           "reads_steps"]
+from lrsearch.schema import PER_EPOCH_SUFFIX
 
-#: User attrs whose key ends so hold per-epoch lists (``lr_history``...): skipped with the per-epoch values.
-PER_EPOCH_ATTR_SUFFIX = "_history"
+__all__ = ["Reader", "completed_curves", "completed_values", "install", "read_trials", "reads_steps"]
 
 #: Ids per IN (...) list, below every database's limit on bound variables.
 _CHUNK = 500
@@ -77,7 +75,7 @@ Stamp = tuple[tuple[str, int, int], ...]
 def _children(with_steps: bool) -> list[tuple[Any, Any, Any]]:
     """The tables a trial's rows live in, each with its row id and the condition on what is read."""
     attrs = models.TrialUserAttributeModel
-    per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_ATTR_SUFFIX, autoescape=True)
+    per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_SUFFIX, autoescape=True)
     out = [(models.TrialParamModel, models.TrialParamModel.param_id, None),
            (attrs, attrs.trial_user_attribute_id, per_epoch),
            (models.TrialSystemAttributeModel, models.TrialSystemAttributeModel.trial_system_attribute_id, None),
@@ -143,7 +141,7 @@ def read_trials(
                        ids, order="param_id")  # fmt: skip
         values = _rows(session, models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), ids)
         attrs = models.TrialUserAttributeModel
-        per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_ATTR_SUFFIX, autoescape=True)
+        per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_SUFFIX, autoescape=True)
         user = _rows(session, attrs, ("trial_id", "key", "value_json"), ids, where=per_epoch)
         system = _rows(session, models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), ids)
         steps = _rows(session, models.TrialIntermediateValueModel,

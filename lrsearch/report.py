@@ -22,8 +22,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
+from lrsearch.schema import REPEAT_OF
 from lrsearch.search.repeats import best_per_group, group_of
-from lrsearch.search.runner import REPEAT_OF
 from lrsearch.search.study import metadata, metric_of
 
 __all__ = ["Comparison", "GroupSummary", "Interval", "StudyReport", "build_report", "t_interval"]

@@ -38,10 +38,10 @@ from sqlalchemy.engine import make_url
 from lrsearch import rdb_reader
 from lrsearch.checks import integer
 from lrsearch.errors import ConfigError, RuntimeFailure, one_line
+from lrsearch.schema import FAILURE_ATTRS
 from lrsearch.urls import GRPC, grpc_address, masked, redact, sqlite_file
 
 __all__ = [
-    "FAILURE_ATTRS",
     "SCHEMA_VERSION",
     "AskRound",
     "Heartbeat",
@@ -57,6 +57,8 @@ __all__ = [
     "retrying",
     "write_finished",
 ]
+
+T = TypeVar("T")
 
 #: Optuna's database schema that lrsearch's own writes (COPY, bulk finishes) and reader were written for; a
 #: database at another version is refused (tests/contract/test_optuna_contract.py checks Optuna's is this).
@@ -119,10 +121,6 @@ class Heartbeat:
             return _Retry(max_retry=self.max_retry)
 
 
-#: User attrs in which lrsearch says how a run failed: a retry is a new run, and does not inherit them.
-FAILURE_ATTRS = ("error", "interrupted", "worker")
-
-
 class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a failed trial (its parameters, ``failed_trial``, ``retry_history``), without the
     failed run's account of itself: a retry that completed would still say ``interrupted``."""
@@ -159,10 +157,10 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
         with warnings.catch_warnings(), _one_creator(database):
             # Heartbeats are marked experimental in Optuna 5; lrsearch relies on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = _created(lambda: RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats))
-        if storage.get_current_version() != SCHEMA_VERSION:
-            raise RuntimeFailure(f"the study database {masked(url)} has Optuna's schema {storage.get_current_version()}; "
-                                 f"lrsearch writes and reads schema {SCHEMA_VERSION} only")  # fmt: skip
+            storage, version = _created(lambda: _versioned(RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)))
+        if version != SCHEMA_VERSION:
+            raise RuntimeFailure(f"the study database {masked(url)} has Optuna's schema {version}; lrsearch writes "
+                                 f"and reads schema {SCHEMA_VERSION} only")  # fmt: skip
         if database is not None:
             _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
@@ -215,7 +213,11 @@ def _one_creator(database: str | None) -> Iterator[None]:
         os.close(folder)
 
 
-def _created(connect: Callable[[], RDBStorage], *, patience: float = _RESTART_PATIENCE_S) -> RDBStorage:
+def _versioned(storage: RDBStorage) -> tuple[RDBStorage, str]:
+    return storage, storage.get_current_version()
+
+
+def _created(connect: Callable[[], T], *, patience: float = _RESTART_PATIENCE_S) -> T:
     """``connect()``, again when another process created the schema of a fresh database at the same moment
     (the loser's CREATE fails with "already exists" once the winner has committed, and a retry finds it),
     or while the server restarts (for up to ``patience`` seconds: an unreachable one still fails soon)."""
@@ -489,7 +491,6 @@ def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int
     return sorted(failed)
 
 
-T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 

@@ -6,7 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.figures import accuracy_vs_lr, learning_curves, lr_curves, peak_lr
-from lrsearch.search.runner import REPEAT_OF
+from lrsearch.schema import REPEAT_OF
 
 DISTS = {"schedule": CategoricalDistribution(["cosine", "step"]), "lr": FloatDistribution(1e-3, 1, log=True)}
 

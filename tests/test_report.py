@@ -10,8 +10,7 @@ from optuna.trial import TrialState
 from scipy import stats
 
 from lrsearch.report import build_report, t_interval
-from lrsearch.search.runner import REPEAT_OF
-from lrsearch.search.study import METADATA
+from lrsearch.schema import METADATA, REPEAT_OF
 
 GROUPS = ("cosine", "step", "constant")
 

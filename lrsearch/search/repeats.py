@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import RuntimeFailure
-from lrsearch.search.runner import REPEAT_OF
+from lrsearch.schema import REPEAT_OF, repeat_keys
 from lrsearch.storage import claim, fail_stale, retrying
 from lrsearch.studies import StudySpec
 
@@ -73,7 +73,7 @@ def schedule_repeats(study: optuna.Study, spec: StudySpec, *, poll: float = 2.0,
         retrying(fail_stale, study)  # a vanished worker's trials would keep everyone waiting
         time.sleep(poll)
     searched = sum(REPEAT_OF not in t.user_attrs for t in retrying(study.get_trials, deepcopy=False))
-    key, ready = f"lrsearch:repeats:{searched}", f"lrsearch:repeats_ready:{searched}"
+    key, ready = repeat_keys(searched)
     if retrying(claim, study, key):
         retrying(enqueue_repeats, study, spec)
         retrying(study._storage.set_study_system_attr, study._study_id, ready, True)

@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.artifacts import ArtifactWriter
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
+from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
 from lrsearch.search.pruning import CompletedTrials, PruningView, create_pruner, percentile_decisions
 from lrsearch.search.samplers import FixingSampler
 from lrsearch.search.space import Choice, SearchSpace
@@ -59,10 +60,8 @@ from lrsearch.storage import (
 from lrsearch.studies import StudySpec
 from lrsearch.trainers import EpochReport, MemberResult, Population, Problem
 
-__all__ = ["REPEAT_OF", "Search", "Tally", "worker_id"]
+__all__ = ["Search", "Tally", "worker_id"]
 
-#: User attr marking a repeat: the number of the trial whose configuration it re-runs with a new seed.
-REPEAT_OF = "repeat_of"
 #: What counts towards ``n_trials``: the search trials finished, running and enqueued (a failed trial does
 #: not count; its retry does).
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -457,5 +456,5 @@ class Search:
     def _record_timing(self) -> None:
         """This worker's times (``Tally.timing``) kept with the study: what a run spent outside training is
         wall - training - waiting, for any worker and run."""
-        key = f"lrsearch:timing:{self.worker}"
+        key = f"{TIMING_PREFIX}{self.worker}"
         retrying(self.study._storage.set_study_system_attr, self.study._study_id, key, self.tally.timing())

@@ -8,15 +8,13 @@ import numpy as np
 import optuna
 
 from lrsearch.errors import ConfigError
+from lrsearch.schema import METADATA
 from lrsearch.search.pruning import create_pruner
 from lrsearch.search.samplers import create_sampler
 from lrsearch.search.space import Choice
 from lrsearch.studies import StudySpec
 
-__all__ = ["METADATA", "join_study", "load_existing", "metadata", "metric_of", "sampler_seed"]
-
-#: Study user attr holding what lrsearch needs to report on a study without its file.
-METADATA = "lrsearch"
+__all__ = ["join_study", "load_existing", "metadata", "metric_of", "sampler_seed"]
 
 
 def sampler_seed(spec: StudySpec, worker: str) -> int:

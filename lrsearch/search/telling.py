@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import optuna
 from optuna.trial import FrozenTrial
 
-from lrsearch.rdb_reader import PER_EPOCH_ATTR_SUFFIX
+from lrsearch.schema import PER_EPOCH_SUFFIX
 from lrsearch.storage import TrialRecord, database, retrying, write_finished
 
 __all__ = ["Teller", "finished_view"]
@@ -83,7 +83,7 @@ class Teller(Generic[P]):
 def finished_view(trial: FrozenTrial, record: TrialRecord, system_attrs: dict[str, Any]) -> FrozenTrial:
     """``trial`` as ``record`` ends it, as this worker would read it back: without per-epoch values and
     lists (see ``rdb_reader``)."""
-    user_attrs = {**trial.user_attrs, **{k: v for k, v in record.user_attrs.items() if not k.endswith(PER_EPOCH_ATTR_SUFFIX)}}
+    user_attrs = {**trial.user_attrs, **{k: v for k, v in record.user_attrs.items() if not k.endswith(PER_EPOCH_SUFFIX)}}
     return FrozenTrial(
         number=trial.number, state=record.state, value=record.final_value(), datetime_start=trial.datetime_start,
         datetime_complete=datetime.datetime.now(), params=trial.params, distributions=trial.distributions, user_attrs=user_attrs,

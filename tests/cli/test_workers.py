@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lrsearch.search.runner import REPEAT_OF
+from lrsearch.schema import REPEAT_OF
 from lrsearch.storage import open_storage
 from lrsearch.urls import resolve_url
 from tests.cli.conftest import Outcome

@@ -8,8 +8,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from lrsearch.schema import REPEAT_OF
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
-from lrsearch.search.runner import REPEAT_OF, Search, worker_id
+from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
 from lrsearch.storage import Heartbeat, open_storage
 from lrsearch.studies import StudySpec, load_study_file

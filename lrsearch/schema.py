@@ -1,0 +1,23 @@
+"""What a study stores for lrsearch: its contract with every reader (the report, the dashboard, ``reap``,
+other workers, other releases). The names of user attrs and system attrs lrsearch writes live here only."""
+
+from __future__ import annotations
+
+__all__ = ["FAILURE_ATTRS", "METADATA", "PER_EPOCH_SUFFIX", "REPEAT_OF", "TIMING_PREFIX", "repeat_keys"]
+
+#: The study's user attr holding what it asks (question, trainer, compare, metric, its definition).
+METADATA = "lrsearch"
+#: A repeat's user attr: the number of the trial whose configuration it re-runs with a new seed.
+REPEAT_OF = "repeat_of"
+#: User attrs whose key ends so hold per-epoch lists (``lr_history``...); a worker's reads skip them.
+PER_EPOCH_SUFFIX = "_history"
+#: User attrs in which a run says how it failed: a retry is a new run, and does not inherit them.
+FAILURE_ATTRS = ("error", "interrupted", "worker")
+#: Study system attrs: each worker's times (``Tally.timing``), one per worker id.
+TIMING_PREFIX = "lrsearch:timing:"
+
+
+def repeat_keys(searched: int) -> tuple[str, str]:
+    """The study system attrs of the repeats scheduled after ``searched`` search trials: the claim of the one
+    worker that enqueues them, and the mark that they are enqueued."""
+    return f"lrsearch:repeats:{searched}", f"lrsearch:repeats_ready:{searched}"
