@@ -21,9 +21,14 @@ class DigitsCNN(nn.Module):
     def __init__(self, dropout: float = 0.25) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(1, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(32 * 4 * 4, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +42,15 @@ def problem() -> lrsearch.Problem:
     y = torch.tensor(digits.target, dtype=torch.long)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     x, y = x[order], y[order]
-    return lrsearch.Problem(model=DigitsCNN, train=(x[:1200], y[:1200]), val=(x[1200:1500], y[1200:1500]),
-                            test=(x[1500:], y[1500:]), batch_size=32, epochs=8, name="digits_cnn")  # fmt: skip
+    return lrsearch.Problem(
+        model=DigitsCNN,
+        train=(x[:1200], y[:1200]),
+        val=(x[1200:1500], y[1200:1500]),
+        test=(x[1500:], y[1500:]),
+        batch_size=32,
+        epochs=8,
+        name="digits_cnn",
+    )
 
 
 def main() -> None:

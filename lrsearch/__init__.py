@@ -8,8 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["Problem", "Report", "TrainResult", "__version__", "run", "train"]
 
 #: Where each public name lives: loaded (with torch) on first use, so `import lrsearch` stays instant.
-_PUBLIC = {"Problem": "lrsearch.problem", "train": "lrsearch.api", "TrainResult": "lrsearch.api",
-           "run": "lrsearch.runs", "Report": "lrsearch.runs"}
+_PUBLIC = {
+    "Problem": "lrsearch.problem",
+    "train": "lrsearch.api",
+    "TrainResult": "lrsearch.api",
+    "run": "lrsearch.runs",
+    "Report": "lrsearch.runs",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -166,9 +166,17 @@ def train(
             return []
 
         (result,) = population.run(each_epoch)
-    return TrainResult(result=result, metric=engine.metric, maximize=engine.maximize, restores_best=engine.restore_best,
-                       device=torch_device, epochs=population.epochs, batch_size=population.batch_size,
-                       train_examples=len(engine.dataset.train), seconds=time.perf_counter() - started)  # fmt: skip
+    return TrainResult(
+        result=result,
+        metric=engine.metric,
+        maximize=engine.maximize,
+        restores_best=engine.restore_best,
+        device=torch_device,
+        epochs=population.epochs,
+        batch_size=population.batch_size,
+        train_examples=len(engine.dataset.train),
+        seconds=time.perf_counter() - started,
+    )
 
 
 @contextmanager
@@ -180,7 +188,13 @@ def _progress(enabled: bool, description: str, total: int) -> Iterator[Callable[
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
         task = bar.add_task(description, total=total, status="")
         yield lambda done, status: bar.update(task, completed=done, status=status)

@@ -34,8 +34,10 @@ __all__ = ["ArtifactWriter", "curves_of", "open_store", "resolve_artifacts"]
 _ENV = "LRSEARCH_ARTIFACTS"
 
 
-_BUCKETS = {"s3://": (Boto3ArtifactStore, "boto3", "boto3"),
-            "gs://": (GCSArtifactStore, "google.cloud.storage", "google-cloud-storage")}  # fmt: skip
+_BUCKETS = {
+    "s3://": (Boto3ArtifactStore, "boto3", "boto3"),
+    "gs://": (GCSArtifactStore, "google.cloud.storage", "google-cloud-storage"),
+}
 
 
 def resolve_artifacts(flag: str | None, storage_url: str) -> str | None:

@@ -71,7 +71,9 @@ def bench_configs(count: int, seed: int = 0) -> list[TrainConfig]:
     rng = np.random.default_rng(seed)
     lrs = np.exp(rng.uniform(np.log(1e-3), np.log(0.05), count))
     momenta = rng.uniform(0.0, 0.9, count)
-    return [TrainConfig(lr=float(lr), momentum=float(m), seed=i) for i, (lr, m) in enumerate(zip(lrs, momenta, strict=True))]
+    return [
+        TrainConfig(lr=float(lr), momentum=float(m), seed=i) for i, (lr, m) in enumerate(zip(lrs, momenta, strict=True))
+    ]
 
 
 def default_population(trainer: str, device: torch.device) -> int:
@@ -107,12 +109,22 @@ def bench_blobs(
             train_plain(problem, config, epochs=epochs)
 
     return [
-        _timed(f"population of {size}", size, size * examples,
-               lambda: train_population(problem, configs[:size], epochs=epochs), device),
-        _timed(f"population of {size}, generic nn.Module path", size, size * examples,
-               lambda: train_population(generic, configs[:size], epochs=epochs), device),
+        _timed(
+            f"population of {size}",
+            size,
+            size * examples,
+            lambda: train_population(problem, configs[:size], epochs=epochs),
+            device,
+        ),
+        _timed(
+            f"population of {size}, generic nn.Module path",
+            size,
+            size * examples,
+            lambda: train_population(generic, configs[:size], epochs=epochs),
+            device,
+        ),
         _timed("one at a time, DataLoader", baseline_trials, baseline_trials * examples, plain, device),
-    ]  # fmt: skip
+    ]
 
 
 def bench_lenet(
@@ -132,12 +144,22 @@ def bench_lenet(
             train_plain(problem, configs[0], epochs=epochs, per_item=True, num_workers=4)
 
     return [
-        _timed(f"population of {size}", size, size * examples,
-               lambda: train_population(problem, configs, epochs=epochs), device),
+        _timed(
+            f"population of {size}",
+            size,
+            size * examples,
+            lambda: train_population(problem, configs, epochs=epochs),
+            device,
+        ),
         _timed("d2l-style loop (per-item loader, 4 workers)", 1, examples, d2l_style, device),
-        _timed("plain loop (tensor DataLoader)", 1, examples,
-               lambda: train_plain(problem, configs[0], epochs=epochs), device),
-    ]  # fmt: skip
+        _timed(
+            "plain loop (tensor DataLoader)",
+            1,
+            examples,
+            lambda: train_plain(problem, configs[0], epochs=epochs),
+            device,
+        ),
+    ]
 
 
 def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int = 3) -> list[Measurement]:
@@ -165,14 +187,27 @@ def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int
 
     with tempfile.TemporaryDirectory() as folder:
         ours = join_study(spec, open_storage(f"sqlite:///{folder}/population.db"), worker=worker_id())
-        plain = optuna.create_study(storage=f"sqlite:///{folder}/plain.db", direction="maximize",
-                                    sampler=optuna.samplers.TPESampler(seed=spec.seed))  # fmt: skip
+        plain = optuna.create_study(
+            storage=f"sqlite:///{folder}/plain.db",
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        )
         return [
-            _timed(f"lrsearch search, population of {trials}", trials, trials * examples,
-                   lambda: Search(spec, ours, problem).run(n_trials=trials, timeout=None), device),
-            _timed("Optuna study.optimize, DataLoader objective", baseline_trials, baseline_trials * examples,
-                   lambda: plain.optimize(objective, n_trials=baseline_trials), device),
-        ]  # fmt: skip
+            _timed(
+                f"lrsearch search, population of {trials}",
+                trials,
+                trials * examples,
+                lambda: Search(spec, ours, problem).run(n_trials=trials, timeout=None),
+                device,
+            ),
+            _timed(
+                "Optuna study.optimize, DataLoader objective",
+                baseline_trials,
+                baseline_trials * examples,
+                lambda: plain.optimize(objective, n_trials=baseline_trials),
+                device,
+            ),
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,8 +284,16 @@ class WorkerTiming:
         return (busy - self.training) / busy if busy > 0 else 0.0
 
 
-def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, population: int = 64,
-                  epochs: int | None = None, sampler: str | None = None, pruner: str = "none") -> WorkerTiming:  # fmt: skip
+def bench_workers(
+    storage: str,
+    *,
+    workers: int = 8,
+    trials: int = 512,
+    population: int = 64,
+    epochs: int | None = None,
+    sampler: str | None = None,
+    pruner: str = "none",
+) -> WorkerTiming:
     """``workers`` local CPU workers on one study in ``storage`` running the ``blobs_lr`` search
     (populations of ``population``; the file's sampler, TPE, unless ``sampler``; without pruning unless
     ``pruner``), each recording its timing with the study."""
@@ -261,22 +304,51 @@ def bench_workers(storage: str, *, workers: int = 8, trials: int = 512, populati
         name = f"bench_workers_{int(time.time())}"
         path = Path(folder) / f"{name}.toml"
         path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-        command = [sys.executable, "-m", "lrsearch", "run", "--study", str(path), "--workers", str(workers),
-                   "--device", "cpu", "--n-trials", str(trials), "--population", str(population), "--pruner", pruner,
-                   "--no-report", *(["--epochs", str(epochs)] if epochs else []),
-                   *(["--sampler", sampler] if sampler else [])]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "lrsearch",
+            "run",
+            "--study",
+            str(path),
+            "--workers",
+            str(workers),
+            "--device",
+            "cpu",
+            "--n-trials",
+            str(trials),
+            "--population",
+            str(population),
+            "--pruner",
+            pruner,
+            "--no-report",
+            *(["--epochs", str(epochs)] if epochs else []),
+            *(["--sampler", sampler] if sampler else []),
+        ]
         database = open_storage(storage, heartbeat=None)  # one that cannot be opened fails here, as one line
         started = time.perf_counter()
-        run = subprocess.run(command, check=False, env={**os.environ, "LRSEARCH_STORAGE": storage},
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+        run = subprocess.run(
+            command,
+            check=False,
+            env={**os.environ, "LRSEARCH_STORAGE": storage},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         seconds = time.perf_counter() - started
         if run.returncode != 0:
             said = [line for line in run.stderr.splitlines() if line.startswith("lrsearch: ")]
-            raise RuntimeFailure(f"the benchmark's workers failed (exit {run.returncode})"
-                                 + (f": {said[-1].removeprefix('lrsearch: error: ')}" if said else ""))  # fmt: skip
+            raise RuntimeFailure(
+                f"the benchmark's workers failed (exit {run.returncode})"
+                + (f": {said[-1].removeprefix('lrsearch: error: ')}" if said else "")
+            )
         study = load_existing(name, database)
-        timings = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items()
-                   if k.startswith(TIMING_PREFIX)]  # fmt: skip
-        return WorkerTiming(workers=len(timings), trials=len(study.trials), seconds=seconds,
-                            **{name: sum(t.get(name, 0.0) for t in timings) for name in Tally.TIMES})  # fmt: skip
+        timings = [
+            v for k, v in study._storage.get_study_system_attrs(study._study_id).items() if k.startswith(TIMING_PREFIX)
+        ]
+        return WorkerTiming(
+            workers=len(timings),
+            trials=len(study.trials),
+            seconds=seconds,
+            **{name: sum(t.get(name, 0.0) for t in timings) for name in Tally.TIMES},
+        )

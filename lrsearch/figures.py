@@ -18,8 +18,12 @@ if TYPE_CHECKING:
 __all__ = ["accuracy_vs_lr", "learning_curves", "lr_curves", "peak_lr"]
 
 # Legends under the plot: beside it they take half of a narrow chart's width.
-_LAYOUT: dict[str, Any] = {"template": "plotly_white", "height": 480, "margin": {"l": 60, "r": 60, "t": 60, "b": 40},
-                           "legend": {"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0}}
+_LAYOUT: dict[str, Any] = {
+    "template": "plotly_white",
+    "height": 480,
+    "margin": {"l": 60, "r": 60, "t": 60, "b": 40},
+    "legend": {"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0},
+}
 
 
 def peak_lr(trial: FrozenTrial) -> float | None:
@@ -35,17 +39,30 @@ def _best(trials: Sequence[FrozenTrial], compare: str, maximize: bool) -> dict[o
     return dict(sorted(best_per_group(trials, compare, maximize=maximize).items(), key=lambda kv: str(kv[0])))
 
 
-def lr_curves(trials: Sequence[FrozenTrial], compare: str, *, metric: str = "accuracy", maximize: bool = True) -> go.Figure:
+def lr_curves(
+    trials: Sequence[FrozenTrial], compare: str, *, metric: str = "accuracy", maximize: bool = True
+) -> go.Figure:
     """The learning rate per epoch of the best trial of each compared group, overlaid."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for group, trial in _best(trials, compare, maximize).items():
         lrs = trial.user_attrs.get("lr_history", [])
-        fig.add_trace(go.Scatter(x=list(range(1, len(lrs) + 1)), y=lrs, mode="lines", line_shape="hv",
-                                 name=f"{group} (trial {trial.number})"))  # fmt: skip
-    fig.update_layout(title=f"Learning rate per epoch: the best trial of each {compare}", xaxis_title="epoch",
-                      yaxis_title="learning rate", **_LAYOUT)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(lrs) + 1)),
+                y=lrs,
+                mode="lines",
+                line_shape="hv",
+                name=f"{group} (trial {trial.number})",
+            )
+        )
+    fig.update_layout(
+        title=f"Learning rate per epoch: the best trial of each {compare}",
+        xaxis_title="epoch",
+        yaxis_title="learning rate",
+        **_LAYOUT,
+    )
     fig.update_yaxes(type="log")
     return fig
 
@@ -63,14 +80,34 @@ def learning_curves(
         colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         values = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
         loss = trial.user_attrs.get("train_loss_history", [])
-        fig.add_trace(go.Scatter(x=sorted(trial.intermediate_values), y=values, mode="lines", line_color=colour,
-                                 name=f"{group}: validation {metric}", legendgroup=str(group)))  # fmt: skip
-        fig.add_trace(go.Scatter(x=list(range(1, len(loss) + 1)), y=loss, mode="lines", yaxis="y2",
-                                 line={"color": colour, "dash": "dot"}, name=f"{group}: training loss",
-                                 legendgroup=str(group)))  # fmt: skip
-    fig.update_layout(title=f"Learning curves: the best trial of each {compare}", xaxis_title="epoch",
-                      yaxis={"title": f"validation {metric}"},
-                      yaxis2={"title": "training loss", "overlaying": "y", "side": "right"}, **_LAYOUT)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=sorted(trial.intermediate_values),
+                y=values,
+                mode="lines",
+                line_color=colour,
+                name=f"{group}: validation {metric}",
+                legendgroup=str(group),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(loss) + 1)),
+                y=loss,
+                mode="lines",
+                yaxis="y2",
+                line={"color": colour, "dash": "dot"},
+                name=f"{group}: training loss",
+                legendgroup=str(group),
+            )
+        )
+    fig.update_layout(
+        title=f"Learning curves: the best trial of each {compare}",
+        xaxis_title="epoch",
+        yaxis={"title": f"validation {metric}"},
+        yaxis2={"title": "training loss", "overlaying": "y", "side": "right"},
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -103,12 +140,22 @@ def accuracy_vs_lr(
     groups = {key: [(lr, worst if v is None else v, n) for lr, v, n in points] for key, points in groups.items()}
     colours = {g: qualitative.Plotly[i % len(qualitative.Plotly)] for i, g in enumerate(sorted({g for g, _ in groups}))}
     for (group, kind), points in sorted(groups.items()):
-        fig.add_trace(go.Scatter(
-            x=[p[0] for p in points], y=[p[1] for p in points], customdata=[p[2] for p in points], mode="markers",
-            name=f"{group} ({kind})", marker={"symbol": marks[kind], "size": 9, "color": colours[group]},
-            hovertemplate=f"trial %{{customdata}}<br>lr %{{x:.3g}}<br>{metric} %{{y:.4f}}",
-        ))  # fmt: skip
-    fig.update_layout(title=f"Validation {metric} vs learning rate, by {compare}", xaxis_title="learning rate",
-                      yaxis_title=f"validation {metric}", **_LAYOUT)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                customdata=[p[2] for p in points],
+                mode="markers",
+                name=f"{group} ({kind})",
+                marker={"symbol": marks[kind], "size": 9, "color": colours[group]},
+                hovertemplate=f"trial %{{customdata}}<br>lr %{{x:.3g}}<br>{metric} %{{y:.4f}}",
+            )
+        )
+    fig.update_layout(
+        title=f"Validation {metric} vs learning rate, by {compare}",
+        xaxis_title="learning rate",
+        yaxis_title=f"validation {metric}",
+        **_LAYOUT,
+    )
     fig.update_xaxes(type="log")
     return fig

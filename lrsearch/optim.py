@@ -41,8 +41,9 @@ class StackedOptimizer(ABC):
 
     def __init__(self, settings: Sequence[Settings], params: Sequence[torch.Tensor]) -> None:
         self.device = params[0].device
-        self.state: dict[str, list[torch.Tensor]] = {name: [torch.zeros_like(p) for p in params]
-                                                     for name in self.state_names}  # fmt: skip
+        self.state: dict[str, list[torch.Tensor]] = {
+            name: [torch.zeros_like(p) for p in params] for name in self.state_names
+        }
         # Hyperparameters live on the host, in float64 as torch.optim has them; which ops a step needs is
         # decided from them, so a step never reads the device (no per-step sync on a GPU).
         self.host = {key: np.array([float(s[key]) for s in settings]) for key in self.defaults}
@@ -228,8 +229,14 @@ def _optimizer_class(name: str) -> type[StackedOptimizer]:
 
 #: Each setting's range: the averaging coefficients below 1, eps and weight decay up to where training
 #: would be nothing but them.
-_RANGES = {"momentum": (0.0, 1.0, True), "alpha": (0.0, 1.0, True), "beta1": (0.0, 1.0, True),
-           "beta2": (0.0, 1.0, True), "eps": (0.0, 1.0, False), "weight_decay": (0.0, 100.0, False)}  # fmt: skip
+_RANGES = {
+    "momentum": (0.0, 1.0, True),
+    "alpha": (0.0, 1.0, True),
+    "beta1": (0.0, 1.0, True),
+    "beta2": (0.0, 1.0, True),
+    "eps": (0.0, 1.0, False),
+    "weight_decay": (0.0, 100.0, False),
+}
 
 
 def optimizer_settings(name: str, given: Mapping[str, Any]) -> dict[str, Any]:

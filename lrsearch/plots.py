@@ -28,7 +28,14 @@ def check_plot_path(path: Path) -> Path:
 
 
 def line_chart(
-    path: Path, series: Series, *, title: str, x_label: str, y_label: str, log_x: bool = False, log_y: bool = False,
+    path: Path,
+    series: Series,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    log_y: bool = False,
     stepwise: bool = False,
 ) -> None:
     """One line per series (name -> (x, y)) on one chart, written to ``path``. ``stepwise`` holds each value
@@ -44,8 +51,9 @@ def line_chart(
         raise RuntimeFailure(f"cannot write {path}: {exc}") from exc
 
 
-def _png(path: Path, series: Series, title: str, x_label: str, y_label: str, log_x: bool, log_y: bool,
-         stepwise: bool) -> None:  # fmt: skip
+def _png(
+    path: Path, series: Series, title: str, x_label: str, y_label: str, log_x: bool, log_y: bool, stepwise: bool
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,8 +75,9 @@ def _png(path: Path, series: Series, title: str, x_label: str, y_label: str, log
     plt.close(fig)
 
 
-def _html(path: Path, series: Series, title: str, x_label: str, y_label: str, log_x: bool, log_y: bool,
-          stepwise: bool) -> None:  # fmt: skip
+def _html(
+    path: Path, series: Series, title: str, x_label: str, y_label: str, log_x: bool, log_y: bool, stepwise: bool
+) -> None:
     import plotly.graph_objects as go
 
     shape = "hv" if stepwise else "linear"
@@ -100,8 +109,12 @@ def svg_panels(panels: Sequence[Panel], *, title: str = "", width: int = 300, he
     """Panels side by side in one self-contained SVG document; non-finite points are left out (a log axis
     also leaves out values <= 0)."""
     top = 22 if title else 0
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height + top}" '
-             f'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>')]  # fmt: skip
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height + top}" '
+            f'font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>'
+        )
+    ]
     if title:
         parts.append(f'<text x="8" y="15" font-size="13" font-weight="bold">{html.escape(title)}</text>')
     for i, panel in enumerate(panels):
@@ -116,8 +129,10 @@ def _svg_panel(panel: Panel, width: int, height: int) -> str:
     scale = (lambda v: math.log10(v)) if panel.log_y else (lambda v: v)
     usable = lambda v: v is not None and math.isfinite(v) and (v > 0 or not panel.log_y)
     ys = [scale(v) for line in panel.lines.values() for v in line if usable(v)]
-    out = [f'<text x="{left}" y="13" font-weight="bold">{html.escape(panel.title)}</text>',
-           f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']  # fmt: skip
+    out = [
+        f'<text x="{left}" y="13" font-weight="bold">{html.escape(panel.title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
+    ]
     if not ys or not panel.x:
         return "".join(out)
     x0, x1 = min(panel.x), max(panel.x)
@@ -128,16 +143,20 @@ def _svg_panel(panel: Panel, width: int, height: int) -> str:
     py = lambda y: top + plot_h - (y - y0) / (y1 - y0) * plot_h
     for k in range(3):
         y = y0 + (y1 - y0) * k / 2
-        label = f"{10 ** y:.2g}" if panel.log_y else f"{y:.3g}"
+        label = f"{10**y:.2g}" if panel.log_y else f"{y:.3g}"
         out.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{label}</text>')
-    out.append(f'<text x="{left}" y="{height - 8}">{x0:g}</text>'
-               f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end">epoch {x1:g}</text>')  # fmt: skip
+    out.append(
+        f'<text x="{left}" y="{height - 8}">{x0:g}</text>'
+        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end">epoch {x1:g}</text>'
+    )
     for j, (name, line) in enumerate(panel.lines.items()):
         colour = _COLOURS[j % len(_COLOURS)]
         points = " ".join(f"{px(x):.1f},{py(scale(v)):.1f}" for x, v in zip(panel.x, line, strict=False) if usable(v))
         if points:
             out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
         if len(panel.lines) > 1:  # the legend sits under the chart, between the x labels: no curve is hidden
-            out.append(f'<text x="{left + plot_w * (j + 1) / (len(panel.lines) + 1):.0f}" y="{height - 8}" '
-                       f'text-anchor="middle" fill="{colour}">{html.escape(name)}</text>')  # fmt: skip
+            out.append(
+                f'<text x="{left + plot_w * (j + 1) / (len(panel.lines) + 1):.0f}" y="{height - 8}" '
+                f'text-anchor="middle" fill="{colour}">{html.escape(name)}</text>'
+            )
     return "".join(out)

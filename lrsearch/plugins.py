@@ -110,8 +110,9 @@ def _callable(name: str, beside: Path | None) -> Callable[[], object]:
         try:
             found = entry.load()
         except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"loading the installed trainer {name!r} ({entry.value}) raised "
-                              f"{type(exc).__name__}: {one_line(exc)}") from None  # fmt: skip
+            raise ConfigError(
+                f"loading the installed trainer {name!r} ({entry.value}) raised {type(exc).__name__}: {one_line(exc)}"
+            ) from None
     else:
         module_name, _, attribute = name.partition(":")
         module = _import(module_name, [f for f in (beside, Path.cwd()) if f is not None])
@@ -121,8 +122,9 @@ def _callable(name: str, beside: Path | None) -> Callable[[], object]:
                 raise ConfigError(f"module {module_name!r} has no {attribute!r}")
             found = getattr(found, part)
     if not callable(found):
-        raise ConfigError(f"{name!r} must name a callable that returns an lrsearch.Problem but names a "
-                          f"{type(found).__name__}")  # fmt: skip
+        raise ConfigError(
+            f"{name!r} must name a callable that returns an lrsearch.Problem but names a {type(found).__name__}"
+        )
     return found
 
 
@@ -143,8 +145,15 @@ def resolve(name: str, *, beside: Path | None = None) -> Trainer:
     check_name(name)
     if name in TRAINERS:
         spec = TRAINERS[name]
-        return Trainer(name=name, description=spec.description, epochs=spec.epochs, batch_size=spec.batch_size,
-                       train_examples=spec.train_examples, lr=spec.lr, maximize=True)  # fmt: skip
+        return Trainer(
+            name=name,
+            description=spec.description,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            train_examples=spec.train_examples,
+            lr=spec.lr,
+            maximize=True,
+        )
     make = _callable(name, beside)
     problem = _made(name, make)
     return dataclasses.replace(from_problem(problem, _description(make, problem)), name=name)
@@ -152,9 +161,17 @@ def resolve(name: str, *, beside: Path | None = None) -> Trainer:
 
 def from_problem(problem: Problem, description: str = "") -> Trainer:
     """A Problem object given directly (Python): a trainer under the problem's own name."""
-    return Trainer(name=problem.name, description=description, epochs=problem.epochs, batch_size=problem.batch_size,
-                   train_examples=len(problem.train[1]), lr=None, maximize=problem.objective_direction == "maximize",
-                   metric=problem.metric_name, problem=problem)  # fmt: skip
+    return Trainer(
+        name=problem.name,
+        description=description,
+        epochs=problem.epochs,
+        batch_size=problem.batch_size,
+        train_examples=len(problem.train[1]),
+        lr=None,
+        maximize=problem.objective_direction == "maximize",
+        metric=problem.metric_name,
+        problem=problem,
+    )
 
 
 def _first_line(thing: object) -> str | None:

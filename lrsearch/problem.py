@@ -44,8 +44,10 @@ def _pair(name: str, value: object) -> Pair:
         raise ConfigError(f"{name} must be a pair of tensors (inputs, targets) but got {type(value).__name__}")
     x, y = value
     if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
-        raise ConfigError(f"{name}'s inputs and targets must have one row per example but got shapes "
-                          f"{tuple(x.shape)} and {tuple(y.shape)}")  # fmt: skip
+        raise ConfigError(
+            f"{name}'s inputs and targets must have one row per example but got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if len(x) == 0:
         raise ConfigError(f"{name} must hold at least one example")
     if not x.is_floating_point():
@@ -77,8 +79,9 @@ class Problem:
         if self.record is not None and not callable(self.record):
             raise ConfigError(f"record must be a callable (parameters -> values) but got {type(self.record).__name__}")
         if not callable(self.model):
-            raise ConfigError(f"model must be a callable that makes a torch.nn.Module but got "
-                              f"{type(self.model).__name__}")  # fmt: skip
+            raise ConfigError(
+                f"model must be a callable that makes a torch.nn.Module but got {type(self.model).__name__}"
+            )
         splits = {"train": _pair("train", self.train), "val": _pair("val", self.val)}
         if self.test is not None:
             splits["test"] = _pair("test", self.test)
@@ -92,15 +95,19 @@ class Problem:
         metric_function(self.metric, loss)
         if callable(self.metric):
             if self.direction not in ("maximize", "minimize"):
-                raise ConfigError(f"a callable metric needs direction 'maximize' or 'minimize' but got "
-                                  f"{self.direction!r}")  # fmt: skip
+                raise ConfigError(
+                    f"a callable metric needs direction 'maximize' or 'minimize' but got {self.direction!r}"
+                )
         elif self.direction is not None and self.direction != self._named_direction():
-            raise ConfigError(f"metric {self.metric!r} is {self._named_direction()}d but direction is "
-                              f"{self.direction!r}")  # fmt: skip
+            raise ConfigError(
+                f"metric {self.metric!r} is {self._named_direction()}d but direction is {self.direction!r}"
+            )
         integral = not self.train[1].is_floating_point()
         if (self.loss == "cross_entropy" or self.metric == "accuracy") and not integral:
-            raise ConfigError(f"{self.loss if self.loss == 'cross_entropy' else 'accuracy'} needs integer class "
-                              f"targets but got {self.train[1].dtype}")  # fmt: skip
+            raise ConfigError(
+                f"{self.loss if self.loss == 'cross_entropy' else 'accuracy'} needs integer class "
+                f"targets but got {self.train[1].dtype}"
+            )
         if self.loss in ("mse", "mae", "huber") and integral:
             raise ConfigError(f"loss {self.loss!r} needs floating-point targets but got {self.train[1].dtype}")
         self._probe(loss)
@@ -131,11 +138,14 @@ class Problem:
             with torch.no_grad():
                 values = loss(module.eval()(x), y)
         except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"{type(module).__name__} on two training examples, then the loss, raised "
-                              f"{type(exc).__name__}: {one_line(exc)}") from None  # fmt: skip
+            raise ConfigError(
+                f"{type(module).__name__} on two training examples, then the loss, raised "
+                f"{type(exc).__name__}: {one_line(exc)}"
+            ) from None
         if values.shape != (len(y),):
-            raise ConfigError(f"the loss must give one value per example, shape ({len(y)},), but got "
-                              f"{tuple(values.shape)}")  # fmt: skip
+            raise ConfigError(
+                f"the loss must give one value per example, shape ({len(y)},), but got {tuple(values.shape)}"
+            )
 
     def to_engine(self, device: torch.device, *, strategy: Literal["auto", "loop", "vmap"] = "auto") -> EngineProblem:
         """The problem as the population engine trains it, its data moved onto ``device`` once."""
@@ -146,10 +156,19 @@ class Problem:
         try:
             dataset = dataset.to(device)
         except torch.OutOfMemoryError:
-            raise ConfigError(f"{self.name}'s data does not fit on {device}: lrsearch keeps the whole dataset on "
-                              "the training device") from None  # fmt: skip
+            raise ConfigError(
+                f"{self.name}'s data does not fit on {device}: lrsearch keeps the whole dataset on the training device"
+            ) from None
         model = ModuleModel(self.model, loss=self.loss, metric=self.metric, strategy=strategy, device=device)
-        return EngineProblem(name=self.name, dataset=dataset, model=model, batch_size=self.batch_size,
-                             epochs=self.epochs, restore_best=self.test is not None, device=device,
-                             metric=self.metric_name, maximize=self.objective_direction == "maximize",
-                             record=self.record)  # fmt: skip
+        return EngineProblem(
+            name=self.name,
+            dataset=dataset,
+            model=model,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            restore_best=self.test is not None,
+            device=device,
+            metric=self.metric_name,
+            maximize=self.objective_direction == "maximize",
+            record=self.record,
+        )

@@ -55,11 +55,14 @@ def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
     return utc.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
 
 
-def _rows(session: Any, model: Any, columns: Iterable[str], ids: list[int], order: str | None = None,
-          where: Any = None) -> list[Any]:  # fmt: skip
+def _rows(
+    session: Any, model: Any, columns: Iterable[str], ids: list[int], order: str | None = None, where: Any = None
+) -> list[Any]:
     out: list[Any] = []
     for start in range(0, len(ids), _CHUNK):
-        query = sqlalchemy.select(*(getattr(model, c) for c in columns)).where(model.trial_id.in_(ids[start : start + _CHUNK]))
+        query = sqlalchemy.select(*(getattr(model, c) for c in columns)).where(
+            model.trial_id.in_(ids[start : start + _CHUNK])
+        )
         if where is not None:
             query = query.where(where)
         if order:
@@ -76,12 +79,16 @@ def _children(with_steps: bool) -> list[tuple[Any, Any, Any]]:
     """The tables a trial's rows live in, each with its row id and the condition on what is read."""
     attrs = models.TrialUserAttributeModel
     per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_SUFFIX, autoescape=True)
-    out = [(models.TrialParamModel, models.TrialParamModel.param_id, None),
-           (attrs, attrs.trial_user_attribute_id, per_epoch),
-           (models.TrialSystemAttributeModel, models.TrialSystemAttributeModel.trial_system_attribute_id, None),
-           (models.TrialValueModel, models.TrialValueModel.trial_value_id, None)]  # fmt: skip
+    out = [
+        (models.TrialParamModel, models.TrialParamModel.param_id, None),
+        (attrs, attrs.trial_user_attribute_id, per_epoch),
+        (models.TrialSystemAttributeModel, models.TrialSystemAttributeModel.trial_system_attribute_id, None),
+        (models.TrialValueModel, models.TrialValueModel.trial_value_id, None),
+    ]
     if with_steps:
-        out.append((models.TrialIntermediateValueModel, models.TrialIntermediateValueModel.trial_intermediate_value_id, None))
+        out.append(
+            (models.TrialIntermediateValueModel, models.TrialIntermediateValueModel.trial_intermediate_value_id, None)
+        )
     return out
 
 
@@ -91,8 +98,11 @@ def _stamps(session: Any, ids: list[int], with_steps: bool) -> dict[int, Stamp]:
     found: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for model, row_id, where in _children(with_steps):
         for start in range(0, len(ids), _CHUNK):
-            query = (sqlalchemy.select(model.trial_id, sqlalchemy.func.count(), sqlalchemy.func.sum(row_id))
-                     .where(model.trial_id.in_(ids[start : start + _CHUNK])).group_by(model.trial_id))  # fmt: skip
+            query = (
+                sqlalchemy.select(model.trial_id, sqlalchemy.func.count(), sqlalchemy.func.sum(row_id))
+                .where(model.trial_id.in_(ids[start : start + _CHUNK]))
+                .group_by(model.trial_id)
+            )
             if where is not None:
                 query = query.where(where)
             for trial_id, count, total in session.execute(query):
@@ -125,9 +135,12 @@ def read_trials(
         elif trial_id_greater_than > -1:
             conditions.append(trials.trial_id > trial_id_greater_than)
         heads = session.execute(
-            sqlalchemy.select(trials.trial_id, trials.number, trials.state, trials._datetime_start_utc,
-                              trials._datetime_complete_utc).where(*conditions).order_by(trials.trial_id)
-        ).all()  # fmt: skip
+            sqlalchemy.select(
+                trials.trial_id, trials.number, trials.state, trials._datetime_start_utc, trials._datetime_complete_utc
+            )
+            .where(*conditions)
+            .order_by(trials.trial_id)
+        ).all()
         if not heads:
             return []
         stamps: dict[int, Stamp] = {}
@@ -135,17 +148,32 @@ def read_trials(
         if running is not None:
             # Stamped before the rows are read: a change in between is read now and seen again next time.
             stamps = _stamps(session, [h.trial_id for h in heads if h.state == TrialState.RUNNING], with_steps)
-            kept = {tid: running[tid][1] for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp}
+            kept = {
+                tid: running[tid][1] for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp
+            }
         ids = [h.trial_id for h in heads if h.trial_id not in kept]
-        params = _rows(session, models.TrialParamModel, ("trial_id", "param_name", "param_value", "distribution_json"),
-                       ids, order="param_id")  # fmt: skip
+        params = _rows(
+            session,
+            models.TrialParamModel,
+            ("trial_id", "param_name", "param_value", "distribution_json"),
+            ids,
+            order="param_id",
+        )
         values = _rows(session, models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), ids)
         attrs = models.TrialUserAttributeModel
         per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_SUFFIX, autoescape=True)
         user = _rows(session, attrs, ("trial_id", "key", "value_json"), ids, where=per_epoch)
         system = _rows(session, models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), ids)
-        steps = _rows(session, models.TrialIntermediateValueModel,
-                      ("trial_id", "step", "intermediate_value", "intermediate_value_type"), ids) if with_steps else []  # fmt: skip
+        steps = (
+            _rows(
+                session,
+                models.TrialIntermediateValueModel,
+                ("trial_id", "step", "intermediate_value", "intermediate_value_type"),
+                ids,
+            )
+            if with_steps
+            else []
+        )
 
     by_trial: dict[str, dict[int, list[Any]]] = {name: defaultdict(list) for name in ("p", "v", "u", "s", "i")}
     for name, rows in (("p", params), ("v", values), ("u", user), ("s", system), ("i", steps)):
@@ -201,11 +229,23 @@ class Reader:
         self._running: dict[int, dict[int, tuple[Stamp, FrozenTrial]]] = defaultdict(dict)
         self._lock = threading.Lock()  # one study's memo, one read at a time
 
-    def __call__(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
-                 trial_id_greater_than: int) -> list[FrozenTrial]:  # fmt: skip
+    def __call__(
+        self,
+        study_id: int,
+        states: Container[TrialState] | None,
+        included_trial_ids: set[int],
+        trial_id_greater_than: int,
+    ) -> list[FrozenTrial]:
         with self._lock:
-            return read_trials(self.backend, study_id, states, included_trial_ids, trial_id_greater_than,
-                               with_steps=self.with_steps, running=self._running[study_id])  # fmt: skip
+            return read_trials(
+                self.backend,
+                study_id,
+                states,
+                included_trial_ids,
+                trial_id_greater_than,
+                with_steps=self.with_steps,
+                running=self._running[study_id],
+            )
 
 
 def install(backend: RDBStorage, *, with_steps: bool = True) -> None:
@@ -228,7 +268,7 @@ def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -
             sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, values.intermediate_value_type)
             .join(trials, trials.trial_id == values.trial_id)
             .where(trials.study_id == study_id, trials.state == TrialState.COMPLETE, values.step.in_(list(steps)))
-        ).all()  # fmt: skip
+        ).all()
     out: dict[int, dict[int, float]] = defaultdict(dict)
     for row in rows:
         out[row.trial_id][row.step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
@@ -241,8 +281,9 @@ def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -
 _NOT_FINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
 
 
-def completed_curves(backend: RDBStorage, study_id: int, known: Container[int]
-                     ) -> tuple[list[int], tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
+def completed_curves(
+    backend: RDBStorage, study_id: int, known: Container[int]
+) -> tuple[list[int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The study's completed trials but the ``known`` ones, and all their per-epoch values as (trial id, step,
     value) arrays: a worker's pruner reads each completed trial once, hundreds of values each, so they come
     through the driver's own cursor as plain tuples (SQLAlchemy's rows and a Python object per value took
@@ -251,9 +292,15 @@ def completed_curves(backend: RDBStorage, study_id: int, known: Container[int]
     rows: list[tuple[int, int, float | None]] = []
     not_finite: dict[tuple[int, int], float] = {}
     with _create_scoped_session(backend.scoped_session) as session:
-        ids = [i for i in session.scalars(
-            sqlalchemy.select(trials.trial_id).where(trials.study_id == study_id, trials.state == TrialState.COMPLETE)
-        ) if i not in known]  # fmt: skip
+        ids = [
+            i
+            for i in session.scalars(
+                sqlalchemy.select(trials.trial_id).where(
+                    trials.study_id == study_id, trials.state == TrialState.COMPLETE
+                )
+            )
+            if i not in known
+        ]
         connection = session.connection()
         cursor = connection.connection.driver_connection.cursor()
         kind = sqlalchemy.type_coerce(values.intermediate_value_type, sqlalchemy.String)  # its name, not the enum
@@ -263,10 +310,16 @@ def completed_curves(backend: RDBStorage, study_id: int, known: Container[int]
             cursor.execute(str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})))
             rows += cursor.fetchall()
             # Stored without a value (few): infinities and NaN.
-            not_finite.update(((t, step), _NOT_FINITE[name]) for t, step, name in session.execute(
-                sqlalchemy.select(values.trial_id, values.step, kind)
-                .where(chunk, values.intermediate_value_type != models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE)
-            ))  # fmt: skip
+            not_finite.update(
+                ((t, step), _NOT_FINITE[name])
+                for t, step, name in session.execute(
+                    sqlalchemy.select(values.trial_id, values.step, kind).where(
+                        chunk,
+                        values.intermediate_value_type
+                        != models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE,
+                    )
+                )
+            )
     trial_ids, steps, stored = (np.array(column) for column in zip(*rows)) if rows else (np.empty(0),) * 3
     value = np.array(stored, dtype=float)  # None -> NaN
     for i in np.flatnonzero(np.isnan(value)):

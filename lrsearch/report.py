@@ -117,22 +117,47 @@ class StudyReport:
         out = dataclasses.asdict(self)
         for group, summary in zip(out["groups"], self.groups, strict=True):
             if summary.repeats is not None:
-                group["repeats"] = {"n": summary.repeats.n, "mean": summary.repeats.mean,
-                                    "ci95_half_width": summary.repeats.half_width,
-                                    "values": list(summary.repeats.values)}  # fmt: skip
+                group["repeats"] = {
+                    "n": summary.repeats.n,
+                    "mean": summary.repeats.mean,
+                    "ci95_half_width": summary.repeats.half_width,
+                    "values": list(summary.repeats.values),
+                }
         return clean(out)
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """The comparison as text, a row per group: what the terminal, the study note and the page show."""
-        header = [self.compare or "group", "trials", "complete", "pruned", "diverged", "best trial", "best val",
-                  "its test", "repeats", "mean test", "± 95% CI"]  # fmt: skip
+        header = [
+            self.compare or "group",
+            "trials",
+            "complete",
+            "pruned",
+            "diverged",
+            "best trial",
+            "best val",
+            "its test",
+            "repeats",
+            "mean test",
+            "± 95% CI",
+        ]
         rows = []
         for g in self.groups:
             r = g.repeats
-            rows.append([str(g.value), str(g.trials), str(g.completed), str(g.pruned), str(g.diverged),
-                         "-" if g.best_trial is None else f"#{g.best_trial}", _fmt(g.best_val),
-                         _fmt(g.best_test), str(r.n) if r else "0", _fmt(r.mean) if r else "-",
-                         _fmt(r.half_width) if r else "-"])  # fmt: skip
+            rows.append(
+                [
+                    str(g.value),
+                    str(g.trials),
+                    str(g.completed),
+                    str(g.pruned),
+                    str(g.diverged),
+                    "-" if g.best_trial is None else f"#{g.best_trial}",
+                    _fmt(g.best_val),
+                    _fmt(g.best_test),
+                    str(r.n) if r else "0",
+                    _fmt(r.mean) if r else "-",
+                    _fmt(r.half_width) if r else "-",
+                ]
+            )
         return header, rows
 
     def tests_text(self) -> str:
@@ -153,8 +178,9 @@ def _test(trial: FrozenTrial, metric: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def _group_summary(value: Any, trials: list[FrozenTrial], best: FrozenTrial | None, repeats: list[FrozenTrial],
-                   metric: str) -> GroupSummary:  # fmt: skip
+def _group_summary(
+    value: Any, trials: list[FrozenTrial], best: FrozenTrial | None, repeats: list[FrozenTrial], metric: str
+) -> GroupSummary:
     def count(state: TrialState) -> int:
         return sum(t.state == state for t in trials)
 
@@ -202,13 +228,16 @@ def _comparisons(groups: list[GroupSummary], maximize: bool) -> list[Comparison]
     return [Comparison(leader.value, other.value, t, adjusted[i]) for i, (other, t, _) in enumerate(raw)]
 
 
-def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Comparison], metric: str,
-             maximize: bool) -> str:  # fmt: skip
+def _verdict(
+    compare: str, groups: list[GroupSummary], comparisons: list[Comparison], metric: str, maximize: bool
+) -> str:
     if comparisons:
         leader, runner_up = _tested(groups, maximize)[:2]
         p = comparisons[0].p  # against the runner-up
-        figures = (f"test {metric} {leader.repeats} vs {runner_up.repeats} for {compare} = {runner_up.value} "
-                   f"(95% CI over repeats; {TEST_NAME} p = {p:.3g})")  # fmt: skip
+        figures = (
+            f"test {metric} {leader.repeats} vs {runner_up.repeats} for {compare} = {runner_up.value} "
+            f"(95% CI over repeats; {TEST_NAME} p = {p:.3g})"
+        )
         if p < 0.05:
             rest = " and every other group" if len(comparisons) > 1 and all(c.p < 0.05 for c in comparisons) else ""
             return f"{compare} = {leader.value} wins over the runner-up{rest}: {figures}."
@@ -224,9 +253,11 @@ def _verdict(compare: str, groups: list[GroupSummary], comparisons: list[Compari
         return "No trial has completed yet: nothing to compare."
     if len(ranked) == 1:
         return f"Only {compare} = {ranked[0].value} has completed trials: nothing to compare it with."
-    return (f"{compare} = {ranked[0].value} has the best single trial (val {metric} {ranked[0].best_val:.4f} "
-            f"vs {ranked[1].best_val:.4f}), but without repeats of at least two seeds per group this is "
-            "one draw each, not evidence.")  # fmt: skip
+    return (
+        f"{compare} = {ranked[0].value} has the best single trial (val {metric} {ranked[0].best_val:.4f} "
+        f"vs {ranked[1].best_val:.4f}), but without repeats of at least two seeds per group this is "
+        "one draw each, not evidence."
+    )
 
 
 def _importances(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, float]:

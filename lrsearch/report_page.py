@@ -32,19 +32,35 @@ def _importances(report: StudyReport) -> str:
 
     ranked = sorted(report.importances.items(), key=lambda kv: kv[1])
     fig = go.Figure(go.Bar(x=[v for _, v in ranked], y=[k for k, _ in ranked], orientation="h"))
-    fig.update_layout(title="Parameter importances (PED-ANOVA, completed search trials)", template="plotly_white",
-                      height=max(300, 28 * len(ranked) + 120), xaxis_title="importance")  # fmt: skip
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id="importances", default_width="100%", config={"responsive": True})
+    fig.update_layout(
+        title="Parameter importances (PED-ANOVA, completed search trials)",
+        template="plotly_white",
+        height=max(300, 28 * len(ranked) + 120),
+        xaxis_title="importance",
+    )
+    return fig.to_html(
+        full_html=False, include_plotlyjs=False, div_id="importances", default_width="100%", config={"responsive": True}
+    )
 
 
 def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -> None:
     """The comparison with its intervals and the verdict, the best trials' learning-rate and learning
     curves, accuracy against learning rate (pruned and diverged trials marked), the importances."""
     e = html.escape
-    figures = [(name, build(trials, report.compare, metric=report.metric, maximize=report.maximize)) for name, build in
-               (("lr_curves", lr_curves), ("learning_curves", learning_curves), ("accuracy_vs_lr", accuracy_vs_lr))]  # fmt: skip
-    charts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=name, default_width="100%", config={"responsive": True})
-              for i, (name, fig) in enumerate(figures)]  # fmt: skip
+    figures = [
+        (name, build(trials, report.compare, metric=report.metric, maximize=report.maximize))
+        for name, build in (
+            ("lr_curves", lr_curves),
+            ("learning_curves", learning_curves),
+            ("accuracy_vs_lr", accuracy_vs_lr),
+        )
+    ]
+    charts = [
+        fig.to_html(
+            full_html=False, include_plotlyjs=(i == 0), div_id=name, default_width="100%", config={"responsive": True}
+        )
+        for i, (name, fig) in enumerate(figures)
+    ]
     if report.importances:
         charts.append(_importances(report))
     c = report.counts
@@ -60,7 +76,7 @@ def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -
 <p class="note">best val / its test: the group's best search trial (chosen on validation {e(report.metric)}; its
 test {e(report.metric)} chose nothing). mean test ± 95% CI: the repeats' test {e(report.metric)}, a t-interval.</p>
 <p><strong>Test:</strong> {e(report.test)} ({e(report.test_why)}). {e(report.tests_text())}</p>
-<div class="charts">{"".join(f'<section>{chart}</section>' for chart in charts)}</div>
+<div class="charts">{"".join(f"<section>{chart}</section>" for chart in charts)}</div>
 </body></html>
 """
     try:

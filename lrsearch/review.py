@@ -28,29 +28,59 @@ def _describe(param: Param) -> str:
 
 def _question(spec: StudySpec) -> list[str]:
     space = spec.space
-    lines = [f"# {spec.name}", "", f"**Question:** {spec.question}", "",
-             (f"**Trainer:** `{spec.trainer}`, {spec.epochs} epochs per trial. "
-             f"**Compared:** `{spec.compare}`, the best of each group re-run with {spec.repeats} new seeds."), "",
-             "**Search space:**", ""]  # fmt: skip
+    lines = [
+        f"# {spec.name}",
+        "",
+        f"**Question:** {spec.question}",
+        "",
+        (
+            f"**Trainer:** `{spec.trainer}`, {spec.epochs} epochs per trial. "
+            f"**Compared:** `{spec.compare}`, the best of each group re-run with {spec.repeats} new seeds."
+        ),
+        "",
+        "**Search space:**",
+        "",
+    ]
     lines += [f"- `{name}`: {_describe(param)}" for name, param in space.params.items()]
     for branch, entries in space.branches.items():
-        lines += [f"- `{branch}.{k}` (when {branch}): {_describe(v) if isinstance(v, Choice | FloatRange | IntRange) else v}"
-                  for k, v in entries.items()]  # fmt: skip
-    lines += [f"- arm `{name}`: " + ", ".join(f"{k} = {v}" for k, v in settings.items()) for name, settings in space.arms.items()]
+        lines += [
+            f"- `{branch}.{k}` (when {branch}): {_describe(v) if isinstance(v, Choice | FloatRange | IntRange) else v}"
+            for k, v in entries.items()
+        ]
+    lines += [
+        f"- arm `{name}`: " + ", ".join(f"{k} = {v}" for k, v in settings.items())
+        for name, settings in space.arms.items()
+    ]
     if space.fixed:
         lines += ["- fixed: " + ", ".join(f"{k} = {v}" for k, v in space.fixed.items())]
-    budget = [f"{spec.n_trials} search trials" if spec.n_trials else None,
-              f"a {spec.timeout:g} s timeout" if spec.timeout else None]  # fmt: skip
-    lines += ["", (f"**Budget:** {' and '.join(b for b in budget if b)}; {spec.population} trials trained at once, "
-              f"sampler `{spec.sampler}`, pruner `{spec.pruner}`.")]  # fmt: skip
+    budget = [
+        f"{spec.n_trials} search trials" if spec.n_trials else None,
+        f"a {spec.timeout:g} s timeout" if spec.timeout else None,
+    ]
+    lines += [
+        "",
+        (
+            f"**Budget:** {' and '.join(b for b in budget if b)}; {spec.population} trials trained at once, "
+            f"sampler `{spec.sampler}`, pruner `{spec.pruner}`."
+        ),
+    ]
     return lines
 
 
 def _answer(report: StudyReport) -> list[str]:
     header, rows = report.table()
-    lines = ["", "## Answer so far", "", f"**Verdict:** {report.verdict}", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows),
-             "", f"Repeats: the best configuration of each group re-run with new seeds; their test {report.metric}."]  # fmt: skip
+    lines = [
+        "",
+        "## Answer so far",
+        "",
+        f"**Verdict:** {report.verdict}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        f"Repeats: the best configuration of each group re-run with new seeds; their test {report.metric}.",
+    ]
     if report.comparisons:
         lines += ["", f"**Test:** {report.test} ({report.test_why}). {report.tests_text()}."]
     if report.importances:

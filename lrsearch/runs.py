@@ -85,9 +85,14 @@ class _Display:
     def __init__(self, console: Console, total: int | None, label: str) -> None:
         self.console, self.total, self.label = console, total, label
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(), console=console, disable=not console.is_terminal,
-        )  # fmt: skip
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
         self.task = self.progress.add_task("trials", total=total, status="")
 
     @staticmethod
@@ -101,7 +106,9 @@ class _Display:
     def update(self, tally: Tally) -> None:
         self.progress.update(self.task, completed=tally.finished, status=self.status(tally))
         if not self.console.is_terminal:
-            self.console.print(f"[{time.strftime('%H:%M:%S')} {self.label}] {self.status(tally)}", highlight=False, soft_wrap=True)
+            self.console.print(
+                f"[{time.strftime('%H:%M:%S')} {self.label}] {self.status(tally)}", highlight=False, soft_wrap=True
+            )
 
 
 def _devices(devices: str | None, device: str) -> list[str]:
@@ -152,12 +159,16 @@ def _pickled(job: _Job) -> bytes:
     try:
         pickler.dump(job)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"several local workers need a problem they can be sent ({one_line(exc)}): make its model "
-                          "a function defined at module level in a file, not a lambda, or run one worker") from None  # fmt: skip
+        raise ConfigError(
+            f"several local workers need a problem they can be sent ({one_line(exc)}): make its model "
+            "a function defined at module level in a file, not a lambda, or run one worker"
+        ) from None
     if pickler.stranded:
-        raise ConfigError(f"several local workers cannot import {', '.join(sorted(set(pickler.stranded)))}, defined "
-                          "in this session's __main__ (a notebook's): put the problem in a module file, or run one "
-                          "worker")  # fmt: skip
+        raise ConfigError(
+            f"several local workers cannot import {', '.join(sorted(set(pickler.stranded)))}, defined "
+            "in this session's __main__ (a notebook's): put the problem in a module file, or run one "
+            "worker"
+        )
     return buffer.getvalue()
 
 
@@ -305,8 +316,15 @@ def run(
     beats = Heartbeat(interval=heartbeat, grace=grace, max_retry=max_retry)
     spec = load_study(study, problem=problem, name=name).for_device(torch.device(worker_devices[0]).type)
     pruner_settings = spec.pruner_settings if pruner in (None, spec.pruner) else {}
-    overrides = {"n_trials": n_trials, "timeout": timeout, "epochs": epochs, "population": population,
-                 "sampler": sampler, "pruner": pruner, "seed": seed}  # fmt: skip
+    overrides = {
+        "n_trials": n_trials,
+        "timeout": timeout,
+        "epochs": epochs,
+        "population": population,
+        "sampler": sampler,
+        "pruner": pruner,
+        "seed": seed,
+    }
     spec = spec.with_overrides(**overrides, pruner_settings=pruner_settings)
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
@@ -319,9 +337,24 @@ def run(
         engine = spec.resolved_trainer.load(torch.device(worker_devices[0]), data_dir)
     else:
         spec.resolved_trainer.check_data(data_dir)  # each worker loads its own; this only checks it
-        jobs = _jobs(study, problem, worker_devices, count, {
-            **overrides, "name": name, "storage": url, "heartbeat": heartbeat, "grace": grace, "max_retry": max_retry,
-            "data_dir": data_dir, "artifacts": location, "progress": progress and "lines", "report": False})  # fmt: skip
+        jobs = _jobs(
+            study,
+            problem,
+            worker_devices,
+            count,
+            {
+                **overrides,
+                "name": name,
+                "storage": url,
+                "heartbeat": heartbeat,
+                "grace": grace,
+                "max_retry": max_retry,
+                "data_dir": data_dir,
+                "artifacts": location,
+                "progress": progress and "lines",
+                "report": False,
+            },
+        )
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
     # storage call survives a database restart (retried), those of start-up and of the report included.
     joined = retrying(join_study, spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
@@ -346,17 +379,35 @@ def run(
     return Report(*retrying(_final_report, spec, url))
 
 
-def _jobs(study: str | Path | Mapping[str, Any], problem: Problem | None, devices: list[str], count: int,
-          settings: dict[str, Any]) -> list[tuple[str, bytes]]:  # fmt: skip
+def _jobs(
+    study: str | Path | Mapping[str, Any],
+    problem: Problem | None,
+    devices: list[str],
+    count: int,
+    settings: dict[str, Any],
+) -> list[tuple[str, bytes]]:
     """Each local worker's device and job, round robin over ``devices``."""
     assigned = [devices[i % len(devices)] for i in range(count)]
     cpu_workers = sum(d == "cpu" for d in assigned)
     # CPU workers share the cores: more threads than cores makes OpenMP spin against itself.
     threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
     interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-    return [(device, _pickled(_Job(study, problem, {**settings, "device": device, "workers": 1},
-                                   threads if device == "cpu" else None, interruptible, optuna.logging.get_verbosity())))
-            for device in assigned]  # fmt: skip
+    return [
+        (
+            device,
+            _pickled(
+                _Job(
+                    study,
+                    problem,
+                    {**settings, "device": device, "workers": 1},
+                    threads if device == "cpu" else None,
+                    interruptible,
+                    optuna.logging.get_verbosity(),
+                )
+            ),
+        )
+        for device in assigned
+    ]
 
 
 def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]:
@@ -368,16 +419,28 @@ def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]
     return study, report
 
 
-def _work(spec: StudySpec, study: optuna.Study, problem: EngineProblem, where: str, artifacts: ArtifactWriter | None,
-          progress: bool | Literal["lines"], max_retry: int) -> None:  # fmt: skip
+def _work(
+    spec: StudySpec,
+    study: optuna.Study,
+    problem: EngineProblem,
+    where: str,
+    artifacts: ArtifactWriter | None,
+    progress: bool | Literal["lines"],
+    max_retry: int,
+) -> None:
     """This process as one worker: the search, then the repeats."""
     device = problem.device
     spec = resolve_auto_lr(spec, study, problem)
     console = Console(stderr=True, quiet=not progress, force_terminal=False if progress == "lines" else None)
-    console.print(f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False, soft_wrap=True)
+    console.print(
+        f"study {spec.name} in {where} on {device} ({worker_id()}): {spec.question}", highlight=False, soft_wrap=True
+    )
     if artifacts is None:
-        console.print("no artifact store (--artifacts or LRSEARCH_ARTIFACTS): trials keep their curves as user "
-                      "attrs only", highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            "no artifact store (--artifacts or LRSEARCH_ARTIFACTS): trials keep their curves as user attrs only",
+            highlight=False,
+            soft_wrap=True,
+        )
     display = _Display(console, spec.n_trials, f"{device} {worker_id()}")
     search = Search(spec, study, problem, on_progress=display.update, artifacts=artifacts, max_retry=max_retry)
     with display.progress:

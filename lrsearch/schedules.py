@@ -92,8 +92,10 @@ class Schedule(ABC):
         bad = ~(np.isfinite(rates) & (rates <= MAX_RATE))
         if bad.any():
             step = int(steps[np.argmax(bad)])
-            raise ConfigError(f"the {self.name} schedule's rate grows past {MAX_RATE:g} by step {step} "
-                              f"(it reaches {rates[np.argmax(bad)]:.3g}); lower its growth")  # fmt: skip
+            raise ConfigError(
+                f"the {self.name} schedule's rate grows past {MAX_RATE:g} by step {step} "
+                f"(it reaches {rates[np.argmax(bad)]:.3g}); lower its growth"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +190,10 @@ class Piecewise(Schedule):
         if any(a >= b for a, b in itertools.pairwise(self.boundaries)):
             raise ConfigError(f"boundaries must be strictly increasing but got {list(self.boundaries)}")
         if len(self.values) != len(self.boundaries) + 1:
-            raise ConfigError(f"values must hold one more entry than boundaries ({len(self.boundaries) + 1}) "
-                              f"but got {len(self.values)}")  # fmt: skip
+            raise ConfigError(
+                f"values must hold one more entry than boundaries ({len(self.boundaries) + 1}) "
+                f"but got {len(self.values)}"
+            )
         for v in self.values:
             _factor("each value", v)
 
@@ -232,7 +236,9 @@ class LinearCosine(Schedule):
 
     def _parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         step = np.minimum(t, self.total)
-        return (self.total - step) / self.total, 0.5 * (1.0 + np.cos(math.pi * 2 * self.num_periods * step / self.total))
+        return (self.total - step) / self.total, 0.5 * (
+            1.0 + np.cos(math.pi * 2 * self.num_periods * step / self.total)
+        )
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         linear, cosine = self._parts(t)

@@ -112,8 +112,9 @@ class Heartbeat:
         integer("grace period", self.grace, 2, 7 * 24 * 3600)
         integer("max_retry", self.max_retry, 0, 100)
         if self.grace <= self.interval:
-            raise ConfigError(f"the grace period ({self.grace} s) must be longer than the heartbeat interval "
-                              f"({self.interval} s)")  # fmt: skip
+            raise ConfigError(
+                f"the grace period ({self.grace} s) must be longer than the heartbeat interval ({self.interval} s)"
+            )
 
     def retry_callback(self) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
         with warnings.catch_warnings():
@@ -131,8 +132,9 @@ class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
         super().__call__(study, kept)
 
 
-def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True,
-                 create: bool = True) -> optuna.storages.BaseStorage:  # fmt: skip
+def open_storage(
+    url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epoch_values: bool = True, create: bool = True
+) -> optuna.storages.BaseStorage:
     """Open the study database (on first use, with ``create``, creating it), or connect to ``lrsearch
     proxy``. Without ``create`` (the commands that only read) a database lrsearch has not written is a
     ConfigError, and nothing is written. One that cannot be reached is one RuntimeFailure within about
@@ -149,8 +151,11 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
             raise ConfigError(f"folder {Path(database).parent} for the study database does not exist")
     beats: dict[str, Any] = {}
     if heartbeat is not None:
-        beats = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace,
-                 "heartbeat_stale_trial_callback": heartbeat.retry_callback()}  # fmt: skip
+        beats = {
+            "heartbeat_interval": heartbeat.interval,
+            "grace_period": heartbeat.grace,
+            "heartbeat_stale_trial_callback": heartbeat.retry_callback(),
+        }
     try:
         if not create and not _has_studies(url):
             raise ConfigError(f"{masked(url)} holds no studies (lrsearch run creates them)")
@@ -159,8 +164,10 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage, version = _created(lambda: _versioned(RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)))
         if version != SCHEMA_VERSION:
-            raise RuntimeFailure(f"the study database {masked(url)} has Optuna's schema {version}; lrsearch writes "
-                                 f"and reads schema {SCHEMA_VERSION} only")  # fmt: skip
+            raise RuntimeFailure(
+                f"the study database {masked(url)} has Optuna's schema {version}; lrsearch writes "
+                f"and reads schema {SCHEMA_VERSION} only"
+            )
         if database is not None:
             _sqlite_transactions(storage.engine)
         rdb_reader.install(storage, with_steps=per_epoch_values)
@@ -172,8 +179,10 @@ def open_storage(url: str, heartbeat: Heartbeat | None = Heartbeat(), *, per_epo
     except RuntimeError as exc:
         if "compatible with the table schema" not in str(exc):  # Optuna's check of the schema version
             raise
-        raise RuntimeFailure(f"the study database {masked(url)} has a schema this Optuna does not read (lrsearch "
-                             f"writes schema {SCHEMA_VERSION}): `optuna storage upgrade` upgrades an older one") from None  # fmt: skip
+        raise RuntimeFailure(
+            f"the study database {masked(url)} has a schema this Optuna does not read (lrsearch "
+            f"writes schema {SCHEMA_VERSION}): `optuna storage upgrade` upgrades an older one"
+        ) from None
 
 
 def _proxy(url: str) -> optuna.storages.BaseStorage:
@@ -267,8 +276,15 @@ class TrialRecord:
 
     __slots__ = ("intermediate", "state", "system_attrs", "trial_id", "user_attrs", "value")
 
-    def __init__(self, trial_id: int, intermediate: Mapping[int, float], user_attrs: Mapping[str, Any],
-                 state: TrialState, value: float | None = None, system_attrs: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        trial_id: int,
+        intermediate: Mapping[int, float],
+        user_attrs: Mapping[str, Any],
+        state: TrialState,
+        value: float | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
         self.trial_id, self.intermediate, self.user_attrs = trial_id, intermediate, user_attrs
         self.state, self.value, self.system_attrs = state, value, system_attrs or {}
 
@@ -299,10 +315,13 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session) as session:
         ids = [r.trial_id for r in records]
-        running = set(session.scalars(
-            sqlalchemy.select(trials.trial_id).where(trials.trial_id.in_(ids), trials.state == TrialState.RUNNING)
-            .with_for_update()
-        ))  # fmt: skip
+        running = set(
+            session.scalars(
+                sqlalchemy.select(trials.trial_id)
+                .where(trials.trial_id.in_(ids), trials.state == TrialState.RUNNING)
+                .with_for_update()
+            )
+        )
         ending = [r for r in records if r.trial_id in running]
         if not ending:
             return []
@@ -310,8 +329,14 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
         for r in ending:
             for step, value in r.intermediate.items():
                 stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-                rows.append({"trial_id": r.trial_id, "step": step, "intermediate_value": stored,
-                             "intermediate_value_type": kind})  # fmt: skip
+                rows.append(
+                    {
+                        "trial_id": r.trial_id,
+                        "step": step,
+                        "intermediate_value": stored,
+                        "intermediate_value_type": kind,
+                    }
+                )
         _insert(session, models.TrialIntermediateValueModel, rows)
         # A trial keeps what it was enqueued with (a repeat's repeat_of); a retry's copy of its original's
         # attributes is overwritten where this run has news.
@@ -326,9 +351,10 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
         _insert(session, models.TrialValueModel, value_rows)
         for state in {r.state for r in ending}:
             session.execute(
-                sqlalchemy.update(trials).where(trials.trial_id.in_([r.trial_id for r in ending if r.state == state]))
+                sqlalchemy.update(trials)
+                .where(trials.trial_id.in_([r.trial_id for r in ending if r.state == state]))
                 .values(state=state, _datetime_complete_utc=now)
-            )  # fmt: skip
+            )
     return [r.trial_id for r in ending]
 
 
@@ -361,8 +387,15 @@ def _set_attrs(session: Any, model: Any, attrs: Mapping[int, Mapping[str, Any]])
             by_keys.setdefault(frozenset(values), []).append(trial_id)
     for keys, ids in by_keys.items():
         session.execute(sqlalchemy.delete(model).where(model.trial_id.in_(ids), model.key.in_(sorted(keys))))
-    _insert(session, model, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                             for trial_id, values in attrs.items() for k, v in values.items()])  # fmt: skip
+    _insert(
+        session,
+        model,
+        [
+            {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+            for trial_id, values in attrs.items()
+            for k, v in values.items()
+        ],
+    )
 
 
 def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bool:
@@ -388,8 +421,9 @@ def database(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
     return backend if isinstance(backend, RDBStorage) else None
 
 
-def count_trials(study: optuna.Study, states: Sequence[TrialState], *, user_attr: str | None = None,
-                 present: bool = False) -> int:  # fmt: skip
+def count_trials(
+    study: optuna.Study, states: Sequence[TrialState], *, user_attr: str | None = None, present: bool = False
+) -> int:
     """How many of the study's trials are in ``states`` (and have the user attr ``user_attr``, or lack it
     unless ``present``): on a database, one query instead of a read of the study."""
     backend = database(study._storage)
@@ -397,8 +431,11 @@ def count_trials(study: optuna.Study, states: Sequence[TrialState], *, user_attr
         trials = study.get_trials(deepcopy=False, states=states)
         return sum(user_attr is None or (user_attr in t.user_attrs) == present for t in trials)
     trials, attrs = models.TrialModel, models.TrialUserAttributeModel
-    query = sqlalchemy.select(sqlalchemy.func.count()).select_from(trials).where(
-        trials.study_id == study._study_id, trials.state.in_(list(states)))  # fmt: skip
+    query = (
+        sqlalchemy.select(sqlalchemy.func.count())
+        .select_from(trials)
+        .where(trials.study_id == study._study_id, trials.state.in_(list(states)))
+    )
     if user_attr is not None:
         marked = sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key == user_attr)
         query = query.where(marked if present else ~marked)
@@ -472,11 +509,14 @@ def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int
             sqlalchemy.select(trials.trial_id, trials._datetime_start_utc, beats.heartbeat)
             .outerjoin(beats, beats.trial_id == trials.trial_id)
             .where(trials.study_id == study._study_id, trials.state == TrialState.RUNNING)
-        ).all()  # fmt: skip
+        ).all()
     now = _utc_now()  # Optuna stores start times in UTC, from the clock of the worker that started the trial
-    stale = [trial_id for trial_id, started, beat in rows
-             if (beat is not None and db_now - beat.replace(tzinfo=None) > grace)
-             or (beat is None and started is not None and now - started > grace)]  # fmt: skip
+    stale = [
+        trial_id
+        for trial_id, started, beat in rows
+        if (beat is not None and db_now - beat.replace(tzinfo=None) > grace)
+        or (beat is None and started is not None and now - started > grace)
+    ]
     callback = backend.get_heartbeat_stale_trial_callback()
     failed = []
     for trial_id in stale:
@@ -519,8 +559,10 @@ def retrying(action: Callable[..., T], *args: Any, patience: float = 120.0, **kw
             if not _transient(exc):
                 raise
             if time.monotonic() + wait > deadline:
-                raise RuntimeFailure(f"the study database stayed unreachable for {patience:.0f} s: "
-                                     f"{one_line(getattr(exc, 'orig', exc))[:200]}") from exc  # fmt: skip
+                raise RuntimeFailure(
+                    f"the study database stayed unreachable for {patience:.0f} s: "
+                    f"{one_line(getattr(exc, 'orig', exc))[:200]}"
+                ) from exc
             _log.warning("database unreachable, retrying in %.1f s: %s", wait, exc)
             time.sleep(wait)
             wait = min(wait * 2, 10.0)
@@ -600,8 +642,14 @@ def one_read(study: optuna.Study, finished: Sequence[optuna.trial.FrozenTrial] =
             optuna.distributions.check_distribution_compatibility(known[name], distribution)
         else:
             known[name] = distribution
-        pending.append({"trial_id": trial_id, "param_name": name, "param_value": internal,
-                        "distribution_json": optuna.distributions.distribution_to_json(distribution)})  # fmt: skip
+        pending.append(
+            {
+                "trial_id": trial_id,
+                "param_name": name,
+                "param_value": internal,
+                "distribution_json": optuna.distributions.distribution_to_json(distribution),
+            }
+        )
 
     def buffer_system_attr(trial_id: int, key: str, value: Any) -> None:
         pending_attrs.setdefault(trial_id, {})[key] = value
@@ -667,10 +715,23 @@ def _create_trials(backend: RDBStorage, study_id: int, count: int) -> list[optun
         ]
         session.add_all(rows)
         session.flush()
-        return [optuna.trial.FrozenTrial(number=r.number, state=TrialState.RUNNING, value=None, values=None,
-                                         datetime_start=r.datetime_start, datetime_complete=None, params={},
-                                         distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
-                                         trial_id=r.trial_id) for r in rows]  # fmt: skip
+        return [
+            optuna.trial.FrozenTrial(
+                number=r.number,
+                state=TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=r.datetime_start,
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=r.trial_id,
+            )
+            for r in rows
+        ]
 
 
 def _write_round(

@@ -41,8 +41,24 @@ from lrsearch.trainers.population import MAX_BATCH_SIZE, MAX_EPOCHS
 
 __all__ = ["StudySpec", "bundled_dir", "find_study", "list_studies", "load_study", "load_study_file"]
 
-_KEYS = {"question", "trainer", "epochs", "batch_size", "compare", "repeats", "n_trials", "timeout", "population",
-         "sampler", "pruner", "seed", "fixed", "space", "arms", "gpu"}  # fmt: skip
+_KEYS = {
+    "question",
+    "trainer",
+    "epochs",
+    "batch_size",
+    "compare",
+    "repeats",
+    "n_trials",
+    "timeout",
+    "population",
+    "sampler",
+    "pruner",
+    "seed",
+    "fixed",
+    "space",
+    "arms",
+    "gpu",
+}
 #: What a ``[gpu]`` table may change when the study runs on a GPU: the budget, never the definition.
 _GPU_KEYS = {"n_trials", "timeout", "population"}
 #: The ranges of a study's counts (its run length's are the engine's).
@@ -89,8 +105,13 @@ class StudySpec:
 
     def definition(self) -> dict[str, Any]:
         """What makes trials comparable (stored with the study; a different one under the same name is refused)."""
-        return {"trainer": self.trainer, "epochs": self.epochs, "batch_size": self.batch_size,
-                "compare": self.compare, "space": _space_json(self.space)}  # fmt: skip
+        return {
+            "trainer": self.trainer,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "compare": self.compare,
+            "space": _space_json(self.space),
+        }
 
 
 def bundled_dir() -> Path:
@@ -130,7 +151,9 @@ def list_studies() -> list[Path]:
     return list(found.values())
 
 
-def load_study(study: str | Path | Mapping[str, Any], *, problem: Problem | None = None, name: str = "study") -> StudySpec:
+def load_study(
+    study: str | Path | Mapping[str, Any], *, problem: Problem | None = None, name: str = "study"
+) -> StudySpec:
     """A study by name, path or as a mapping of the file's keys (validated exactly as a file is; ``name``
     names it, and a ``module:callable`` trainer is looked up in the working directory). ``problem``: the
     study's problem given directly, in place of what ``trainer`` names (which may then be left out)."""
@@ -294,8 +317,9 @@ def _parse_choices(key: str, values: list[Any]) -> Choice:
     kinds = {_choice_kind(v) for v in values}
     if None in kinds:
         bad = next(v for v in values if _choice_kind(v) is None)
-        raise ConfigError(f"{key}: a choice must be a number, a string, true/false or a list of numbers "
-                          f"but got {bad!r}")  # fmt: skip
+        raise ConfigError(
+            f"{key}: a choice must be a number, a string, true/false or a list of numbers but got {bad!r}"
+        )
     if len(kinds) > 1:
         raise ConfigError(f"{key}: choices must all be of one kind but got {', '.join(sorted(kinds))} in {values!r}")
     for v in values:
@@ -364,19 +388,27 @@ def _parse_arms(arms: Any, fixed: Mapping[str, Any], space: Mapping[str, Any]) -
             if not isinstance(choices[kind], str):
                 raise ConfigError(f"arms.{name}.{kind}: must be a {kind} name but got {choices[kind]!r}")
         if choices["schedule"] not in SCHEDULES:
-            raise ConfigError(f"arms.{name}.schedule: unknown schedule {choices['schedule']!r}; choose from {', '.join(SCHEDULES)}")
+            raise ConfigError(
+                f"arms.{name}.schedule: unknown schedule {choices['schedule']!r}; choose from {', '.join(SCHEDULES)}"
+            )
         if choices["optimizer"] not in OPTIMIZERS:
-            raise ConfigError(f"arms.{name}.optimizer: unknown optimizer {choices['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}")
+            raise ConfigError(
+                f"arms.{name}.optimizer: unknown optimizer {choices['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}"
+            )
         for kind in DEFAULT_BRANCHES:
             if kind not in settings and kind in space:
                 own = set(param_types(choices["schedule"])) if kind == "schedule" else set()
                 if own & set(settings):
                     raise ConfigError(f"arms.{name}: sets {kind} parameters, so it must fix its {kind} too")
-        accepted = set(TOP_LEVEL) | set(param_types(choices["schedule"])) | set(OPTIMIZERS[choices["optimizer"]].defaults)
+        accepted = (
+            set(TOP_LEVEL) | set(param_types(choices["schedule"])) | set(OPTIMIZERS[choices["optimizer"]].defaults)
+        )
         for key in settings:
             if key not in accepted:
-                raise ConfigError(f"arms.{name}.{key}: unknown setting for an arm with schedule {choices['schedule']} "
-                                  f"and optimizer {choices['optimizer']}")  # fmt: skip
+                raise ConfigError(
+                    f"arms.{name}.{key}: unknown setting for an arm with schedule {choices['schedule']} "
+                    f"and optimizer {choices['optimizer']}"
+                )
             if key in space:
                 raise ConfigError(f"arms.{name}.{key}: also searched in [space]; an arm's settings are fixed")
     return {name: dict(settings) for name, settings in arms.items()}
@@ -395,11 +427,15 @@ def _parse_space(fixed: Any, space: Any, arms: Any) -> SearchSpace:
     for key, value in space.items():
         if key in SCHEDULES or key in OPTIMIZERS:
             _expect(f"space.{key}", value, dict, f"a table of {key}'s parameters")
-            accepted = set(param_types(key)) if key in SCHEDULES else set(OPTIMIZERS[key].defaults) | set(OPTIMIZER_BRANCH)
+            accepted = (
+                set(param_types(key)) if key in SCHEDULES else set(OPTIMIZERS[key].defaults) | set(OPTIMIZER_BRANCH)
+            )
             branches[key] = {}
             for name, entry in value.items():
                 if name not in accepted:
-                    raise ConfigError(f"space.{key}.{name}: {key} has no parameter {name!r} (it takes: {', '.join(sorted(accepted))})")
+                    raise ConfigError(
+                        f"space.{key}.{name}: {key} has no parameter {name!r} (it takes: {', '.join(sorted(accepted))})"
+                    )
                 is_param = isinstance(entry, list) or (isinstance(entry, dict) and "low" in entry)
                 # A list-valued schedule parameter (milestones, boundaries, values) given as one list of numbers
                 # is a fixed value; a list of such lists, its choices.
@@ -412,8 +448,10 @@ def _parse_space(fixed: Any, space: Any, arms: Any) -> SearchSpace:
                 raise ConfigError(f"space.{key}: also fixed in [fixed]; keep one")
             params[key] = _parse_param(f"space.{key}", value)
         else:
-            raise ConfigError(f"space.{key}: unknown parameter or branch (parameters: {', '.join(TOP_LEVEL)}; "
-                              "branches: a schedule or optimizer name)")  # fmt: skip
+            raise ConfigError(
+                f"space.{key}: unknown parameter or branch (parameters: {', '.join(TOP_LEVEL)}; "
+                "branches: a schedule or optimizer name)"
+            )
     parsed_arms = _parse_arms(arms, fixed, space)
     if parsed_arms:
         params[ARM] = Choice(tuple(parsed_arms))
@@ -435,16 +473,19 @@ def _check_space(spec: StudySpec) -> None:
     compared = space.find(spec.compare)
     if not isinstance(compared, Choice):
         names = ", ".join(n for n in space.param_names() if isinstance(space.find(n), Choice)) or "none"
-        raise ConfigError(f"compare: must name a searched parameter with a list of values (here: {names}) "
-                          f"but got {spec.compare!r}")  # fmt: skip
+        raise ConfigError(
+            f"compare: must name a searched parameter with a list of values (here: {names}) but got {spec.compare!r}"
+        )
     if spec.sampler == "grid":
         ranges = [n for n in space.param_names() if not isinstance(space.find(n), Choice)]
         if ranges:
             raise ConfigError(f"sampler: the grid sampler needs lists, but space.{ranges[0]} is a range")
     corners = math.prod(len(space.find(n).extremes()) for n in space.param_names())  # type: ignore[union-attr]
     if corners > MAX_CORNERS:
-        raise ConfigError(f"space: up to {corners} combinations of choices and range ends, each checked before a "
-                          f"study runs; at most {MAX_CORNERS}: search fewer values together")  # fmt: skip
+        raise ConfigError(
+            f"space: up to {corners} combinations of choices and range ends, each checked before a "
+            f"study runs; at most {MAX_CORNERS}: search fewer values together"
+        )
     trainer = spec.resolved_trainer
     updates = spec.epochs * math.ceil(trainer.train_examples / (spec.batch_size or trainer.batch_size))
     for config in space.corners():
@@ -458,9 +499,14 @@ def _space_json(space: SearchSpace) -> Any:
     def encode(entry: Any) -> Any:
         return dataclasses.asdict(entry) | {"kind": type(entry).__name__} if isinstance(entry, Param) else entry
 
-    return json.loads(json.dumps({
-        "params": {k: encode(v) for k, v in space.params.items()},
-        "fixed": dict(space.fixed),
-        "branches": {b: {k: encode(v) for k, v in e.items()} for b, e in space.branches.items()},
-        "arms": {name: dict(settings) for name, settings in space.arms.items()},
-    }, default=list))  # fmt: skip
+    return json.loads(
+        json.dumps(
+            {
+                "params": {k: encode(v) for k, v in space.params.items()},
+                "fixed": dict(space.fixed),
+                "branches": {b: {k: encode(v) for k, v in e.items()} for b, e in space.branches.items()},
+                "arms": {name: dict(settings) for name, settings in space.arms.items()},
+            },
+            default=list,
+        )
+    )

@@ -107,8 +107,10 @@ def grpc_address(url: str) -> tuple[str, int]:
     """HOST and PORT of a ``grpc://HOST:PORT`` URL."""
     location = url.removeprefix(GRPC).rstrip("/")
     if "@" in location:
-        raise ConfigError(f"storage {masked(url)}: the storage proxy takes no credentials (it has no "
-                          "authentication: serve it on a private network); use grpc://HOST:PORT")  # fmt: skip
+        raise ConfigError(
+            f"storage {masked(url)}: the storage proxy takes no credentials (it has no "
+            "authentication: serve it on a private network); use grpc://HOST:PORT"
+        )
     host, _, port = location.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f"storage {masked(url)}: a proxy URL is grpc://HOST:PORT")

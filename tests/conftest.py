@@ -33,8 +33,9 @@ def write_idx(path: Path, array: np.ndarray, *, compress: bool = False) -> Path:
     return path
 
 
-def write_fashion_set(folder: Path, *, n_train: int = 30, n_test: int = 10, compress: bool = False,
-                      fill: int = 0) -> Path:  # fmt: skip
+def write_fashion_set(
+    folder: Path, *, n_train: int = 30, n_test: int = 10, compress: bool = False, fill: int = 0
+) -> Path:
     """A small Fashion-MNIST-shaped IDX set; ``fill`` tags its pixels so tests can tell sets apart."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(fill)
@@ -54,7 +55,9 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "lrsearch" / "fashion-mnist"
 
 
-def tiny_image_problem(strategy: Literal["loop", "vmap"] = "loop", *, n_train: int = 96, restore_best: bool = True) -> Problem:
+def tiny_image_problem(
+    strategy: Literal["loop", "vmap"] = "loop", *, n_train: int = 96, restore_best: bool = True
+) -> Problem:
     """LeNet on a few random images: for engine properties that do not depend on the data."""
     g = torch.Generator().manual_seed(0)
 
@@ -62,8 +65,15 @@ def tiny_image_problem(strategy: Literal["loop", "vmap"] = "loop", *, n_train: i
         return Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
 
     dataset = Dataset("tiny", train=split(n_train), val=split(40), test=split(40), num_classes=10, source="random")
-    return Problem(name="tiny", dataset=dataset, model=ModuleModel(lenet, strategy=strategy), batch_size=32, epochs=3,
-                   restore_best=restore_best, device=torch.device("cpu"))  # fmt: skip
+    return Problem(
+        name="tiny",
+        dataset=dataset,
+        model=ModuleModel(lenet, strategy=strategy),
+        batch_size=32,
+        epochs=3,
+        restore_best=restore_best,
+        device=torch.device("cpu"),
+    )
 
 
 # --- studies and storages ----------------------------------------------------------------------------------
@@ -121,10 +131,16 @@ momentum = {{ low = 0.0, high = 0.9 }}
 def write_study(folder: Path, name: str = "small", **overrides: object) -> Path:
     """A small blobs study file (seconds to run); ``overrides`` change the template's values."""
     values: dict[str, object] = {
-        "epochs": 12, "repeats": 0, "n_trials": 8, "population": 4, "sampler": "tpe",
+        "epochs": 12,
+        "repeats": 0,
+        "n_trials": 8,
+        "population": 4,
+        "sampler": "tpe",
         "pruner": '{ name = "median", n_startup_trials = 2, n_warmup_steps = 2 }',
-        "schedules": '["constant", "cosine"]', "lr_low": 1e-3, "lr_high": 0.3,
-    }  # fmt: skip
+        "schedules": '["constant", "cosine"]',
+        "lr_low": 1e-3,
+        "lr_high": 0.3,
+    }
     values.update(overrides)
     path = folder / f"{name}.toml"
     path.write_text(SMALL_STUDY.format(**values), encoding="utf-8")
@@ -155,10 +171,28 @@ def password_postgres() -> Iterator[tuple[str, str]]:
     def as_postgres(*command: str) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=60)
 
-    as_postgres(str(binaries / "initdb"), "-D", str(folder / "data"), "-A", "scram-sha-256", "--pwfile",
-                str(folder / "pw"), "-U", "postgres")  # fmt: skip
-    as_postgres(str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "start",
-                "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1")  # fmt: skip
+    as_postgres(
+        str(binaries / "initdb"),
+        "-D",
+        str(folder / "data"),
+        "-A",
+        "scram-sha-256",
+        "--pwfile",
+        str(folder / "pw"),
+        "-U",
+        "postgres",
+    )
+    as_postgres(
+        str(binaries / "pg_ctl"),
+        "-D",
+        str(folder / "data"),
+        "-l",
+        str(folder / "log"),
+        "-w",
+        "start",
+        "-o",
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+    )
     try:
         from urllib.parse import quote
 

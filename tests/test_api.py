@@ -18,8 +18,16 @@ def line(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def regression() -> Problem:
-    return Problem(model=lambda: nn.Linear(1, 1), train=line(64, 0), val=line(16, 1), test=line(16, 2), loss="mse",
-                   metric="loss", batch_size=8, epochs=6)  # fmt: skip
+    return Problem(
+        model=lambda: nn.Linear(1, 1),
+        train=line(64, 0),
+        val=line(16, 1),
+        test=line(16, 2),
+        loss="mse",
+        metric="loss",
+        batch_size=8,
+        epochs=6,
+    )
 
 
 def test_train_a_problem_object_and_read_its_history() -> None:

@@ -13,29 +13,39 @@ from lrsearch.errors import ConfigError
 from lrsearch.storage import TrialRecord, open_storage, write_finished
 from lrsearch.trainers import EpochMetrics
 
-HISTORY = tuple(EpochMetrics(epoch=e, lr=0.1 / e, train_loss=1.0 / e, train_metric=0.5 + e / 10, val_loss=1.1 / e,
-                             val_metric=0.4 + e / 10) for e in (1, 2, 3))  # fmt: skip
+HISTORY = tuple(
+    EpochMetrics(
+        epoch=e, lr=0.1 / e, train_loss=1.0 / e, train_metric=0.5 + e / 10, val_loss=1.1 / e, val_metric=0.4 + e / 10
+    )
+    for e in (1, 2, 3)
+)
 
 
-@pytest.mark.parametrize(("flag", "env", "url", "expected"), [
-    ("/data/art", None, "sqlite:///x.db", "/data/art"),                           # the flag first
-    (None, "/env/art", "sqlite:///x.db", "/env/art"),                             # then the environment
-    (None, None, "sqlite:////srv/studies.db", "/srv/studies-artifacts"),          # beside a SQLite file
-    (None, None, "sqlite:///lrsearch.db", "lrsearch-artifacts"),
-    (None, None, "postgresql+psycopg://u@db/s", None),                            # many hosts: the user says where
-    (None, None, "grpc://proxy:13000", None),
-    (None, None, "sqlite://", None),                                              # in memory
-])  # fmt: skip
-def test_where_artifacts_go(monkeypatch: pytest.MonkeyPatch, flag: str | None, env: str | None, url: str,
-                            expected: str | None) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("flag", "env", "url", "expected"),
+    [
+        ("/data/art", None, "sqlite:///x.db", "/data/art"),  # the flag first
+        (None, "/env/art", "sqlite:///x.db", "/env/art"),  # then the environment
+        (None, None, "sqlite:////srv/studies.db", "/srv/studies-artifacts"),  # beside a SQLite file
+        (None, None, "sqlite:///lrsearch.db", "lrsearch-artifacts"),
+        (None, None, "postgresql+psycopg://u@db/s", None),  # many hosts: the user says where
+        (None, None, "grpc://proxy:13000", None),
+        (None, None, "sqlite://", None),  # in memory
+    ],
+)
+def test_where_artifacts_go(
+    monkeypatch: pytest.MonkeyPatch, flag: str | None, env: str | None, url: str, expected: str | None
+) -> None:
     monkeypatch.delenv("LRSEARCH_ARTIFACTS", raising=False)
     if env:
         monkeypatch.setenv("LRSEARCH_ARTIFACTS", env)
     assert resolve_artifacts(flag, url) == expected
 
 
-@pytest.mark.parametrize(("location", "fragment"), [("s3://", "give a bucket"), ("gs://a/b", "give a bucket"),
-                                                    ("s3://bucket", "needs boto3")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("location", "fragment"),
+    [("s3://", "give a bucket"), ("gs://a/b", "give a bucket"), ("s3://bucket", "needs boto3")],
+)
 def test_bad_buckets_are_refused_before_anything_is_written(location: str, fragment: str) -> None:
     if fragment == "needs boto3" and importlib.util.find_spec("boto3"):
         pytest.skip("boto3 is installed here")
@@ -50,9 +60,14 @@ def test_a_folder_store_is_created(tmp_path: Path) -> None:
 
 def test_curves() -> None:
     epochs = (1, 2, 3)
-    assert curves_of(HISTORY) == {"epoch": [1, 2, 3], "lr": [0.1 / e for e in epochs],
-                                  "train_loss": [1.0 / e for e in epochs], "train_accuracy": [0.5 + e / 10 for e in epochs],
-                                  "val_loss": [1.1 / e for e in epochs], "val_accuracy": [0.4 + e / 10 for e in epochs]}  # fmt: skip
+    assert curves_of(HISTORY) == {
+        "epoch": [1, 2, 3],
+        "lr": [0.1 / e for e in epochs],
+        "train_loss": [1.0 / e for e in epochs],
+        "train_accuracy": [0.5 + e / 10 for e in epochs],
+        "val_loss": [1.1 / e for e in epochs],
+        "val_accuracy": [0.4 + e / 10 for e in epochs],
+    }
     # Named by the problem's metric; none of their own where the metric is the loss.
     assert set(curves_of(HISTORY, "r2")) == {"epoch", "lr", "train_loss", "train_r2", "val_loss", "val_r2"}
     assert set(curves_of(HISTORY, "loss")) == {"epoch", "lr", "train_loss", "val_loss"}
@@ -69,7 +84,11 @@ def test_a_finished_trial_carries_its_curves(tmp_path: Path) -> None:
     writer.close()
     metas = {m.filename: m for m in get_all_artifact_meta(study.trials[0], storage=storage)}
     assert set(metas) == {"curves.json", "curves.svg"} and metas["curves.svg"].mimetype == "image/svg+xml"
-    download_artifact(artifact_store=store, artifact_id=metas["curves.json"].artifact_id, file_path=str(tmp_path / "c.json"))
+    download_artifact(
+        artifact_store=store, artifact_id=metas["curves.json"].artifact_id, file_path=str(tmp_path / "c.json")
+    )
     assert json.loads((tmp_path / "c.json").read_text()) == curves_of(HISTORY)
-    download_artifact(artifact_store=store, artifact_id=metas["curves.svg"].artifact_id, file_path=str(tmp_path / "c.svg"))
+    download_artifact(
+        artifact_store=store, artifact_id=metas["curves.svg"].artifact_id, file_path=str(tmp_path / "c.svg")
+    )
     assert (tmp_path / "c.svg").read_text().startswith("<svg") and "trial 0" in (tmp_path / "c.svg").read_text()

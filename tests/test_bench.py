@@ -35,7 +35,6 @@ def test_bench_workers_reads_every_workers_timing(tmp_path, sampler: str | None,
     assert timing.asking > 0 and timing.telling > 0 and (timing.pruning > 0) == (pruner != "none")
 
 
-
 def test_bench_sampler_times_both_tpes_on_the_same_round() -> None:
     timing = bench_sampler(finished=30, running=8, population=6)
     assert (timing.finished, timing.running, timing.population) == (30, 8, 6)

@@ -52,7 +52,12 @@ def test_booleans_and_text() -> None:
     with pytest.raises(ConfigError, match="b must be true or false but got 1"):
         boolean("b", 1)
     assert text("q", "a question?\nyes") == "a question?\nyes"
-    for bad, fragment in (("", "non-empty"), ("  ", "non-empty"), (3, "non-empty"), ("a\x00b", "control"),
-                          ("x" * 11, "at most 10")):  # fmt: skip
+    for bad, fragment in (
+        ("", "non-empty"),
+        ("  ", "non-empty"),
+        (3, "non-empty"),
+        ("a\x00b", "control"),
+        ("x" * 11, "at most 10"),
+    ):
         with pytest.raises(ConfigError, match=fragment):
             text("q", bad, max_length=10)

@@ -79,7 +79,11 @@ def test_one_storage_url_that_matches_postgres(compose: dict[str, Any]) -> None:
     url = make_url(worker_url)
     env = services["postgres"]["environment"]
     assert (url.host, url.port) == ("postgres", 5432)
-    assert (url.username, url.password, url.database) == (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"])
+    assert (url.username, url.password, url.database) == (
+        env["POSTGRES_USER"],
+        env["POSTGRES_PASSWORD"],
+        env["POSTGRES_DB"],
+    )
     for name in ("worker", "dashboard"):
         assert "storage" not in " ".join(services[name]["command"])  # never on a command line
 
@@ -113,12 +117,18 @@ def test_the_dockerfile() -> None:
     assert lines.index(user[-1]) > max(i for i, line in enumerate(lines) if line.startswith("RUN pip"))
     assert 'ENTRYPOINT ["lrsearch"]' in lines
     # The studies come with the installed package (package data): no copy of them beside it.
-    assert "LRSEARCH_STUDIES" not in text and "COPY lrsearch ./lrsearch" in lines and "RUN pip install --no-deps ." in lines
+    assert (
+        "LRSEARCH_STUDIES" not in text
+        and "COPY lrsearch ./lrsearch" in lines
+        and "RUN pip install --no-deps ." in lines
+    )
     assert "ENV LRSEARCH_ARTIFACTS=/artifacts" in lines and "chown lrsearch /artifacts" in text
 
 
 def test_the_lock_pins_every_dependency() -> None:
-    lock = [line for line in (DOCKER / "requirements.lock").read_text().splitlines() if line and not line.startswith("#")]
+    lock = [
+        line for line in (DOCKER / "requirements.lock").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.+\-]+", line) for line in lock), lock
     names = {line.split("==")[0].lower() for line in lock}
     assert {"optuna", "optuna-dashboard", "psycopg", "psycopg-binary", "click", "sqlalchemy", "grpcio"} <= names

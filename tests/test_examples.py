@@ -12,8 +12,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_digits_cnn_runs_its_study_through_the_python_api(tmp_path: Path) -> None:
-    process = subprocess.run([sys.executable, str(EXAMPLES / "digits_cnn.py")], check=False, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    process = subprocess.run(
+        [sys.executable, str(EXAMPLES / "digits_cnn.py")],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert process.returncode == 0, process.stderr
     assert "schedule" in process.stdout and ("wins" in process.stdout or "No significant" in process.stdout)
     study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{tmp_path / 'digits_cnn.db'}")

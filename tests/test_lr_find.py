@@ -32,9 +32,14 @@ def test_momentum_lowers_the_suggestion(blobs: Problem) -> None:
     assert heavy.suggested < plain.suggested / 3  # momentum 0.9 multiplies the step about tenfold
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [({"start": 1.0, "end": 0.1}, "start < end"),
-                                                  ({"updates": 5}, r"updates must be an integer in \[10, 100000\]"),
-                                                  ({"start": 1e3, "end": 1e4}, "diverged within")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"start": 1.0, "end": 0.1}, "start < end"),
+        ({"updates": 5}, r"updates must be an integer in \[10, 100000\]"),
+        ({"start": 1e3, "end": 1e4}, "diverged within"),
+    ],
+)
 def test_bad_ranges(blobs: Problem, kwargs: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         lr_range_test(blobs, TrainConfig(), **kwargs)

@@ -13,14 +13,18 @@ MEMBERS = {
         ({}, lambda p, lr: torch.optim.SGD(p, lr=lr)),
         ({"momentum": 0.9}, lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)),
         ({"momentum": 0.5, "nesterov": True}, lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.5, nesterov=True)),
-        ({"weight_decay": 0.1, "momentum": 0.3},
-         lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.3, weight_decay=0.1)),
+        (
+            {"weight_decay": 0.1, "momentum": 0.3},
+            lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.3, weight_decay=0.1),
+        ),
     ],
     "rmsprop": [
         ({}, lambda p, lr: torch.optim.RMSprop(p, lr=lr)),
         ({"alpha": 0.9, "eps": 1e-7}, lambda p, lr: torch.optim.RMSprop(p, lr=lr, alpha=0.9, eps=1e-7)),
-        ({"momentum": 0.8, "weight_decay": 0.01},
-         lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.8, weight_decay=0.01)),
+        (
+            {"momentum": 0.8, "weight_decay": 0.01},
+            lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.8, weight_decay=0.01),
+        ),
     ],
     "adagrad": [
         ({}, lambda p, lr: torch.optim.Adagrad(p, lr=lr)),
@@ -28,14 +32,20 @@ MEMBERS = {
     ],
     "adam": [
         ({}, lambda p, lr: torch.optim.Adam(p, lr=lr)),
-        ({"beta1": 0.5, "beta2": 0.9, "eps": 1e-6}, lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.5, 0.9), eps=1e-6)),
+        (
+            {"beta1": 0.5, "beta2": 0.9, "eps": 1e-6},
+            lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.5, 0.9), eps=1e-6),
+        ),
         ({"weight_decay": 0.1}, lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=0.1)),
     ],
     "adamw": [
         ({}, lambda p, lr: torch.optim.AdamW(p, lr=lr)),
-        ({"weight_decay": 0.3, "beta1": 0.8}, lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.3, betas=(0.8, 0.999))),
+        (
+            {"weight_decay": 0.3, "beta1": 0.8},
+            lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.3, betas=(0.8, 0.999)),
+        ),
     ],
-}  # fmt: skip
+}
 
 SHAPES = [(3, 4), (4,), (2, 3, 3)]
 

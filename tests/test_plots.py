@@ -12,21 +12,34 @@ from lrsearch.plots import Panel, check_plot_path, line_chart, svg_panels
 @pytest.mark.parametrize("suffix", [".png", ".html"])
 def test_writes_both_formats(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"chart{suffix}"
-    line_chart(path, {"a": ([0, 1, 2], [1.0, 0.5, 0.1]), "b": ([0, 1, 2], [0.2, 0.2, 0.2])},
-               title="t", x_label="x", y_label="y", log_y=True, stepwise=True)  # fmt: skip
+    line_chart(
+        path,
+        {"a": ([0, 1, 2], [1.0, 0.5, 0.1]), "b": ([0, 1, 2], [0.2, 0.2, 0.2])},
+        title="t",
+        x_label="x",
+        y_label="y",
+        log_y=True,
+        stepwise=True,
+    )
     assert path.stat().st_size > 1000
 
 
-@pytest.mark.parametrize(("name", "message"), [("chart.svg", "must end in .png or .html"), ("nowhere/c.png", "does not exist")])
+@pytest.mark.parametrize(
+    ("name", "message"), [("chart.svg", "must end in .png or .html"), ("nowhere/c.png", "does not exist")]
+)
 def test_rejected_before_any_work(tmp_path: Path, name: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_plot_path(tmp_path / name)
 
 
 def test_svg_panels_are_one_valid_document() -> None:
-    svg = svg_panels([Panel("learning rate", [1, 2, 3], {"lr": [0.1, 0.01, 0.001]}, log_y=True),
-                      Panel("loss", [1, 2, 3], {"train": [1.0, float("nan"), 0.2], "validation": [1.1, 0.6, 0.3]})],
-                     title="trial <7>")  # fmt: skip
+    svg = svg_panels(
+        [
+            Panel("learning rate", [1, 2, 3], {"lr": [0.1, 0.01, 0.001]}, log_y=True),
+            Panel("loss", [1, 2, 3], {"train": [1.0, float("nan"), 0.2], "validation": [1.1, 0.6, 0.3]}),
+        ],
+        title="trial <7>",
+    )
     root = ElementTree.fromstring(svg)
     lines = root.findall(".//{http://www.w3.org/2000/svg}polyline")
     assert root.get("width") == "600" and len(lines) == 3

@@ -26,8 +26,9 @@ def test_a_module_beside_the_study_file_is_found(tmp_path: Path, user_module: st
     assert str(tmp_path) not in sys.path  # looked up there for this import only
 
 
-def test_a_module_in_the_working_directory_is_found(tmp_path: Path, user_module: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_module_in_the_working_directory_is_found(
+    tmp_path: Path, user_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert not resolve(f"{user_module}:regression").maximize
 
@@ -80,8 +81,9 @@ def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     info = site / "lrsearch_fake_plugin-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lrsearch-fake-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[lrsearch.trainers]\nfake = lrsearch_fake_plugin:problem\n"
-                                           "broken = lrsearch_fake_plugin_gone:problem\n")  # fmt: skip
+    (info / "entry_points.txt").write_text(
+        "[lrsearch.trainers]\nfake = lrsearch_fake_plugin:problem\nbroken = lrsearch_fake_plugin_gone:problem\n"
+    )
     (site / "lrsearch_fake_plugin.py").write_text(USER_PROBLEM)
     monkeypatch.syspath_prepend(str(site))
     yield

@@ -35,8 +35,9 @@ def test_the_public_name_is_the_problem_class() -> None:
 
 
 def test_a_classification_problem_trains_and_reports_on_its_test_split() -> None:
-    problem = Problem(model=classifier, train=classes(96, 0), val=classes(48, 1), test=classes(48, 2),
-                      batch_size=16, epochs=5)  # fmt: skip
+    problem = Problem(
+        model=classifier, train=classes(96, 0), val=classes(48, 1), test=classes(48, 2), batch_size=16, epochs=5
+    )
     assert problem.objective_direction == "maximize"
     (member,) = train_population(problem.to_engine(CPU), [TrainConfig(lr=0.1, momentum=0.9, seed=1)])
     assert member.status == "completed" and member.test_metric is not None and member.test_metric > 0.6
@@ -45,8 +46,16 @@ def test_a_classification_problem_trains_and_reports_on_its_test_split() -> None
 
 
 def test_a_regression_problem_is_minimized_and_keeps_its_lowest_loss_epoch() -> None:
-    problem = Problem(model=lambda: nn.Linear(1, 1), train=line(80, 0), val=line(20, 1), test=line(20, 2),
-                      loss="mse", metric="loss", batch_size=8, epochs=12)  # fmt: skip
+    problem = Problem(
+        model=lambda: nn.Linear(1, 1),
+        train=line(80, 0),
+        val=line(20, 1),
+        test=line(20, 2),
+        loss="mse",
+        metric="loss",
+        batch_size=8,
+        epochs=12,
+    )
     assert problem.objective_direction == "minimize"
     (member,) = train_population(problem.to_engine(CPU), [TrainConfig(lr=0.3, momentum=0.9, seed=1)])
     losses = [m.val_metric for m in member.history]  # the metric column holds the metric: here the loss
@@ -63,8 +72,16 @@ def test_a_callable_metric_with_its_direction() -> None:
     def within(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ((out - y).abs() < 0.5).float().flatten()
 
-    problem = Problem(model=lambda: nn.Linear(1, 1), train=line(40, 0), val=line(20, 1), loss="mae",
-                      metric=within, direction="maximize", batch_size=8, epochs=8)  # fmt: skip
+    problem = Problem(
+        model=lambda: nn.Linear(1, 1),
+        train=line(40, 0),
+        val=line(20, 1),
+        loss="mae",
+        metric=within,
+        direction="maximize",
+        batch_size=8,
+        epochs=8,
+    )
     (member,) = train_population(problem.to_engine(CPU), [TrainConfig(lr=0.3, momentum=0.9, seed=2)])
     assert 0 <= member.history[-1].val_metric <= 1
 

@@ -17,27 +17,47 @@ from lrsearch.urls import resolve_url
 def populated(storage_url: str) -> tuple[RDBStorage, int]:
     storage = open_storage(resolve_url(storage_url), heartbeat=None)
     study = optuna.create_study(storage=storage, study_name="s", directions=["maximize", "minimize"])
-    dists = {"lr": FloatDistribution(1e-4, 1.0, log=True), "n": IntDistribution(1, 9),
-             "schedule": CategoricalDistribution(["cosine", "4,6", None])}  # fmt: skip
-    for i, state in enumerate([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
-                               TrialState.WAITING, TrialState.COMPLETE]):  # fmt: skip
-        study.add_trial(optuna.trial.create_trial(
-            state=state,
-            params={"lr": 10 ** -(i % 4), "n": i + 1, "schedule": ["cosine", "4,6", None][i % 3]} if state != TrialState.WAITING else {},
-            distributions=dists if state != TrialState.WAITING else {},
-            values=[0.5 + i / 10, math.inf if i == 5 else -i] if state == TrialState.COMPLETE else None,
-            intermediate_values={1: 0.1 * i, 2: math.nan, 3: -math.inf} if state != TrialState.WAITING else {},
-            user_attrs={"seed": i, "curve": [0.1, 0.2], "note": None, "lr_history": [0.1, 0.05], "a_history_x": 1},
-            system_attrs={"fixed_params": {"lr": 0.1}} if i == 4 else {"k": [i]},
-        ))  # fmt: skip
+    dists = {
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "n": IntDistribution(1, 9),
+        "schedule": CategoricalDistribution(["cosine", "4,6", None]),
+    }
+    for i, state in enumerate(
+        [
+            TrialState.COMPLETE,
+            TrialState.PRUNED,
+            TrialState.FAIL,
+            TrialState.RUNNING,
+            TrialState.WAITING,
+            TrialState.COMPLETE,
+        ]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                params={"lr": 10 ** -(i % 4), "n": i + 1, "schedule": ["cosine", "4,6", None][i % 3]}
+                if state != TrialState.WAITING
+                else {},
+                distributions=dists if state != TrialState.WAITING else {},
+                values=[0.5 + i / 10, math.inf if i == 5 else -i] if state == TrialState.COMPLETE else None,
+                intermediate_values={1: 0.1 * i, 2: math.nan, 3: -math.inf} if state != TrialState.WAITING else {},
+                user_attrs={"seed": i, "curve": [0.1, 0.2], "note": None, "lr_history": [0.1, 0.05], "a_history_x": 1},
+                system_attrs={"fixed_params": {"lr": 0.1}} if i == 4 else {"k": [i]},
+            )
+        )
     return storage, study._study_id
 
 
 @pytest.mark.parametrize(
     ("states", "included", "greater_than"),
-    [(None, set(), -1), ((TrialState.COMPLETE, TrialState.PRUNED), set(), -1), (None, {1, 2}, 3), (None, set(), 2),
-     ((TrialState.RUNNING,), {4}, 4)],
-)  # fmt: skip
+    [
+        (None, set(), -1),
+        ((TrialState.COMPLETE, TrialState.PRUNED), set(), -1),
+        (None, {1, 2}, 3),
+        (None, set(), 2),
+        ((TrialState.RUNNING,), {4}, 4),
+    ],
+)
 def test_reads_what_optunas_reader_reads(populated: tuple[RDBStorage, int], states, included, greater_than) -> None:  # type: ignore[no-untyped-def]
     storage, study_id = populated
     ours = read_trials(storage, study_id, states, included, greater_than)
@@ -45,11 +65,20 @@ def test_reads_what_optunas_reader_reads(populated: tuple[RDBStorage, int], stat
     assert [t.number for t in ours] == [t.number for t in theirs] and ours
     for a, b in zip(ours, theirs, strict=True):
         assert (a.state, a.values, a.params, a.distributions, a.user_attrs, a.system_attrs, a._trial_id) == (
-            b.state, b.values, b.params, b.distributions, b.user_attrs, b.system_attrs, b._trial_id)  # fmt: skip
+            b.state,
+            b.values,
+            b.params,
+            b.distributions,
+            b.user_attrs,
+            b.system_attrs,
+            b._trial_id,
+        )
         assert (a.datetime_start, a.datetime_complete) == (b.datetime_start, b.datetime_complete)
         assert a.intermediate_values.keys() == b.intermediate_values.keys()
         for step, value in a.intermediate_values.items():
-            assert value == b.intermediate_values[step] or (math.isnan(value) and math.isnan(b.intermediate_values[step]))
+            assert value == b.intermediate_values[step] or (
+                math.isnan(value) and math.isnan(b.intermediate_values[step])
+            )
 
 
 def test_without_steps_a_worker_skips_the_per_epoch_values_and_lists(populated: tuple[RDBStorage, int]) -> None:
@@ -86,8 +115,11 @@ def test_the_reader_builds_a_running_trial_again_only_when_it_changed(storage_ur
 
     first = running()
     assert running() is first  # unchanged: the one built before
-    for change in (lambda: trial.suggest_float("x", 0, 1), lambda: storage.set_trial_system_attr(trial._trial_id, "k", 1),
-                   lambda: trial.set_user_attr("seed", 3)):  # fmt: skip
+    for change in (
+        lambda: trial.suggest_float("x", 0, 1),
+        lambda: storage.set_trial_system_attr(trial._trial_id, "k", 1),
+        lambda: trial.set_user_attr("seed", 3),
+    ):
         before = running()
         change()
         after = running()
@@ -113,13 +145,16 @@ def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> 
         ours = storage._get_trials(study._study_id, None, set(), -1)
     theirs = RDBStorage._get_trials(storage, study._study_id, None, set(), -1)
     assert [(t.number, t.params, t.user_attrs, t.intermediate_values) for t in ours] == [
-        (t.number, t.params, t.user_attrs, t.intermediate_values) for t in theirs]  # fmt: skip
+        (t.number, t.params, t.user_attrs, t.intermediate_values) for t in theirs
+    ]
 
 
 def test_completed_curves_come_as_arrays_with_what_is_not_finite(populated: tuple[RDBStorage, int]) -> None:
     storage, study_id = populated
     ids, (trials, steps, values) = completed_curves(storage, study_id, known=())
-    completed = [t for t in RDBStorage._get_trials(storage, study_id, None, set(), -1) if t.state == TrialState.COMPLETE]
+    completed = [
+        t for t in RDBStorage._get_trials(storage, study_id, None, set(), -1) if t.state == TrialState.COMPLETE
+    ]
     assert sorted(ids) == sorted(t._trial_id for t in completed)
     found = {(int(t), int(s)): float(v) for t, s, v in zip(trials, steps, values, strict=True)}
     expected = {(t._trial_id, s): v for t in completed for s, v in t.intermediate_values.items()}

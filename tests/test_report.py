@@ -15,17 +15,30 @@ from lrsearch.schema import METADATA, REPEAT_OF
 GROUPS = ("cosine", "step", "constant")
 
 
-def add(study: optuna.Study, schedule: str, value: float | None, *, state: TrialState = TrialState.COMPLETE,
-        test: float | None = None, repeat_of: int | None = None, diverged: bool = False, lr: float = 0.1) -> int:  # fmt: skip
+def add(
+    study: optuna.Study,
+    schedule: str,
+    value: float | None,
+    *,
+    state: TrialState = TrialState.COMPLETE,
+    test: float | None = None,
+    repeat_of: int | None = None,
+    diverged: bool = False,
+    lr: float = 0.1,
+) -> int:
     attrs: dict[str, object] = {"test_accuracy": test if test is not None else value, "diverged": diverged}
     if repeat_of is not None:
         attrs[REPEAT_OF] = repeat_of
-    study.add_trial(optuna.trial.create_trial(
-        state=state, value=value if state == TrialState.COMPLETE else None,
-        params={"schedule": schedule, "lr": lr},
-        distributions={"schedule": CategoricalDistribution(GROUPS), "lr": FloatDistribution(0.01, 1.0, log=True)},
-        user_attrs=attrs, intermediate_values={1: value or 0.0},
-    ))  # fmt: skip
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=state,
+            value=value if state == TrialState.COMPLETE else None,
+            params={"schedule": schedule, "lr": lr},
+            distributions={"schedule": CategoricalDistribution(GROUPS), "lr": FloatDistribution(0.01, 1.0, log=True)},
+            user_attrs=attrs,
+            intermediate_values={1: value or 0.0},
+        )
+    )
     return len(study.trials) - 1
 
 

@@ -25,8 +25,9 @@ def network() -> nn.Module:
 
 
 def problem(model: Callable[[], nn.Module] = lambda: network()) -> lrsearch.Problem:
-    return lrsearch.Problem(model=model, train=classes(96, 0), val=classes(48, 1), test=classes(48, 2), batch_size=16,
-                            epochs=4)  # fmt: skip
+    return lrsearch.Problem(
+        model=model, train=classes(96, 0), val=classes(48, 1), test=classes(48, 2), batch_size=16, epochs=4
+    )
 
 
 def network_of_a_worker() -> nn.Module:
@@ -47,8 +48,9 @@ STUDY = {
 }
 
 
-def test_a_study_given_as_a_dict_with_its_problem(tmp_path: Path, storage_url: str,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_study_given_as_a_dict_with_its_problem(
+    tmp_path: Path, storage_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = storage_url
     report = lrsearch.run(
         STUDY, problem=problem(), name="mine", storage=url, artifacts=str(tmp_path / "a"), progress=False
@@ -70,8 +72,17 @@ def test_a_study_file_by_path_with_overrides(tmp_path: Path) -> None:
 
 
 def test_a_worker_run_returns_no_report(tmp_path: Path) -> None:
-    assert lrsearch.run(write_study(tmp_path), storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=2,
-                        population=2, epochs=2, report=False) is None  # fmt: skip
+    assert (
+        lrsearch.run(
+            write_study(tmp_path),
+            storage=f"sqlite:///{tmp_path / 's.db'}",
+            n_trials=2,
+            population=2,
+            epochs=2,
+            report=False,
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,8 +101,9 @@ def test_a_worker_run_returns_no_report(tmp_path: Path) -> None:
         (STUDY, {"problem": problem, "progress": "bars"}, "progress must be True, False or 'lines' but got 'bars'"),
     ],
 )
-def test_bad_studies_are_refused_before_anything_is_written(tmp_path: Path, study: object, kwargs: dict,
-                                                            message: str) -> None:  # fmt: skip
+def test_bad_studies_are_refused_before_anything_is_written(
+    tmp_path: Path, study: object, kwargs: dict, message: str
+) -> None:
     if "problem" in kwargs:
         kwargs = {**kwargs, "problem": kwargs["problem"]()}
     kwargs.setdefault("storage", f"sqlite:///{tmp_path / 's.db'}")
@@ -103,8 +115,18 @@ def test_bad_studies_are_refused_before_anything_is_written(tmp_path: Path, stud
 
 def test_local_workers_are_spawned_with_the_problem_object(tmp_path: Path, storage_url: str) -> None:
     # Long enough (seconds) that the second worker, starting a moment later, still finds trials to run.
-    report = lrsearch.run(STUDY, problem=problem(network), name="spawned", storage=storage_url, workers=2,
-                          device="cpu", n_trials=12, population=2, epochs=300, progress=False)  # fmt: skip
+    report = lrsearch.run(
+        STUDY,
+        problem=problem(network),
+        name="spawned",
+        storage=storage_url,
+        workers=2,
+        device="cpu",
+        n_trials=12,
+        population=2,
+        epochs=300,
+        progress=False,
+    )
     assert report is not None and report.verdict
     trials = report.study.trials
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both spawned workers trained

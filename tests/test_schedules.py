@@ -36,8 +36,18 @@ def torch_rates(make_scheduler, lr: float, steps: int) -> list[float]:
 
 def test_exponential_matches_tensorflow_printed_values() -> None:
     schedule = create_schedule("exponential", 0.01, {"decay_rate": 0.9, "decay_steps": 10})
-    printed = [0.009895192, 0.009791483, 0.009688861, 0.009587315, 0.009486833,
-               0.009387404, 0.009289017, 0.00919166, 0.009095325, 0.009]  # fmt: skip
+    printed = [
+        0.009895192,
+        0.009791483,
+        0.009688861,
+        0.009587315,
+        0.009486833,
+        0.009387404,
+        0.009289017,
+        0.00919166,
+        0.009095325,
+        0.009,
+    ]
     np.testing.assert_allclose(schedule(np.arange(1, 11)), printed, rtol=1e-6)
 
 
@@ -50,8 +60,9 @@ def test_exponential_staircase_steps_down_once_per_decay_steps() -> None:
 
 def test_rates_advance_with_the_step_counter() -> None:
     # Seed 002's classic bug: a step counter that never advances leaves the rate at lr_0.
-    rates = update_rates(create_schedule("exponential", 0.01, {"decay_rate": 0.9}), n_updates=5,
-                         updates_per_epoch=1, unit="update")  # fmt: skip
+    rates = update_rates(
+        create_schedule("exponential", 0.01, {"decay_rate": 0.9}), n_updates=5, updates_per_epoch=1, unit="update"
+    )
     assert np.all(np.diff(rates) < 0)
 
 
@@ -161,7 +172,12 @@ PYTORCH_CASES = {
     "one_cycle": (
         {"total": 50, "pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
         lambda o: torch.optim.lr_scheduler.OneCycleLR(
-            o, max_lr=0.4, total_steps=50, pct_start=0.25, div_factor=10.0, final_div_factor=100.0,
+            o,
+            max_lr=0.4,
+            total_steps=50,
+            pct_start=0.25,
+            div_factor=10.0,
+            final_div_factor=100.0,
             cycle_momentum=False,
         ),
         50,
@@ -204,9 +220,14 @@ def test_plateau_matches_pytorch_reduce_on_plateau(
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.4)
     reference = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=0.5, patience=patience, cooldown=cooldown, min_lr=min_lr,
-        threshold=min_delta, threshold_mode="abs",
-    )  # fmt: skip
+        optimizer,
+        factor=0.5,
+        patience=patience,
+        cooldown=cooldown,
+        min_lr=min_lr,
+        threshold=min_delta,
+        threshold_mode="abs",
+    )
     rate = 0.4
     for loss in losses:
         rate *= state.step(float(loss))
@@ -230,8 +251,9 @@ def test_epoch_unit_holds_the_rate_within_an_epoch() -> None:
 
 
 def test_update_unit_steps_every_update() -> None:
-    rates = update_rates(create_schedule("step", 1.0, {"milestones": [1]}), n_updates=4, updates_per_epoch=3,
-                         unit="update")  # fmt: skip
+    rates = update_rates(
+        create_schedule("step", 1.0, {"milestones": [1]}), n_updates=4, updates_per_epoch=3, unit="update"
+    )
     np.testing.assert_allclose(rates, [1, 0.1, 0.1, 0.1])
 
 
@@ -245,9 +267,23 @@ def test_unknown_unit_is_rejected() -> None:
 
 def test_catalogue_names() -> None:
     assert set(SCHEDULES) == {
-        "constant", "inverse_time", "exponential", "natural_exp", "step", "piecewise", "factor", "sqrt", "polynomial",
-        "cosine", "linear_cosine", "noisy_linear_cosine", "cosine_restarts", "one_cycle", "cyclic", "plateau",
-    }  # fmt: skip
+        "constant",
+        "inverse_time",
+        "exponential",
+        "natural_exp",
+        "step",
+        "piecewise",
+        "factor",
+        "sqrt",
+        "polynomial",
+        "cosine",
+        "linear_cosine",
+        "noisy_linear_cosine",
+        "cosine_restarts",
+        "one_cycle",
+        "cyclic",
+        "plateau",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
@@ -309,21 +345,37 @@ def test_bad_parameters_name_the_problem(name: str, params: dict, message: str) 
         (lambda: create_schedule("cosine", 0.1), "needs parameter 'total'"),
         (lambda: create_schedule("step", 0.1), "step needs milestones or a step_size"),
         (lambda: create_schedule("cosine", 0.1, {"total": 5}, warmup=5), r"total \(5\) must be longer than warmup"),
-        (lambda: create_schedule("constant", 0.1, warmup=-1), r"warmup must be an integer in \[0, 1000000000\] but got -1"),
+        (
+            lambda: create_schedule("constant", 0.1, warmup=-1),
+            r"warmup must be an integer in \[0, 1000000000\] but got -1",
+        ),
         (lambda: create_schedule("plateau", 0.1, {"factor": 1.5}), r"factor must be a number in \(0, 1\)"),
         (lambda: create_schedule("one_cycle", 0.1, {"total": 2}), "pct_start \\* total > 1"),
         (lambda: create_schedule("cosine_restarts", 0.1, {"period": 3, "t_mult": 0}), "t_mult must be"),
-        (lambda: create_schedule("exponential", 0.1, {"decay_rate": -0.5}), r"decay_rate must be a number in \(0, 1000\] but got -0.5"),
+        (
+            lambda: create_schedule("exponential", 0.1, {"decay_rate": -0.5}),
+            r"decay_rate must be a number in \(0, 1000\] but got -0.5",
+        ),
         (lambda: parse_params("step", ["milestones"]), "key=value"),
-        (lambda: create_schedule("step", 0.1, {"milestones": [5, 2]}), r"milestones must be in increasing order but got \[5, 2\]"),
+        (
+            lambda: create_schedule("step", 0.1, {"milestones": [5, 2]}),
+            r"milestones must be in increasing order but got \[5, 2\]",
+        ),
         (lambda: create_schedule("cosine", 0.1, {"total": 10**400}), r"total must be an integer in \[1, 1000000000\]"),
         (lambda: create_schedule("cosine", 0.1, {"final_lr": 10**400, "total": 3}), "final_lr must be a finite number"),
-        (lambda: create_schedule("constant", 0.1, warmup=2, warmup_start=float("nan")), "warmup_start must be a number"),
+        (
+            lambda: create_schedule("constant", 0.1, warmup=2, warmup_start=float("nan")),
+            "warmup_start must be a number",
+        ),
         (lambda: create_schedule("constant", 1e5), r"lr must be a number in \(0, 10000\]"),
-        (lambda: create_schedule("exponential", 1.0, {"decay_rate": 2.0}).check_rates(20),
-         "the exponential schedule's rate grows past 10000 by step 14"),
-        (lambda: create_schedule("step", 1.0, {"milestones": [1, 2], "gamma": 1000.0}).check_rates(5),
-         "the step schedule's rate grows past 10000"),
+        (
+            lambda: create_schedule("exponential", 1.0, {"decay_rate": 2.0}).check_rates(20),
+            "the exponential schedule's rate grows past 10000 by step 14",
+        ),
+        (
+            lambda: create_schedule("step", 1.0, {"milestones": [1, 2], "gamma": 1000.0}).check_rates(5),
+            "the step schedule's rate grows past 10000",
+        ),
     ],
 )
 def test_bad_input_raises_config_error(call, message: str) -> None:
@@ -398,8 +450,9 @@ def test_natural_exp_is_tensorflow_s_formula(staircase: bool) -> None:
         assert schedule(t) == pytest.approx(0.1 * math.exp(-0.5 * exponent), rel=1e-12)
 
 
-def _tf_linear_cosine(lr: float, t: int, steps: int, periods: float, alpha: float, beta: float,
-                      noise: float = 0.0) -> float:  # fmt: skip
+def _tf_linear_cosine(
+    lr: float, t: int, steps: int, periods: float, alpha: float, beta: float, noise: float = 0.0
+) -> float:
     """tf.compat.v1.train.linear_cosine_decay, written from its documented formula."""
     t = min(t, steps)
     linear = (steps - t) / steps + noise
@@ -409,7 +462,9 @@ def _tf_linear_cosine(lr: float, t: int, steps: int, periods: float, alpha: floa
 
 @pytest.mark.parametrize(("periods", "alpha", "beta"), [(0.5, 0.0, 0.001), (2.0, 0.1, 0.0)])
 def test_linear_cosine_is_tensorflow_s_formula(periods: float, alpha: float, beta: float) -> None:
-    schedule = create_schedule("linear_cosine", 0.1, {"total": 50, "num_periods": periods, "alpha": alpha, "beta": beta})
+    schedule = create_schedule(
+        "linear_cosine", 0.1, {"total": 50, "num_periods": periods, "alpha": alpha, "beta": beta}
+    )
     for t in (0, 1, 10, 25, 49, 50, 80):
         assert schedule(t) == pytest.approx(_tf_linear_cosine(0.1, t, 50, periods, alpha, beta), rel=1e-12)
     assert schedule(0) == pytest.approx(0.1 * (1 + alpha + beta))  # TensorFlow's rate starts above lr

@@ -64,10 +64,13 @@ def _answering_once(code: str, message: str) -> int:
 
 @pytest.mark.parametrize(
     ("code", "message"),
-    [("57P03", "the database system is shutting down"), ("57P03", "the database system is starting up"),
-     ("57P03", "the database system is not yet accepting connections"),
-     ("57P03", "the database system is in recovery mode")],
-)  # fmt: skip
+    [
+        ("57P03", "the database system is shutting down"),
+        ("57P03", "the database system is starting up"),
+        ("57P03", "the database system is not yet accepting connections"),
+        ("57P03", "the database system is in recovery mode"),
+    ],
+)
 def test_a_server_in_the_middle_of_a_restart_is_waited_for(code: str, message: str) -> None:
     import psycopg
 
@@ -167,9 +170,14 @@ def test_finishing_through_a_storage_without_a_database() -> None:
 # --- heartbeats, stale trials, claims, retries ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [({"interval": 0}, r"heartbeat interval must be an integer in \[1, 3600\] but got 0"),
-                                                  ({"interval": 10, "grace": 10}, "must be longer than the heartbeat"),
-                                                  ({"max_retry": -1}, r"max_retry must be an integer in \[0, 100\] but got -1")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"interval": 0}, r"heartbeat interval must be an integer in \[1, 3600\] but got 0"),
+        ({"interval": 10, "grace": 10}, "must be longer than the heartbeat"),
+        ({"max_retry": -1}, r"max_retry must be an integer in \[0, 100\] but got -1"),
+    ],
+)
 def test_heartbeat_settings(kwargs: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         Heartbeat(**kwargs)
@@ -291,13 +299,16 @@ def test_counting_trials_without_reading_them(storage_url: str) -> None:
         assert count_trials(study, running, user_attr="repeat_of", present=True) == 1
 
 
-@pytest.mark.parametrize(("error", "transient"), [
-    (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")), True),
-    (sqlalchemy.exc.PendingRollbackError("roll back first"), True),
-    (sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("lost"), connection_invalidated=True), True),
-    (sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), False),
-    (sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("syntax error")), False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")), True),
+        (sqlalchemy.exc.PendingRollbackError("roll back first"), True),
+        (sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("lost"), connection_invalidated=True), True),
+        (sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+        (sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("syntax error")), False),
+    ],
+)
 def test_which_errors_are_retried(error: Exception, transient: bool) -> None:
     from lrsearch.storage import (
         _transient,
@@ -355,8 +366,9 @@ def test_opening_retries_optuna_s_schema_check_cut_off_by_a_restart() -> None:
 
 
 @pytest.mark.parametrize("where", ["memory", "sqlite", "postgresql"])
-def test_started_trials_name_their_worker_and_beat_at_once(where: str, tmp_path: Path,
-                                                          request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_started_trials_name_their_worker_and_beat_at_once(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     beats = Heartbeat(interval=5, grace=60)
     if where == "memory":
         storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
@@ -383,5 +395,7 @@ def test_a_database_at_another_schema_version_is_one_line(tmp_path: Path) -> Non
     with contextlib.closing(sqlite3.connect(tmp_path / "s.db")) as connection:
         connection.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
         connection.commit()
-    with pytest.raises(RuntimeFailure, match=r"has a schema this Optuna does not read \(lrsearch writes schema v3\.2\.0\.a\)"):
+    with pytest.raises(
+        RuntimeFailure, match=r"has a schema this Optuna does not read \(lrsearch writes schema v3\.2\.0\.a\)"
+    ):
         open_storage(resolve_url(url), None)

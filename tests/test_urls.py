@@ -34,7 +34,10 @@ def test_normalisation(url: str, expected: str) -> None:
         ("just words", "storage 'just words' is not a database URL"),
         # Shapes that once were echoed whole, password and all:
         ("postgresql://u:s3cr3tpw@host:notaport/db", "storage postgresql://... is not a database URL"),
-        ("postgresql://u:s3cr@3tpw@127.0.0.1/db", "storage postgresql://u:***@127.0.0.1/db has an @ after its password"),
+        (
+            "postgresql://u:s3cr@3tpw@127.0.0.1/db",
+            "storage postgresql://u:***@127.0.0.1/db has an @ after its password",
+        ),
         ("grpc://u:s3cr3tpw@127.0.0.1:1", "storage grpc://u:***@127.0.0.1:1: the storage proxy takes no credentials"),
         ("grpc://u:s3cr3tpw", "storage grpc://...: a proxy URL is grpc://HOST:PORT"),
         ("grpc://h:99999", "a proxy URL is grpc://HOST:PORT"),
@@ -80,8 +83,16 @@ def test_grpc_urls() -> None:
         resolve_url("grpc://nohost")
 
 
-@pytest.mark.parametrize(("url", "expected"), [("sqlite:////srv/s.db", "/srv/s.db"), ("sqlite:///s.db", "s.db"),
-                                               ("sqlite://", None), ("sqlite:///:memory:", None),
-                                               ("postgresql+psycopg://u@db/s", None), ("grpc://proxy:13000", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:////srv/s.db", "/srv/s.db"),
+        ("sqlite:///s.db", "s.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("postgresql+psycopg://u@db/s", None),
+        ("grpc://proxy:13000", None),
+    ],
+)
 def test_the_sqlite_file_of_a_url(url: str, expected: str | None) -> None:
     assert sqlite_file(url) == expected

@@ -15,8 +15,11 @@ from lrsearch.urls import masked, resolve_url
 @click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
-@click.option("--artifacts", metavar="DIR|s3://BUCKET|gs://BUCKET",
-              help="The trials' artifact store (default: LRSEARCH_ARTIFACTS, else beside a SQLite database).")
+@click.option(
+    "--artifacts",
+    metavar="DIR|s3://BUCKET|gs://BUCKET",
+    help="The trials' artifact store (default: LRSEARCH_ARTIFACTS, else beside a SQLite database).",
+)
 def command(storage: str | None, host: str, port: int, artifacts: str | None) -> None:
     """Serve optuna-dashboard: the studies, their notes and charts, each trial's curves."""
     url = resolve_url(storage)
@@ -24,7 +27,12 @@ def command(storage: str | None, host: str, port: int, artifacts: str | None) ->
     backend = open_storage(url, heartbeat=None, create=False)
     check_free(host, port, "the dashboard")
     if host not in LOOPBACK:
-        click.echo(f"warning: the dashboard has no authentication and anyone who can reach {host}:{port} can read "
-                   "and change the studies; put it behind a reverse proxy with authentication", err=True)  # fmt: skip
+        click.echo(
+            f"warning: the dashboard has no authentication and anyone who can reach {host}:{port} can read "
+            "and change the studies; put it behind a reverse proxy with authentication",
+            err=True,
+        )
     click.echo(f"dashboard for {masked(url)} (artifacts: {location or 'none'}) on http://{host}:{port}/", err=True)
-    optuna_dashboard.run_server(backend, host=host, port=port, artifact_store=open_store(location) if location else None)
+    optuna_dashboard.run_server(
+        backend, host=host, port=port, artifact_store=open_store(location) if location else None
+    )

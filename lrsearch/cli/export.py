@@ -17,8 +17,12 @@ FORMATS = (".csv", ".parquet", ".json")
 @click.command("export")
 @click.option("--study", "study_name", required=True, help="The study's name.")
 @click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output file: .csv, .parquet or .json.")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Output file: .csv, .parquet or .json.",
+)
 def command(study_name: str, storage: str | None, out: Path) -> None:
     """Write the trials table (one row per trial: state, value, params, user attrs)."""
     if out.suffix.lower() not in FORMATS:

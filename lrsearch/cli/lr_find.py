@@ -18,12 +18,21 @@ from lrsearch.trainers import check_run_length
 
 
 @click.command("lr-find")
-@click.option("--trainer", required=True, metavar="NAME|MODULE:CALLABLE",
-              help="The problem to test on: a bundled or installed trainer (`lrsearch trainers`), or your own.")
+@click.option(
+    "--trainer",
+    required=True,
+    metavar="NAME|MODULE:CALLABLE",
+    help="The problem to test on: a bundled or installed trainer (`lrsearch trainers`), or your own.",
+)
 @click.option("--optimizer", default="sgd", show_default=True, help=f"One of: {', '.join(OPTIMIZERS)}.")
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD / RMSprop momentum.")
-@click.option("--optimizer-param", "optimizer_params", multiple=True, metavar="KEY=VALUE",
-              help="Other optimizer settings: alpha, beta1, beta2, eps (repeatable).")
+@click.option(
+    "--optimizer-param",
+    "optimizer_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Other optimizer settings: alpha, beta1, beta2, eps (repeatable).",
+)
 @click.option("--start", type=float, default=1e-7, show_default=True, help="Rate of the first update.")
 @click.option("--end", type=float, default=10.0, show_default=True, help="Rate of the last update.")
 @click.option("--updates", type=int, default=300, show_default=True, help="Updates from start to end.")
@@ -33,12 +42,26 @@ from lrsearch.trainers import check_run_length
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Loss against rate (.png or .html).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(trainer: str, optimizer: str, momentum: float, optimizer_params: tuple[str, ...], start: float,
-            end: float, updates: int, seeds: int, batch_size: int | None, device: str, data_dir: Path | None,
-            plot: Path | None, as_json: bool) -> None:  # fmt: skip
+def command(
+    trainer: str,
+    optimizer: str,
+    momentum: float,
+    optimizer_params: tuple[str, ...],
+    start: float,
+    end: float,
+    updates: int,
+    seeds: int,
+    batch_size: int | None,
+    device: str,
+    data_dir: Path | None,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
     """Raise the rate exponentially each update and watch the loss: prints the suggested rate (steepest
     descent of the smoothed loss) and a search range for a study's lr bounds."""
-    config = TrainConfig(optimizer=optimizer, momentum=momentum, optimizer_params=parse_optimizer_params(optimizer_params))
+    config = TrainConfig(
+        optimizer=optimizer, momentum=momentum, optimizer_params=parse_optimizer_params(optimizer_params)
+    )
     check_run_length(None, batch_size)
     if plot is not None:
         check_plot_path(plot)
@@ -46,16 +69,30 @@ def command(trainer: str, optimizer: str, momentum: float, optimizer_params: tup
     problem = resolve(trainer).load(torch_device, data_dir)
     test = lr_range_test(problem, config, start=start, end=end, updates=updates, seeds=seeds, batch_size=batch_size)
     if plot is not None:
-        line_chart(plot, {f"{trainer}, {optimizer}, {seeds} seeds": (test.rates, test.losses)},
-                   title=f"Range test: suggested {test.suggested:.3g}", x_label="learning rate",
-                   y_label="training loss (smoothed)", log_x=True)  # fmt: skip
-    result = {"suggested": test.suggested, "range": [test.low, test.high], "lr_at_minimum_loss": test.lr_at_minimum,
-              "updates_run": len(test.rates), "diverged": test.diverged}  # fmt: skip
+        line_chart(
+            plot,
+            {f"{trainer}, {optimizer}, {seeds} seeds": (test.rates, test.losses)},
+            title=f"Range test: suggested {test.suggested:.3g}",
+            x_label="learning rate",
+            y_label="training loss (smoothed)",
+            log_x=True,
+        )
+    result = {
+        "suggested": test.suggested,
+        "range": [test.low, test.high],
+        "lr_at_minimum_loss": test.lr_at_minimum,
+        "updates_run": len(test.rates),
+        "diverged": test.diverged,
+    }
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"suggested lr: {test.suggested:.3g}")
-    click.echo(f"search range: {test.low:.3g} .. {test.high:.3g}   (in a study: lr = {{ low = {test.low:.3g}, "
-               f"high = {test.high:.3g}, log = true }}, or lr = 'auto')")  # fmt: skip
-    click.echo(f"minimum loss at lr {test.lr_at_minimum:.3g}; {len(test.rates)} updates"
-               + (", stopped when the loss diverged" if test.diverged else ""))  # fmt: skip
+    click.echo(
+        f"search range: {test.low:.3g} .. {test.high:.3g}   (in a study: lr = {{ low = {test.low:.3g}, "
+        f"high = {test.high:.3g}, log = true }}, or lr = 'auto')"
+    )
+    click.echo(
+        f"minimum loss at lr {test.lr_at_minimum:.3g}; {len(test.rates)} updates"
+        + (", stopped when the loss diverged" if test.diverged else "")
+    )

@@ -24,8 +24,10 @@ def command(storage: str | None, host: str, port: int) -> None:
     check_free(host, port, "the storage proxy")  # before the database is created
     backend = open_storage(url, heartbeat=None)
     if host not in LOOPBACK:
-        click.echo("warning: the storage proxy has no authentication or encryption; serve it on a private "
-                   "network only", err=True)  # fmt: skip
+        click.echo(
+            "warning: the storage proxy has no authentication or encryption; serve it on a private network only",
+            err=True,
+        )
     click.echo(f"storage proxy for {masked(url)} on grpc://{host}:{port}", err=True)
     try:
         with warnings.catch_warnings():

@@ -32,8 +32,11 @@ def print_report(report: StudyReport, console: Console) -> None:
         f"({c['complete']} complete, {c['pruned']} pruned of which {c['diverged']} diverged, {c['fail']} failed, "
         f"{c['running']} running, {c['waiting']} waiting; {c['repeats']} of them repeats)"
     )
-    table = Table(show_edge=False, caption="repeats: the best configuration of each group re-run with new seeds; "
-                  f"test {report.metric}, mean ± 95% CI (t)")  # fmt: skip
+    table = Table(
+        show_edge=False,
+        caption="repeats: the best configuration of each group re-run with new seeds; "
+        f"test {report.metric}, mean ± 95% CI (t)",
+    )
     header, rows = report.table()
     for i, column in enumerate(header):
         table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
@@ -43,7 +46,9 @@ def print_report(report: StudyReport, console: Console) -> None:
     if report.comparisons:
         console.print(f"[bold]Test:[/bold] {report.test} ({report.test_why}). {report.tests_text()}")
     if report.importances:
-        console.print(f"[bold]Parameter importances[/bold] (PED-ANOVA, completed search trials): {report.importances_text()}")
+        console.print(
+            f"[bold]Parameter importances[/bold] (PED-ANOVA, completed search trials): {report.importances_text()}"
+        )
     console.print(f"[bold]Verdict:[/bold] {report.verdict}")
 
 

@@ -17,6 +17,9 @@ def command() -> None:
         except ConfigError as exc:
             click.echo(f"{path.stem}  (invalid)\n    {exc}\n")
             continue
-        budget = ", ".join(p for p in (f"{spec.n_trials} trials" if spec.n_trials else "",
-                                       f"{spec.timeout:g} s" if spec.timeout else "") if p)  # fmt: skip
+        budget = ", ".join(
+            p
+            for p in (f"{spec.n_trials} trials" if spec.n_trials else "", f"{spec.timeout:g} s" if spec.timeout else "")
+            if p
+        )
         click.echo(f"{spec.name}  ({spec.trainer}, {budget}, compares {spec.compare})\n    {spec.question}\n")

@@ -79,8 +79,14 @@ def _epoch_table(result: MemberResult, *, mark_selected: bool, metric: str, rows
     for i in sorted(shown):
         m = history[i]
         mark = " *" if mark_selected and m.epoch == result.selected_epoch else ""
-        table.add_row(f"{m.epoch}{mark}", f"{m.lr:.4g}", f"{m.train_loss:.4f}", f"{m.train_metric:.4f}",
-                      f"{m.val_loss:.4f}", f"{m.val_metric:.4f}")  # fmt: skip
+        table.add_row(
+            f"{m.epoch}{mark}",
+            f"{m.lr:.4g}",
+            f"{m.train_loss:.4f}",
+            f"{m.train_metric:.4f}",
+            f"{m.val_loss:.4f}",
+            f"{m.val_metric:.4f}",
+        )
     return table
 
 
@@ -134,19 +140,48 @@ def _epoch_table(result: MemberResult, *, mark_selected: bool, metric: str, rows
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def command(
-    trainer: str, optimizer: str, lr: float | None, momentum: float, nesterov: bool, weight_decay: float | None,
-    optimizer_params: tuple[str, ...], decay: float, schedule: str, schedule_params: tuple[str, ...],
-    schedule_unit: str, warmup: int, warmup_start: float, epochs: int | None, batch_size: int | None, seed: int,
-    device: str, data_dir: Path | None, as_json: bool,
-) -> None:  # fmt: skip
+    trainer: str,
+    optimizer: str,
+    lr: float | None,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float | None,
+    optimizer_params: tuple[str, ...],
+    decay: float,
+    schedule: str,
+    schedule_params: tuple[str, ...],
+    schedule_unit: str,
+    warmup: int,
+    warmup_start: float,
+    epochs: int | None,
+    batch_size: int | None,
+    seed: int,
+    device: str,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
     """Train one configuration and report its epochs, validation and test accuracy (or the problem's metric)."""
     trained = train(
-        trainer, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        optimizer_params=parse_optimizer_params(optimizer_params), decay=decay, schedule=schedule,
-        schedule_params=schedule_params, schedule_unit=schedule_unit, warmup=warmup, warmup_start=warmup_start,
-        epochs=epochs, batch_size=batch_size, seed=seed, device=device, data_dir=data_dir,
+        trainer,
+        lr=lr,
+        optimizer=optimizer,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        optimizer_params=parse_optimizer_params(optimizer_params),
+        decay=decay,
+        schedule=schedule,
+        schedule_params=schedule_params,
+        schedule_unit=schedule_unit,
+        warmup=warmup,
+        warmup_start=warmup_start,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
         progress=not as_json and Console(stderr=True).is_terminal,
-    )  # fmt: skip
+    )
     result, seconds, torch_device, metric = trained.result, trained.seconds, trained.device, trained.metric
     if as_json:
         click.echo(json.dumps(result_json(trained, trainer=trainer), indent=2))

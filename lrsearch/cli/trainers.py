@@ -13,6 +13,8 @@ def command() -> None:
     A study file or --trainer may also name your own as module.path:callable."""
     for name, description in available():
         click.echo(f"{name}\n    {description}\n")
-    click.echo(f"Your own: trainer = 'module.path:callable' (a callable returning an lrsearch.Problem), looked up "
-               f"beside the study file, in the working directory, then among installed packages; installed "
-               f"plug-ins register under the entry-point group {ENTRY_POINTS}.")  # fmt: skip
+    click.echo(
+        f"Your own: trainer = 'module.path:callable' (a callable returning an lrsearch.Problem), looked up "
+        f"beside the study file, in the working directory, then among installed packages; installed "
+        f"plug-ins register under the entry-point group {ENTRY_POINTS}."
+    )

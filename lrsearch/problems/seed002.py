@@ -17,6 +17,14 @@ def _weight_from_zero() -> nn.Linear:
 def identity() -> lrsearch.Problem:
     """Seed 002: f(x) = x, one weight starting at 0, squared loss on linspace(1, 2, 10), the whole set a batch."""
     x = torch.linspace(1, 2, 10).unsqueeze(1)
-    return lrsearch.Problem(model=_weight_from_zero, train=(x, x), val=(x, x), loss="mse", metric="loss",
-                            batch_size=10, epochs=10, name="seed002_identity",
-                            record=lambda params: {"weight": float(params["weight"])})  # fmt: skip
+    return lrsearch.Problem(
+        model=_weight_from_zero,
+        train=(x, x),
+        val=(x, x),
+        loss="mse",
+        metric="loss",
+        batch_size=10,
+        epochs=10,
+        name="seed002_identity",
+        record=lambda params: {"weight": float(params["weight"])},
+    )

@@ -29,9 +29,17 @@ def _weights(params: Mapping[str, torch.Tensor]) -> dict[str, float]:
 def identity() -> lrsearch.Problem:
     """Seed 004: f(x) = x, one weight and no bias, MAE, X = 0..99 (the first 80 train, the rest validate)."""
     x = torch.arange(100, dtype=torch.float32).unsqueeze(1)
-    return lrsearch.Problem(model=lambda: _line(bias=False), train=(x[:80], x[:80]), val=(x[80:], x[80:]),
-                            loss="mae", metric="loss", batch_size=32, epochs=100, name="seed004_identity",
-                            record=_weights)  # fmt: skip
+    return lrsearch.Problem(
+        model=lambda: _line(bias=False),
+        train=(x[:80], x[:80]),
+        val=(x[80:], x[80:]),
+        loss="mae",
+        metric="loss",
+        batch_size=32,
+        epochs=100,
+        name="seed004_identity",
+        record=_weights,
+    )
 
 
 def affine() -> lrsearch.Problem:
@@ -44,6 +52,15 @@ def affine() -> lrsearch.Problem:
     def pair(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(a), torch.from_numpy(b)
 
-    return lrsearch.Problem(model=lambda: _line(bias=True), train=pair(x_train, y_train), val=pair(x_val, y_val),
-                            test=pair(x_test, y_test), loss="mae", metric="loss", batch_size=32, epochs=200,
-                            name="seed004_affine", record=_weights)  # fmt: skip
+    return lrsearch.Problem(
+        model=lambda: _line(bias=True),
+        train=pair(x_train, y_train),
+        val=pair(x_val, y_val),
+        test=pair(x_test, y_test),
+        loss="mae",
+        metric="loss",
+        batch_size=32,
+        epochs=200,
+        name="seed004_affine",
+        record=_weights,
+    )

@@ -33,7 +33,9 @@ def resolve_auto_lr(spec: StudySpec, study: optuna.Study, problem: Problem) -> S
     if found is None:
         fixed = spec.space.fixed
         optimizer = fixed.get("optimizer", "sgd")
-        config = TrainConfig(optimizer=optimizer, momentum=fixed.get("momentum", 0.0) if optimizer in WITH_MOMENTUM else 0.0)
+        config = TrainConfig(
+            optimizer=optimizer, momentum=fixed.get("momentum", 0.0) if optimizer in WITH_MOMENTUM else 0.0
+        )
         try:
             test = lr_range_test(problem, config, start=param.low, end=param.high, batch_size=spec.batch_size)
         except ConfigError as exc:  # the sweep is lrsearch's, not the file's: the problem would not train

@@ -40,15 +40,27 @@ PRUNERS = {
 }
 #: Each pruner's settings and their ranges (Optuna checks few of them, and not their types).
 _SETTINGS: dict[str, dict[str, tuple[type, float, float]]] = {
-    "median": {"n_startup_trials": (int, 0, MAX_COUNT), "n_warmup_steps": (int, 0, MAX_STEPS),
-               "interval_steps": (int, 1, MAX_STEPS), "n_min_trials": (int, 1, MAX_COUNT)},
-    "percentile": {"percentile": (float, 0.0, 100.0), "n_startup_trials": (int, 0, MAX_COUNT),
-                   "n_warmup_steps": (int, 0, MAX_STEPS), "interval_steps": (int, 1, MAX_STEPS),
-                   "n_min_trials": (int, 1, MAX_COUNT)},
-    "asha": {"min_resource": (int, 1, MAX_STEPS), "reduction_factor": (int, 2, 100),
-             "min_early_stopping_rate": (int, 0, 100), "bootstrap_count": (int, 0, MAX_COUNT)},
+    "median": {
+        "n_startup_trials": (int, 0, MAX_COUNT),
+        "n_warmup_steps": (int, 0, MAX_STEPS),
+        "interval_steps": (int, 1, MAX_STEPS),
+        "n_min_trials": (int, 1, MAX_COUNT),
+    },
+    "percentile": {
+        "percentile": (float, 0.0, 100.0),
+        "n_startup_trials": (int, 0, MAX_COUNT),
+        "n_warmup_steps": (int, 0, MAX_STEPS),
+        "interval_steps": (int, 1, MAX_STEPS),
+        "n_min_trials": (int, 1, MAX_COUNT),
+    },
+    "asha": {
+        "min_resource": (int, 1, MAX_STEPS),
+        "reduction_factor": (int, 2, 100),
+        "min_early_stopping_rate": (int, 0, 100),
+        "bootstrap_count": (int, 0, MAX_COUNT),
+    },
     "none": {},
-}  # fmt: skip
+}
 
 
 def create_pruner(
@@ -60,7 +72,9 @@ def create_pruner(
     given = dict(settings or {})
     unknown = sorted(set(given) - set(_SETTINGS[name]))
     if unknown:
-        raise ConfigError(f"pruner {name} has no setting {unknown[0]!r} (it takes: {', '.join(sorted(_SETTINGS[name])) or 'none'})")
+        raise ConfigError(
+            f"pruner {name} has no setting {unknown[0]!r} (it takes: {', '.join(sorted(_SETTINGS[name])) or 'none'})"
+        )
     for key, value in given.items():
         kind, low, high = _SETTINGS[name][key]
         if key == "min_resource" and value == "auto":
@@ -107,8 +121,9 @@ class PruningView:
         backend = database(study._storage)
         if backend is not None and not reads_steps(backend):
             values = completed_values(backend, study._study_id, steps)
-            trials = [_with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t
-                      for t in trials]  # fmt: skip
+            trials = [
+                _with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t for t in trials
+            ]
         self._trials = trials
         self._storage = _RecordingStorage(study._storage, mirrors)
         self.direction = study.direction
@@ -121,8 +136,12 @@ class PruningView:
         return pruner.prune(self, trial)  # type: ignore[arg-type]
 
 
-def percentile_decisions(pruner: optuna.pruners.PercentilePruner, completed: CompletedValues,
-                         direction: StudyDirection, members: Sequence[tuple[int, float]]) -> list[bool]:  # fmt: skip
+def percentile_decisions(
+    pruner: optuna.pruners.PercentilePruner,
+    completed: CompletedValues,
+    direction: StudyDirection,
+    members: Sequence[tuple[int, float]],
+) -> list[bool]:
     """What ``pruner.prune`` decides for members of a population, each given as (the step it reached, its
     best value so far) with a value at every step before (one per epoch), against the ``completed`` trials'
     values (all that Optuna's median and percentile pruners look at). Each step's percentile is computed
@@ -146,10 +165,14 @@ def percentile_decisions(pruner: optuna.pruners.PercentilePruner, completed: Com
             continue
         if step not in at_step:
             values = completed.at(step)
-            at_step[step] = math.nan if len(values) < pruner._n_min_trials else float(np.nanpercentile(values, percentile))
+            at_step[step] = (
+                math.nan if len(values) < pruner._n_min_trials else float(np.nanpercentile(values, percentile))
+            )
         threshold = at_step[step]
-        decisions.append(not math.isnan(threshold) and (best < threshold if direction == StudyDirection.MAXIMIZE
-                                                        else best > threshold))  # fmt: skip
+        decisions.append(
+            not math.isnan(threshold)
+            and (best < threshold if direction == StudyDirection.MAXIMIZE else best > threshold)
+        )
     return decisions
 
 
@@ -216,7 +239,9 @@ class CompletedTrials:
 
     def add(self, trial_id: int, values: Mapping[int, float]) -> None:
         steps = np.fromiter(values, dtype=np.int64, count=len(values))
-        self._values.add([trial_id], (np.full(len(values), trial_id), steps, np.array(list(values.values()), dtype=float)))
+        self._values.add(
+            [trial_id], (np.full(len(values), trial_id), steps, np.array(list(values.values()), dtype=float))
+        )
 
     def values(self) -> CompletedValues:
         if time.monotonic() - self._looked >= self._refresh:

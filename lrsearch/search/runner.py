@@ -116,8 +116,9 @@ class _Live:
 
     def report(self, step: int, value: float, direction: StudyDirection) -> None:
         self.values[step] = value
-        if not math.isnan(value) and (math.isnan(self.best) or (value > self.best if direction == StudyDirection.MAXIMIZE
-                                                                else value < self.best)):  # fmt: skip
+        if not math.isnan(value) and (
+            math.isnan(self.best) or (value > self.best if direction == StudyDirection.MAXIMIZE else value < self.best)
+        ):
             self.best = value
 
     @functools.cached_property
@@ -126,10 +127,18 @@ class _Live:
         per-epoch values and system attrs above as they grow."""
         t = self.trial._cached_frozen_trial
         return FrozenTrial(
-            number=t.number, state=TrialState.RUNNING, value=None, datetime_start=t.datetime_start,
-            datetime_complete=None, params=t.params, distributions=t.distributions, user_attrs={},
-            system_attrs=self.system_attrs, intermediate_values=self.values, trial_id=t._trial_id,
-        )  # fmt: skip
+            number=t.number,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=t.datetime_start,
+            datetime_complete=None,
+            params=t.params,
+            distributions=t.distributions,
+            user_attrs={},
+            system_attrs=self.system_attrs,
+            intermediate_values=self.values,
+            trial_id=t._trial_id,
+        )
 
 
 #: A batch of finished members and their trials, as the teller gives it back once written.
@@ -218,8 +227,9 @@ class Search:
 
     # --- asking -------------------------------------------------------------------------------------------
 
-    def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool,
-                   teller: Teller[_Finishing]) -> bool:  # fmt: skip
+    def _ask_round(
+        self, population: Population, free: int, n_trials: int | None, drain_waiting: bool, teller: Teller[_Finishing]
+    ) -> bool:
         """Fail the trials of vanished workers, then ask up to ``free`` trials: the enqueued ones (draining),
         else new search trials within budget. Each new trial's worker, device and first heartbeat are recorded
         at once. Returns whether it asked fewer than ``free`` (nothing more to ask for now)."""
@@ -227,9 +237,12 @@ class Search:
         # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing. A retry
         # enqueued once the budget was taken runs all the same (it would be lost, and every worker would wait
         # for it).
-        if (not drain_waiting and n_trials is not None
-                and retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
-                and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)):  # fmt: skip
+        if (
+            not drain_waiting
+            and n_trials is not None
+            and retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
+            and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)
+        ):
             return True
         before = set(self._live)
         # One read of the study and one creation of the new trials for the whole round, with this worker's
@@ -262,17 +275,22 @@ class Search:
                     if group is not None:
                         tried[group] += 1
         started = [self._live[m].trial._trial_id for m in set(self._live) - before]
-        retrying(mark_started, self.study._storage, started, {"worker": self.worker, "device": str(self.problem.device)})
+        retrying(
+            mark_started, self.study._storage, started, {"worker": self.worker, "device": str(self.problem.device)}
+        )
         return wanted < free
 
-    def _ask(self, population: Population, group: object | None = None,
-             remember: Callable[[optuna.Trial], None] = lambda trial: None) -> None:  # fmt: skip
+    def _ask(
+        self,
+        population: Population,
+        group: object | None = None,
+        remember: Callable[[optuna.Trial], None] = lambda trial: None,
+    ) -> None:
         if group is not None:
             # Fix the compared parameter for this trial only; the sampler chooses everything else but the
             # branches of the other groups. Optuna samples when a parameter is suggested, so the fixing
             # sampler stays until the config is drawn.
-            self.study.sampler = FixingSampler({self.spec.compare: group}, self._sampler,
-                                               unused=self._unused[group])  # fmt: skip
+            self.study.sampler = FixingSampler({self.spec.compare: group}, self._sampler, unused=self._unused[group])
         try:
             with warnings.catch_warnings():
                 # Optuna warns that its heartbeat runs only inside optimize(); this loop keeps it itself.
@@ -353,14 +371,22 @@ class Search:
             return
         finishing = [(r, self._live.pop(r.member)) for r in results]
         records = [
-            TrialRecord(live.trial._trial_id, live.values, self._attrs(r, live),
-                        TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED, r.val_metric,
-                        self.artifacts.prepare(live.trial.number, r.history, self.problem.metric)
-                        if self.artifacts and r.history else None)
+            TrialRecord(
+                live.trial._trial_id,
+                live.values,
+                self._attrs(r, live),
+                TrialState.COMPLETE if r.status == "completed" else TrialState.PRUNED,
+                r.val_metric,
+                self.artifacts.prepare(live.trial.number, r.history, self.problem.metric)
+                if self.artifacts and r.history
+                else None,
+            )
             for r, live in finishing
-        ]  # fmt: skip
-        views = [finished_view(live.trial._cached_frozen_trial, record, live.system_attrs)
-                 for (_, live), record in zip(finishing, records, strict=True)]  # fmt: skip
+        ]
+        views = [
+            finished_view(live.trial._cached_frozen_trial, record, live.system_attrs)
+            for (_, live), record in zip(finishing, records, strict=True)
+        ]
         teller.tell(records, views, finishing)
         if self._completed is not None:
             for record in records:

@@ -30,7 +30,9 @@ class _GridSampler(optuna.samplers.GridSampler):
     """GridSampler for ask-and-tell: Optuna's stops ``study.optimize`` when the grid is covered (and raises
     outside it); here the study's budget decides when to stop."""
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         pass
 
 
@@ -40,8 +42,13 @@ class FixingSampler(optuna.samplers.PartialFixedSampler):
     other branches of a fixed choice). TPE with groups samples every group at each ask, the branches not
     taken too, and shares those values with other workers' constant liar as if the trial used them."""
 
-    def __init__(self, fixed_params: Mapping[str, Any], base_sampler: optuna.samplers.BaseSampler, *,
-                 unused: Container[str] = frozenset()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        fixed_params: Mapping[str, Any],
+        base_sampler: optuna.samplers.BaseSampler,
+        *,
+        unused: Container[str] = frozenset(),
+    ) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             super().__init__(dict(fixed_params), base_sampler)
@@ -52,7 +59,9 @@ class FixingSampler(optuna.samplers.PartialFixedSampler):
         return {name: d for name, d in space.items() if name not in self._unused}
 
 
-def create_sampler(name: str, *, seed: int, grid: Mapping[str, Sequence[Any]] | None = None) -> optuna.samplers.BaseSampler:
+def create_sampler(
+    name: str, *, seed: int, grid: Mapping[str, Sequence[Any]] | None = None
+) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         # TPE's ``group`` and the QMC sampler are marked experimental; they are chosen knowingly.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

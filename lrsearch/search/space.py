@@ -29,8 +29,18 @@ __all__ = ["ARM", "Choice", "FloatRange", "IntRange", "Param", "SearchSpace", "S
 ARM = "arm"
 
 #: Parameters a space may search or fix at the top level (TrainConfig fields).
-TOP_LEVEL = ("lr", "optimizer", "momentum", "nesterov", "weight_decay", "decay", "schedule", "schedule_unit",
-             "warmup", "warmup_start")  # fmt: skip
+TOP_LEVEL = (
+    "lr",
+    "optimizer",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "decay",
+    "schedule",
+    "schedule_unit",
+    "warmup",
+    "warmup_start",
+)
 #: Parameters an optimizer branch may hold besides the optimizer's own settings.
 OPTIMIZER_BRANCH = ("lr", "momentum", "nesterov", "weight_decay")
 #: The optimizer and schedule a space that does not name them trains with (TrainConfig's defaults).
@@ -93,7 +103,9 @@ Param = FloatRange | IntRange | Choice
 class Suggester(Protocol):
     """What sampling needs from an Optuna trial (``optuna.Trial`` and ``FixedTrial`` both are one)."""
 
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = ..., step: float | None = ...) -> float: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = ..., step: float | None = ...
+    ) -> float: ...
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = ..., step: int = ...) -> int: ...
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
@@ -157,7 +169,9 @@ class SearchSpace:
                 values[name] = pick(name)
         # An arm's other settings belong to its schedule or its optimizer (the study file was checked).
         schedule_params = {k: v for k, v in arm.items() if k in param_types(schedule)}
-        optimizer_params: dict[str, Any] = {k: v for k, v in arm.items() if k not in TOP_LEVEL and k not in schedule_params}
+        optimizer_params: dict[str, Any] = {
+            k: v for k, v in arm.items() if k not in TOP_LEVEL and k not in schedule_params
+        }
         for key, entry in self.branches.get(optimizer, {}).items():
             value = entry.suggest(trial, f"{optimizer}.{key}") if isinstance(entry, Param) else entry
             if key in OPTIMIZER_BRANCH:
@@ -183,8 +197,9 @@ class SearchSpace:
         for combination in itertools.product(*(self.params[n].extremes() for n in top)):
             chosen = dict(zip(top, combination, strict=True))
             arm = self.arms.get(chosen.get(ARM), {})
-            selected = [arm.get(key, chosen.get(key, self.fixed.get(key, default)))
-                        for key, default in DEFAULT_BRANCHES.items()]  # fmt: skip
+            selected = [
+                arm.get(key, chosen.get(key, self.fixed.get(key, default))) for key, default in DEFAULT_BRANCHES.items()
+            ]
             branch_names = [
                 f"{branch}.{key}"
                 for branch in selected

@@ -26,8 +26,10 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
     """Create the study named after the file, or join it; refuse one made from a different definition."""
     grid = None
     if spec.sampler == "grid":
-        grid = {name: [Choice.encode(v) for v in spec.space.find(name).values]  # type: ignore[union-attr]
-                for name in spec.space.param_names()}  # fmt: skip
+        grid = {
+            name: [Choice.encode(v) for v in spec.space.find(name).values]  # type: ignore[union-attr]
+            for name in spec.space.param_names()
+        }
     existing = {s.study_name: s for s in storage.get_all_studies()}
     if spec.name in existing:
         stored = existing[spec.name].user_attrs.get(METADATA, {}).get("definition")
@@ -48,9 +50,17 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([f"val_{spec.resolved_trainer.metric}"])  # the dashboard's name for the objective
-        study.set_user_attr(METADATA, {"question": spec.question, "trainer": spec.trainer, "compare": spec.compare,
-                                       "repeats": spec.repeats, "metric": spec.resolved_trainer.metric,
-                                       "definition": spec.definition()})  # fmt: skip
+        study.set_user_attr(
+            METADATA,
+            {
+                "question": spec.question,
+                "trainer": spec.trainer,
+                "compare": spec.compare,
+                "repeats": spec.repeats,
+                "metric": spec.resolved_trainer.metric,
+                "definition": spec.definition(),
+            },
+        )
     return study
 
 

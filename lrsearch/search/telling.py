@@ -51,7 +51,9 @@ class Teller(Generic[P]):
     def __enter__(self) -> Teller[P]:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -83,9 +85,20 @@ class Teller(Generic[P]):
 def finished_view(trial: FrozenTrial, record: TrialRecord, system_attrs: dict[str, Any]) -> FrozenTrial:
     """``trial`` as ``record`` ends it, as this worker would read it back: without per-epoch values and
     lists (see ``rdb_reader``)."""
-    user_attrs = {**trial.user_attrs, **{k: v for k, v in record.user_attrs.items() if not k.endswith(PER_EPOCH_SUFFIX)}}
+    user_attrs = {
+        **trial.user_attrs,
+        **{k: v for k, v in record.user_attrs.items() if not k.endswith(PER_EPOCH_SUFFIX)},
+    }
     return FrozenTrial(
-        number=trial.number, state=record.state, value=record.final_value(), datetime_start=trial.datetime_start,
-        datetime_complete=datetime.datetime.now(), params=trial.params, distributions=trial.distributions, user_attrs=user_attrs,
-        system_attrs={**system_attrs, **record.system_attrs}, intermediate_values={}, trial_id=trial._trial_id,
-    )  # fmt: skip
+        number=trial.number,
+        state=record.state,
+        value=record.final_value(),
+        datetime_start=trial.datetime_start,
+        datetime_complete=datetime.datetime.now(),
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=user_attrs,
+        system_attrs={**system_attrs, **record.system_attrs},
+        intermediate_values={},
+        trial_id=trial._trial_id,
+    )

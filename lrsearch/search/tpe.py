@@ -67,29 +67,45 @@ class PopulationTPESampler(optuna.samplers.TPESampler):
             self._space_for = finished
         return dict(self._space)
 
-    def _sample(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def _sample(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not self._constant_liar or study._is_multi_objective():
             return super()._sample(study, trial, search_space)
         if self._seen is None or self._seen[0] != trial._trial_id:
             trials = study._get_trials(deepcopy=False, states=_WITH_RUNNING, use_cache=False)
             finished = [t for t in trials if t.state != TrialState.RUNNING]
-            self._seen = (trial._trial_id, finished, _fingerprint(finished),
-                          [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number])  # fmt: skip
+            self._seen = (
+                trial._trial_id,
+                finished,
+                _fingerprint(finished),
+                [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number],
+            )
         _, finished, fingerprint, running = self._seen
         split = self._split(study, finished, fingerprint, search_space)
         self._see_running(study, split, running, search_space)
         # The bad trials in the order Optuna gives them (by number): TPE weighs older observations less.
-        order = np.argsort(np.concatenate([split.above_numbers, np.asarray(split.running_numbers, dtype=np.int64)]),
-                           kind="stable")  # fmt: skip
-        above = {name: _joined(split.above[name], np.asarray([row[i] for row in split.running_rows]))[order]
-                 for i, name in enumerate(search_space)}  # fmt: skip
+        order = np.argsort(
+            np.concatenate([split.above_numbers, np.asarray(split.running_numbers, dtype=np.int64)]), kind="stable"
+        )
+        above = {
+            name: _joined(split.above[name], np.asarray([row[i] for row in split.running_rows]))[order]
+            for i, name in enumerate(search_space)
+        }
         mpe_above = self._parzen_estimator_cls(above, search_space, self._parzen_estimator_parameters)
         samples = split.below.sample(self._rng.rng, self._n_ei_candidates)
-        best = optuna.samplers.TPESampler._compare(samples, self._compute_acquisition_func(samples, split.below, mpe_above))
+        best = optuna.samplers.TPESampler._compare(
+            samples, self._compute_acquisition_func(samples, split.below, mpe_above)
+        )
         return {name: distribution.to_external_repr(best[name]) for name, distribution in search_space.items()}
 
-    def _split(self, study: optuna.Study, finished: list[FrozenTrial], fingerprint: tuple[int, ...],
-               search_space: dict[str, BaseDistribution]) -> _Split:  # fmt: skip
+    def _split(
+        self,
+        study: optuna.Study,
+        finished: list[FrozenTrial],
+        fingerprint: tuple[int, ...],
+        search_space: dict[str, BaseDistribution],
+    ) -> _Split:
         if fingerprint != self._splits_for:
             self._splits_for, self._splits = fingerprint, {}
         key = tuple(search_space.items())
@@ -108,8 +124,9 @@ class PopulationTPESampler(optuna.samplers.TPESampler):
             self._splits[key] = split
         return split
 
-    def _see_running(self, study: optuna.Study, split: _Split, running: list[FrozenTrial],
-                     search_space: dict[str, BaseDistribution]) -> None:  # fmt: skip
+    def _see_running(
+        self, study: optuna.Study, split: _Split, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> None:
         """Bring the split's running rows up to ``running``: only the trials added since the last ask, unless
         the study was read again (list equality is identity first, else the trials' contents)."""
         seen = len(split.running)

@@ -88,7 +88,9 @@ class Dataset:
     std: float = 1.0
 
     def to(self, device: torch.device) -> Dataset:
-        return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+        return dataclasses.replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
+        )
 
 
 def load_blobs() -> Dataset:
@@ -147,8 +149,10 @@ def _explicit(folder: Path) -> dict[str, Path]:
         raise ConfigError(f"data folder {folder} does not exist (--data-dir or LRSEARCH_DATA_DIR); {HOW_TO_GET}")
     missing = [stem for key, stem in FASHION_MNIST_FILES.items() if key not in files]
     if missing:
-        raise ConfigError(f"data folder {folder} has no {missing[0]} (or .gz); it needs all four: "
-                          f"{', '.join(FASHION_MNIST_FILES.values())}")  # fmt: skip
+        raise ConfigError(
+            f"data folder {folder} has no {missing[0]} (or .gz); it needs all four: "
+            f"{', '.join(FASHION_MNIST_FILES.values())}"
+        )
     return files
 
 
@@ -224,11 +228,14 @@ NUM_CLASSES = 10
 def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
     """Reject files that read as IDX but are not Fashion-MNIST: a model would fail on them mid-run."""
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise RuntimeFailure(f"{images_path} does not hold {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} byte images: "
-                             f"{images.dtype} {images.shape}")  # fmt: skip
+        raise RuntimeFailure(
+            f"{images_path} does not hold {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} byte images: {images.dtype} {images.shape}"
+        )
     if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
-        raise RuntimeFailure(f"{labels_path} does not hold one byte label per image of {images_path}: "
-                             f"{labels.dtype} {labels.shape} for {len(images)} images")  # fmt: skip
+        raise RuntimeFailure(
+            f"{labels_path} does not hold one byte label per image of {images_path}: "
+            f"{labels.dtype} {labels.shape} for {len(images)} images"
+        )
     if len(labels) and int(labels.max()) >= NUM_CLASSES:
         raise RuntimeFailure(f"{labels_path} holds label {int(labels.max())}; Fashion-MNIST's are 0-{NUM_CLASSES - 1}")
 
@@ -255,7 +262,9 @@ def load_fashion_mnist(
     if n_train <= 0:
         raise RuntimeFailure(f"{files['train_images']} has {len(arrays['train_labels'])} images, fewer than val_size")
     images = torch.as_tensor(arrays["train_images"], dtype=torch.float32) / 255.0
-    mean, std = (images[:n_train].mean(), images[:n_train].std()) if standardize else (torch.tensor(0.0), torch.tensor(1.0))
+    mean, std = (
+        (images[:n_train].mean(), images[:n_train].std()) if standardize else (torch.tensor(0.0), torch.tensor(1.0))
+    )
 
     def prepare(raw: np.ndarray) -> torch.Tensor:
         return ((torch.as_tensor(raw, dtype=torch.float32) / 255.0 - mean) / std).unsqueeze(1)

@@ -128,9 +128,13 @@ class ModuleModel(StackedModel):
         return params, dict(zip(self.buffer_names, tensors[self._trainable :], strict=True))
 
     def outputs(
-        self, tensors: Sequence[torch.Tensor], x: torch.Tensor, *, shared: bool = False,
+        self,
+        tensors: Sequence[torch.Tensor],
+        x: torch.Tensor,
+        *,
+        shared: bool = False,
         seeds: Sequence[int] | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """[P, B, ...] outputs for inputs x [P, B, ...] (or [B, ...] for every member when ``shared``).
         ``seeds``: each member's seed for this call's random ops (training); None draws from torch's own."""
         if not self._checked:
@@ -142,8 +146,11 @@ class ModuleModel(StackedModel):
         return self._looped(tensors, x, shared, seeds)
 
     def _batched(self, tensors: Sequence[torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
-        call = vmap(lambda p, b, xs: functional_call(self.module, (p, b), (xs,)),
-                    in_dims=(0, 0, None if shared else 0), randomness="different")  # fmt: skip
+        call = vmap(
+            lambda p, b, xs: functional_call(self.module, (p, b), (xs,)),
+            in_dims=(0, 0, None if shared else 0),
+            randomness="different",
+        )
         return call(*self._state(tensors), x)
 
     def _looped(

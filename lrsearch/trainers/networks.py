@@ -24,8 +24,10 @@ def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     if not isinstance(module, nn.Module):
         raise ConfigError(f"the model factory must return a torch.nn.Module but got {type(module).__name__}")
     if any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
-        raise ConfigError(f"{type(module).__name__} has lazy parameters (nn.LazyLinear and the like): give their "
-                          "sizes, so that every member's tensors can be stacked")  # fmt: skip
+        raise ConfigError(
+            f"{type(module).__name__} has lazy parameters (nn.LazyLinear and the like): give their "
+            "sizes, so that every member's tensors can be stacked"
+        )
     return module
 
 
@@ -42,10 +44,19 @@ def blobs_mlp(inputs: int = 2, hidden: int = 50, classes: int = 3) -> nn.Sequent
 def lenet() -> nn.Sequential:
     """Seed 001: d2l's modern LeNet (ReLU, max pooling) with PyTorch's default initialisation."""
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-    )  # fmt: skip
+        nn.Conv2d(1, 6, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(400, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
 
 
 def lenet_d2l() -> nn.Sequential:

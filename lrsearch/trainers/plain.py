@@ -30,16 +30,20 @@ from lrsearch.trainers.problems import Problem
 __all__ = ["PerItemImages", "PlainResult", "Shuffle", "plain_module", "train_plain"]
 
 TORCH_OPTIMIZERS = {
-    "sgd": lambda p, s: torch.optim.SGD(p, lr=0.0, momentum=s["momentum"], nesterov=s["nesterov"],
-                                        weight_decay=s["weight_decay"]),
-    "rmsprop": lambda p, s: torch.optim.RMSprop(p, lr=0.0, alpha=s["alpha"], eps=s["eps"], momentum=s["momentum"],
-                                                weight_decay=s["weight_decay"]),
+    "sgd": lambda p, s: torch.optim.SGD(
+        p, lr=0.0, momentum=s["momentum"], nesterov=s["nesterov"], weight_decay=s["weight_decay"]
+    ),
+    "rmsprop": lambda p, s: torch.optim.RMSprop(
+        p, lr=0.0, alpha=s["alpha"], eps=s["eps"], momentum=s["momentum"], weight_decay=s["weight_decay"]
+    ),
     "adagrad": lambda p, s: torch.optim.Adagrad(p, lr=0.0, eps=s["eps"], weight_decay=s["weight_decay"]),
-    "adam": lambda p, s: torch.optim.Adam(p, lr=0.0, betas=(s["beta1"], s["beta2"]), eps=s["eps"],
-                                          weight_decay=s["weight_decay"]),
-    "adamw": lambda p, s: torch.optim.AdamW(p, lr=0.0, betas=(s["beta1"], s["beta2"]), eps=s["eps"],
-                                            weight_decay=s["weight_decay"]),
-}  # fmt: skip
+    "adam": lambda p, s: torch.optim.Adam(
+        p, lr=0.0, betas=(s["beta1"], s["beta2"]), eps=s["eps"], weight_decay=s["weight_decay"]
+    ),
+    "adamw": lambda p, s: torch.optim.AdamW(
+        p, lr=0.0, betas=(s["beta1"], s["beta2"]), eps=s["eps"], weight_decay=s["weight_decay"]
+    ),
+}
 
 
 def plain_module(model: StackedModel) -> nn.Module:
@@ -133,8 +137,13 @@ def train_plain(
     optimizer = TORCH_OPTIMIZERS[config.optimizer](module.parameters(), config.optimizer_settings())
     horizon = epochs if config.schedule_unit == "epoch" else epochs * n_updates
     schedule = config.build_schedule(horizon)
-    rates = update_rates(schedule, n_updates=epochs * n_updates, updates_per_epoch=n_updates,
-                         unit=config.schedule_unit, decay=config.decay)  # fmt: skip
+    rates = update_rates(
+        schedule,
+        n_updates=epochs * n_updates,
+        updates_per_epoch=n_updates,
+        unit=config.schedule_unit,
+        decay=config.decay,
+    )
     plateau = schedule.tracker()
     data = problem.dataset
     dataset = PerItemImages(train, data.mean, data.std) if per_item else TensorDataset(train.x.cpu(), train.y.cpu())
@@ -159,8 +168,11 @@ def train_plain(
             correct += int((logits.argmax(1) == y).sum())
             update += 1
         val_loss, val_acc = _evaluate(module.eval(), val)
-        history.append(EpochMetrics(epoch, float(rates[update - 1]), loss_sum / len(train), correct / len(train),
-                                    val_loss, val_acc))  # fmt: skip
+        history.append(
+            EpochMetrics(
+                epoch, float(rates[update - 1]), loss_sum / len(train), correct / len(train), val_loss, val_acc
+            )
+        )
         if not (math.isfinite(loss_sum) and math.isfinite(val_loss)):
             history.pop()  # a diverged epoch is not part of the history
             return PlainResult(history, None, None, None)

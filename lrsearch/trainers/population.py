@@ -124,9 +124,13 @@ class _Rates:
         if first < self.start or first + count > self.start + len(self.values):
             size = min(max(count, self.WINDOW), self.n_updates - first)
             self.values = self.scale * update_rates(
-                self.schedule, start=first, n_updates=size, updates_per_epoch=self.updates_per_epoch,
-                unit=self.config.schedule_unit, decay=self.config.decay,
-            )  # fmt: skip
+                self.schedule,
+                start=first,
+                n_updates=size,
+                updates_per_epoch=self.updates_per_epoch,
+                unit=self.config.schedule_unit,
+                decay=self.config.decay,
+            )
             self.start = first
         return self.values[first - self.start : first - self.start + count]
 
@@ -242,8 +246,9 @@ class _Group:
     def test_metric(self, rows: Sequence[int]) -> np.ndarray:
         index = torch.tensor(rows, dtype=torch.long, device=self.problem.device)
         weights = self.best or self.params
-        _, accuracy = self.problem.model.evaluate([w.detach().index_select(0, index) for w in weights],
-                                                  self.problem.dataset.test)  # fmt: skip
+        _, accuracy = self.problem.model.evaluate(
+            [w.detach().index_select(0, index) for w in weights], self.problem.dataset.test
+        )
         return accuracy.cpu().numpy().astype(np.float64)
 
 
@@ -318,8 +323,9 @@ class Population:
             improved = []
             for row, member in enumerate(group.members):
                 train_loss, train_acc, val_loss, val_acc, lr = (float(v) for v in stats[:, row])
-                metrics = EpochMetrics(len(member.history) + 1, lr, train_loss, train_acc, val_loss, val_acc,
-                                       group.recorded(row))  # fmt: skip
+                metrics = EpochMetrics(
+                    len(member.history) + 1, lr, train_loss, train_acc, val_loss, val_acc, group.recorded(row)
+                )
                 diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
                 reports.append(EpochReport(member.id, metrics, diverged))
                 if diverged:

@@ -43,16 +43,25 @@ def test_the_dashboard(browser: Any, reviewed: Reviewed, screenshots: Path) -> N
         browser.save_screenshot(str(screenshots / "dashboard-studies.png"))
 
         browser.get(f"{base}/dashboard/studies/{study_id}")
-        wait_for(browser, lambda d: {"Learning rate per epoch: the best trial of each schedule",
-                                     "Validation accuracy vs learning rate, by schedule"} <= set(chart_titles(d)),
-                 "the study's own charts")  # fmt: skip
+        wait_for(
+            browser,
+            lambda d: (
+                {
+                    "Learning rate per epoch: the best trial of each schedule",
+                    "Validation accuracy vs learning rate, by schedule",
+                }
+                <= set(chart_titles(d))
+            ),
+            "the study's own charts",
+        )
         assert len(browser.find_elements("css selector", ".js-plotly-plot .scatterlayer .trace")) > 4
         browser.save_screenshot(str(screenshots / "dashboard-study.png"))
 
         browser.get(f"{base}/dashboard/studies/{study_id}/trials")
         wait_for(browser, lambda d: "Trial 0" in body_text(d) and "val_accuracy" in body_text(d), "the trials")
-        pictures = wait_for(browser, lambda d: d.find_elements("css selector", "img[src*='/artifacts/']"),
-                            "a trial's curves picture")  # fmt: skip
+        pictures = wait_for(
+            browser, lambda d: d.find_elements("css selector", "img[src*='/artifacts/']"), "a trial's curves picture"
+        )
         assert all(p.get_attribute("naturalWidth") not in (None, "0") for p in pictures)
         browser.save_screenshot(str(screenshots / "dashboard-trials.png"))
 
@@ -66,9 +75,11 @@ def test_the_report_page(browser: Any, reviewed: Reviewed, screenshots: Path, tm
     assert main(["report", "--study", "small", "--storage", reviewed.url, "--html", str(page)]) == 0
     browser.get(page.as_uri())
     wait_for(browser, lambda d: len(d.find_elements("css selector", ".js-plotly-plot .main-svg")) >= 4, "four charts")
-    assert set(chart_titles(browser)) >= {"Learning rate per epoch: the best trial of each schedule",
-                                          "Learning curves: the best trial of each schedule",
-                                          "Validation accuracy vs learning rate, by schedule"}  # fmt: skip
+    assert set(chart_titles(browser)) >= {
+        "Learning rate per epoch: the best trial of each schedule",
+        "Learning curves: the best trial of each schedule",
+        "Validation accuracy vs learning rate, by schedule",
+    }
     assert browser.find_element("id", "verdict").text
     rows = browser.find_elements("css selector", "#groups tr")
     assert [r.find_elements("tag name", "td")[0].text for r in rows[1:]] == ["constant", "cosine"]

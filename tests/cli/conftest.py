@@ -31,8 +31,9 @@ def lrsearch(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
 
 def run_process(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``python -m lrsearch`` in a process of its own."""
-    return subprocess.run([sys.executable, "-m", "lrsearch", *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lrsearch", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def assert_one_line_error(outcome: Outcome, code: int, *fragments: str) -> None:

@@ -9,8 +9,20 @@ from tests.cli.conftest import Outcome, assert_one_line_error
 
 
 def test_json_report(lrsearch: Callable[..., Outcome]) -> None:
-    outcome = lrsearch("bench", "--trainer", "blobs", "--device", "cpu", "--population", "8",
-                       "--baseline-trials", "1", "--epochs", "2", "--json")  # fmt: skip
+    outcome = lrsearch(
+        "bench",
+        "--trainer",
+        "blobs",
+        "--device",
+        "cpu",
+        "--population",
+        "8",
+        "--baseline-trials",
+        "1",
+        "--epochs",
+        "2",
+        "--json",
+    )
     assert outcome.code == 0, outcome.err
     report = json.loads(outcome.out)
     assert report["device"].startswith("CPU")
@@ -28,7 +40,9 @@ def test_table_report(lrsearch: Callable[..., Outcome]) -> None:
 
 
 def test_sampler_report(lrsearch: Callable[..., Outcome]) -> None:
-    outcome = lrsearch("bench", "--trainer", "sampler", "--trials", "20", "--workers", "2", "--population", "4", "--json")
+    outcome = lrsearch(
+        "bench", "--trainer", "sampler", "--trials", "20", "--workers", "2", "--population", "4", "--json"
+    )
     assert outcome.code == 0, outcome.err
     report = json.loads(outcome.out)
     assert (report["finished"], report["running"], report["population"], report["same"]) == (20, 4, 4, True)
@@ -37,10 +51,14 @@ def test_sampler_report(lrsearch: Callable[..., Outcome]) -> None:
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [(["--population", "0"], "--population must be an integer in [1, 4096] but got 0"), (["--trainer", "lenet"], "'lenet' is not one of"),
-     (["--epochs", "-1"], "--epochs must be an integer in [1, 100000]"), (["--device", "gpu"], "device must be auto, cpu"),
-     (["--trainer", "sampler", "--trials", "0"], "--trials must be an integer in [1, 100000] but got 0"),
-     (["--trainer", "workers", "--pruner", "hyperband"], "'hyperband' is not one of")],
-)  # fmt: skip
+    [
+        (["--population", "0"], "--population must be an integer in [1, 4096] but got 0"),
+        (["--trainer", "lenet"], "'lenet' is not one of"),
+        (["--epochs", "-1"], "--epochs must be an integer in [1, 100000]"),
+        (["--device", "gpu"], "device must be auto, cpu"),
+        (["--trainer", "sampler", "--trials", "0"], "--trials must be an integer in [1, 100000] but got 0"),
+        (["--trainer", "workers", "--pruner", "hyperband"], "'hyperband' is not one of"),
+    ],
+)
 def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:
     assert_one_line_error(lrsearch("bench", *args), 2, fragment)

@@ -32,8 +32,9 @@ def get(url: str) -> bytes:
 def dashboard(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``lrsearch dashboard`` in a process of its own; yields its base URL once it answers."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lrsearch", "dashboard", "--port", str(port), *args],
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrsearch", "dashboard", "--port", str(port), *args], stderr=subprocess.PIPE, text=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

@@ -19,18 +19,21 @@ def test_each_format(lrsearch: Callable[..., Outcome], tmp_path: Path, suffix: s
     assert outcome.code == 0 and "3 trials" in outcome.out
     frame = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json}[suffix](out)
     assert len(frame) == 3
-    assert {"number", "value_val_accuracy", "state", "params_lr", "params_schedule",
-            "user_attrs_test_accuracy"} <= set(frame.columns)  # the metric is named
+    assert {"number", "value_val_accuracy", "state", "params_lr", "params_schedule", "user_attrs_test_accuracy"} <= set(
+        frame.columns
+    )  # the metric is named
 
 
-@pytest.mark.parametrize(("name", "fragment"), [("t.xlsx", "must end in .csv, .parquet or .json"),
-                                                ("no/dir/t.csv", "does not exist")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "fragment"), [("t.xlsx", "must end in .csv, .parquet or .json"), ("no/dir/t.csv", "does not exist")]
+)
 def test_bad_output(lrsearch: Callable[..., Outcome], tmp_path: Path, name: str, fragment: str) -> None:
     assert_one_line_error(lrsearch("export", "--study", "x", "--out", str(tmp_path / name)), 2, fragment)
 
 
 def test_a_study_that_does_not_exist_creates_no_database(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
-    outcome = lrsearch("export", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out",
-                       str(tmp_path / "t.csv"))  # fmt: skip
+    outcome = lrsearch(
+        "export", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(tmp_path / "t.csv")
+    )
     assert_one_line_error(outcome, 2, f"no study database at {tmp_path / 's.db'}")
     assert list(tmp_path.iterdir()) == []

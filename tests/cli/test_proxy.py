@@ -34,12 +34,21 @@ def _wait_until_listening(port: int, process: subprocess.Popen[str], timeout: fl
 def test_workers_run_a_study_through_the_proxy(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 's.db'}"
     port = free_port()
-    proxy = subprocess.Popen([sys.executable, "-m", "lrsearch", "proxy", "--storage", db, "--port", str(port)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "lrsearch", "proxy", "--storage", db, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_until_listening(port, proxy)
-        outcome = lrsearch("run", "--study", str(write_study(tmp_path, n_trials=4, population=2, repeats=1)),
-                           "--storage", f"grpc://127.0.0.1:{port}")  # fmt: skip
+        outcome = lrsearch(
+            "run",
+            "--study",
+            str(write_study(tmp_path, n_trials=4, population=2, repeats=1)),
+            "--storage",
+            f"grpc://127.0.0.1:{port}",
+        )
         assert outcome.code == 0, outcome.err
     finally:
         proxy.terminate()

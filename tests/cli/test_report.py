@@ -13,8 +13,12 @@ from tests.conftest import write_study
 @pytest.fixture
 def finished(lrsearch: Callable[..., Outcome], tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert lrsearch("run", "--study", str(write_study(tmp_path, n_trials=4, population=4, repeats=2)),
-                    "--storage", url).code == 0  # fmt: skip
+    assert (
+        lrsearch(
+            "run", "--study", str(write_study(tmp_path, n_trials=4, population=4, repeats=2)), "--storage", url
+        ).code
+        == 0
+    )
     return url
 
 
@@ -36,13 +40,17 @@ def test_tables_and_html(lrsearch: Callable[..., Outcome], finished: str, tmp_pa
 
 
 def test_unknown_study(lrsearch: Callable[..., Outcome], finished: str) -> None:
-    assert_one_line_error(lrsearch("report", "--study", "nope", "--storage", finished), 2,
-                          "no study named 'nope'", "small")  # fmt: skip
+    assert_one_line_error(
+        lrsearch("report", "--study", "nope", "--storage", finished), 2, "no study named 'nope'", "small"
+    )
 
 
 def test_a_study_that_does_not_exist_creates_no_database(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
-    assert_one_line_error(lrsearch("report", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}"), 2,
-                          f"no study database at {tmp_path / 's.db'}")  # fmt: skip
+    assert_one_line_error(
+        lrsearch("report", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}"),
+        2,
+        f"no study database at {tmp_path / 's.db'}",
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -40,14 +40,26 @@ def test_every_finished_trial_keeps_its_curves_beside_the_database(reviewed: Rev
 
 def test_artifacts_go_where_they_are_told(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", url, "--n-trials", "2",
-                       "--population", "2", "--artifacts", str(tmp_path / "elsewhere"))  # fmt: skip
+    outcome = lrsearch(
+        "run",
+        "--study",
+        str(write_study(tmp_path)),
+        "--storage",
+        url,
+        "--n-trials",
+        "2",
+        "--population",
+        "2",
+        "--artifacts",
+        str(tmp_path / "elsewhere"),
+    )
     assert outcome.code == 0 and len(list((tmp_path / "elsewhere").iterdir())) == 2 * 2
     assert not (tmp_path / "s-artifacts").exists()
 
 
-def test_the_default_storage_is_sqlite_in_the_working_directory(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_default_storage_is_sqlite_in_the_working_directory(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LRSEARCH_STORAGE", raising=False)
     outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--n-trials", "2", "--population", "2")
@@ -56,8 +68,23 @@ def test_the_default_storage_is_sqlite_in_the_working_directory(lrsearch: Callab
 
 def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", url, "--n-trials", "3",
-                       "--epochs", "4", "--pruner", "none", "--sampler", "random", "--population", "3")  # fmt: skip
+    outcome = lrsearch(
+        "run",
+        "--study",
+        str(write_study(tmp_path)),
+        "--storage",
+        url,
+        "--n-trials",
+        "3",
+        "--epochs",
+        "4",
+        "--pruner",
+        "none",
+        "--sampler",
+        "random",
+        "--population",
+        "3",
+    )
     assert outcome.code == 0
     trials = optuna.load_study(study_name="small", storage=url).trials
     assert len(trials) == 3 and all(t.user_attrs["epochs"] == 4 for t in trials)
@@ -79,11 +106,19 @@ def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path
         (["--study", "cosine_vs_step", "--workers", "0"], ["workers must be an integer in [1, 256] but got 0"]),
         (["--study", "cosine_vs_step", "--heartbeat", "0"], ["heartbeat interval must be an integer in [1, 3600]"]),
         (["--study", "cosine_vs_step", "--data-dir", "/nonexistent"], ["data folder /nonexistent does not exist"]),
-        (["--study", "cosine_vs_step", "--storage", "postgresql://u:pw@h:port/db"], ["storage postgresql://... is not"]),
+        (
+            ["--study", "cosine_vs_step", "--storage", "postgresql://u:pw@h:port/db"],
+            ["storage postgresql://... is not"],
+        ),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch, args: list[str], fragments: list[str]) -> None:  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(
+    lrsearch: Callable[..., Outcome],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    fragments: list[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(lrsearch("run", *args), 2, *fragments)
     assert not (tmp_path / "lrsearch.db").exists()  # validated before anything was written
@@ -91,20 +126,29 @@ def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], tmp_
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("question = [", "not valid TOML"), ('question = "q"\ntrainer = "blobs"\ncompare = "x"', "a study needs a budget")],
+    [
+        ("question = [", "not valid TOML"),
+        ('question = "q"\ntrainer = "blobs"\ncompare = "x"', "a study needs a budget"),
+    ],
 )
-def test_a_bad_study_file_names_itself(lrsearch: Callable[..., Outcome], tmp_path: Path, text: str, fragment: str) -> None:
+def test_a_bad_study_file_names_itself(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, text: str, fragment: str
+) -> None:
     path = tmp_path / "broken.toml"
     path.write_text(text, encoding="utf-8")
-    assert_one_line_error(lrsearch("run", "--study", str(path), "--storage", f"sqlite:///{tmp_path / 's.db'}"), 2,
-                          str(path), fragment)  # fmt: skip
+    assert_one_line_error(
+        lrsearch("run", "--study", str(path), "--storage", f"sqlite:///{tmp_path / 's.db'}"), 2, str(path), fragment
+    )
     assert not (tmp_path / "s.db").exists()
 
 
-def test_an_unreachable_database_is_one_line_within_30_seconds(lrsearch: Callable[..., Outcome], tmp_path: Path) -> None:
+def test_an_unreachable_database_is_one_line_within_30_seconds(
+    lrsearch: Callable[..., Outcome], tmp_path: Path
+) -> None:
     started = time.monotonic()
-    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage",
-                       "postgresql://me:hunter2@127.0.0.1:9/lrsearch")  # fmt: skip
+    outcome = lrsearch(
+        "run", "--study", str(write_study(tmp_path)), "--storage", "postgresql://me:hunter2@127.0.0.1:9/lrsearch"
+    )
     assert time.monotonic() - started < 30
     assert_one_line_error(outcome, 1, "cannot open the study database", "me:***@127.0.0.1:9")
     assert "hunter2" not in outcome.err
@@ -126,8 +170,12 @@ def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path, extra:
 
     db = tmp_path / "s.db"
     study = write_study(tmp_path, n_trials=4, population=4, epochs=100000, pruner='"none"')
-    process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage",
-                                f"sqlite:///{db}", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage", f"sqlite:///{db}", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the population is training
@@ -145,7 +193,9 @@ def test_ctrl_c_leaves_the_study_consistent_and_exits_130(tmp_path: Path, extra:
     assert process.returncode == 130 and err.strip().endswith("lrsearch: interrupted")
     trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
     states = sorted(t.state.name for t in trials)
-    assert states == ["FAIL"] * 4 + ["WAITING"] * retried  # nothing left RUNNING; each enqueued again, as --max-retry says
+    assert (
+        states == ["FAIL"] * 4 + ["WAITING"] * retried
+    )  # nothing left RUNNING; each enqueued again, as --max-retry says
 
 
 @pytest.mark.parametrize("whom", ["the run only", "its process group"])
@@ -159,9 +209,26 @@ def test_ctrl_c_stops_local_workers_and_exits_130(tmp_path: Path, whom: str) -> 
 
     db = tmp_path / "s.db"
     study = write_study(tmp_path, n_trials=8, population=2, epochs=100000, pruner='"none"')
-    process = subprocess.Popen([sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage",
-                                f"sqlite:///{db}", "--workers", "2", "--device", "cpu"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lrsearch",
+            "run",
+            "--study",
+            str(study),
+            "--storage",
+            f"sqlite:///{db}",
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # until both workers' populations are training
@@ -196,8 +263,19 @@ def test_two_runs_started_together_on_a_fresh_sqlite_file_share_it(tmp_path: Pat
 
     study = write_study(tmp_path, n_trials=4, population=2)
     url = f"sqlite:///{tmp_path / 's.db'}"
-    command = [sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage", url, "--device", "cpu",
-               "--no-report"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lrsearch",
+        "run",
+        "--study",
+        str(study),
+        "--storage",
+        url,
+        "--device",
+        "cpu",
+        "--no-report",
+    ]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for run in runs:
         _, err = run.communicate(timeout=300)
@@ -211,8 +289,9 @@ def test_the_sampler_help_says_why_cma_es_is_not_offered(lrsearch: Callable[...,
     assert outcome.code == 0 and "Not CMA-ES" in outcome.out and "unpickles" in outcome.out
 
 
-def test_a_user_s_own_module_runs_as_a_study(lrsearch: Callable[..., Outcome], tmp_path: Path, user_module: str,
-                                              storage_url: str) -> None:  # fmt: skip
+def test_a_user_s_own_module_runs_as_a_study(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, user_module: str, storage_url: str
+) -> None:
     """Their own nn.Module (BatchNorm, dropout) in their own file beside the study: pruning, repeats, the
     report, the dashboard's note and the curves as artifacts."""
     study = plug_in_study(tmp_path, f"{user_module}:problem")
@@ -229,16 +308,18 @@ def test_a_user_s_own_module_runs_as_a_study(lrsearch: Callable[..., Outcome], t
     assert all(get_all_artifact_meta(t, storage=loaded._storage) for t in finished)
 
 
-def test_a_user_s_module_that_fails_is_one_line_and_writes_nothing(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                                                   user_module: str) -> None:  # fmt: skip
+def test_a_user_s_module_that_fails_is_one_line_and_writes_nothing(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, user_module: str
+) -> None:
     study = plug_in_study(tmp_path, f"{user_module}:broken")
     outcome = lrsearch("run", "--study", str(study), "--storage", f"sqlite:///{tmp_path / 's.db'}")
     assert_one_line_error(outcome, 2, f"{study}: trainer: {user_module}:broken() raised RuntimeError")
     assert not (tmp_path / "s.db").exists()
 
 
-def test_a_regression_is_a_minimized_study_end_to_end(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                                       user_module: str, storage_url: str) -> None:  # fmt: skip
+def test_a_regression_is_a_minimized_study_end_to_end(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, user_module: str, storage_url: str
+) -> None:
     """MSE with metric "loss": the study minimizes, each group's best (the one repeated) is its lowest, the
     pruner and the report rank lower as better, and every label says loss."""
     study = plug_in_study(tmp_path, f"{user_module}:regression")

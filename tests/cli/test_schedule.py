@@ -20,17 +20,36 @@ def rows(outcome: Outcome) -> list[tuple[int, float]]:
 @pytest.mark.parametrize(
     ("args", "schedule"),
     [
-        (["cosine", "--lr", "0.5", "--steps", "25", "--param", "final_lr=0.01", "--warmup", "5"],
-         create_schedule("cosine", 0.5, {"final_lr": 0.01}, warmup=5, horizon=25)),
-        (["step", "--lr", "0.5", "--steps", "40", "--param", "milestones=5,30", "--param", "gamma=0.5"],
-         create_schedule("step", 0.5, {"milestones": [5, 30], "gamma": 0.5})),
-        (["exponential", "--lr", "0.01", "--steps", "12", "--param", "decay_rate=0.9", "--param", "decay_steps=10",
-          "--param", "staircase=true"],
-         create_schedule("exponential", 0.01, {"decay_rate": 0.9, "decay_steps": 10, "staircase": True})),
-        (["constant", "--lr", "0.1", "--steps", "3", "--warmup", "2", "--warmup-start", "0.02"],
-         create_schedule("constant", 0.1, warmup=2, warmup_start=0.02)),
+        (
+            ["cosine", "--lr", "0.5", "--steps", "25", "--param", "final_lr=0.01", "--warmup", "5"],
+            create_schedule("cosine", 0.5, {"final_lr": 0.01}, warmup=5, horizon=25),
+        ),
+        (
+            ["step", "--lr", "0.5", "--steps", "40", "--param", "milestones=5,30", "--param", "gamma=0.5"],
+            create_schedule("step", 0.5, {"milestones": [5, 30], "gamma": 0.5}),
+        ),
+        (
+            [
+                "exponential",
+                "--lr",
+                "0.01",
+                "--steps",
+                "12",
+                "--param",
+                "decay_rate=0.9",
+                "--param",
+                "decay_steps=10",
+                "--param",
+                "staircase=true",
+            ],
+            create_schedule("exponential", 0.01, {"decay_rate": 0.9, "decay_steps": 10, "staircase": True}),
+        ),
+        (
+            ["constant", "--lr", "0.1", "--steps", "3", "--warmup", "2", "--warmup-start", "0.02"],
+            create_schedule("constant", 0.1, warmup=2, warmup_start=0.02),
+        ),
     ],
-)  # fmt: skip
+)
 def test_prints_one_row_per_step(lrsearch: Callable[..., Outcome], args: list[str], schedule) -> None:
     outcome = lrsearch("schedule", *args)
     assert outcome.code == 0 and outcome.err == ""
@@ -75,12 +94,20 @@ def test_plot(lrsearch: Callable[..., Outcome], tmp_path: Path, suffix: str) -> 
         (["constant", "--lr", "0.1", "--steps", "5", "--plot", "x.pdf"], [".png or .html", "x.pdf"]),
         (["cosine", "--lr", "0.1", "--steps", "5", "--warmup", "5"], ["must be longer than warmup"]),
         (["constant", "--lr", "0.1", "--steps", "100000000000"], ["--steps must be an integer in [1, 10000000]"]),
-        (["constant", "--lr", "0.1", "--steps", "5", "--warmup", "2", "--warmup-start", "nan"], ["warmup_start must be"]),
-        (["exponential", "--lr", "1", "--steps", "30", "--param", "decay_rate=2"], ["rate grows past 10000 by step 14"]),
+        (
+            ["constant", "--lr", "0.1", "--steps", "5", "--warmup", "2", "--warmup-start", "nan"],
+            ["warmup_start must be"],
+        ),
+        (
+            ["exponential", "--lr", "1", "--steps", "30", "--param", "decay_rate=2"],
+            ["rate grows past 10000 by step 14"],
+        ),
         (["cosine", "--lr", "0.1", "--steps", "5", "--param", "total=1e400"], ["total must be an integer"]),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], args: list[str], fragments: list[str]) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    lrsearch: Callable[..., Outcome], args: list[str], fragments: list[str]
+) -> None:
     outcome = lrsearch("schedule", *args)
     assert_one_line_error(outcome, 2, *fragments)
     assert outcome.out == ""

@@ -16,8 +16,9 @@ def test_lists_the_bundled_studies_with_their_questions(lrsearch: Callable[..., 
     assert "Is cosine annealing better than step decay" in outcome.out
 
 
-def test_a_file_that_is_not_utf8_is_listed_as_invalid(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_file_that_is_not_utf8_is_listed_as_invalid(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "latin1.toml").write_bytes('question = "caf\xe9"\n'.encode("latin-1"))
     monkeypatch.setenv("LRSEARCH_STUDIES", str(tmp_path))
     outcome = lrsearch("studies")

@@ -15,8 +15,20 @@ from tests.cli.conftest import Outcome, assert_one_line_error, run_process
 
 
 def test_json_output(lrsearch: Callable[..., Outcome]) -> None:
-    outcome = lrsearch("train", "--trainer", "blobs", "--momentum", "0.9", "--epochs", "5", "--schedule", "step",
-                       "--schedule-param", "milestones=3", "--json")  # fmt: skip
+    outcome = lrsearch(
+        "train",
+        "--trainer",
+        "blobs",
+        "--momentum",
+        "0.9",
+        "--epochs",
+        "5",
+        "--schedule",
+        "step",
+        "--schedule-param",
+        "milestones=3",
+        "--json",
+    )
     assert outcome.code == 0, outcome.err
     result = json.loads(outcome.out)
     assert set(result) >= {"config", "history", "val_accuracy", "test_accuracy", "diverged", "seconds"}
@@ -48,7 +60,10 @@ def test_table_output(lrsearch: Callable[..., Outcome]) -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--trainer", "mnist"], ["unknown trainer 'mnist'; choose from blobs, fashion_mnist", "'module.path:callable'"]),
+        (
+            ["--trainer", "mnist"],
+            ["unknown trainer 'mnist'; choose from blobs, fashion_mnist", "'module.path:callable'"],
+        ),
         (["--trainer", "json:loads", "--lr", "0.1"], ["json:loads() raised TypeError"]),
         (["--trainer", "blobs", "--optimizer", "sgdx"], ["unknown optimizer 'sgdx'"]),
         (["--trainer", "blobs", "--schedule", "cosinus"], ["unknown schedule 'cosinus'"]),
@@ -70,19 +85,30 @@ def test_table_output(lrsearch: Callable[..., Outcome]) -> None:
         (["--trainer", "blobs", "--schedule-unit", "batch"], ["'batch' is not one of 'epoch', 'update'"]),
         (["--trainer", "blobs", "--device", "tpu"], ["device must be auto, cpu, cuda or cuda:N but got 'tpu'"]),
         (["--trainer", "blobs", "--seed", "-1"], ["seed must be an integer in [0, 4294967295] but got -1"]),
-        (["--trainer", "blobs", "--warmup-start", "nan", "--warmup", "2"], ["warmup_start must be a number in [0, 10000] but got nan"]),
+        (
+            ["--trainer", "blobs", "--warmup-start", "nan", "--warmup", "2"],
+            ["warmup_start must be a number in [0, 10000] but got nan"],
+        ),
         (["--trainer", "blobs", "--warmup-start", "nan"], ["warmup_start must be a number in [0, 10000] but got nan"]),
         (["--trainer", "blobs", "--decay", "inf"], ["decay must be a number in [0, 1000000] but got inf"]),
         (["--trainer", "blobs", "--lr", "1e400"], ["lr must be a number in (0, 10000] but got inf"]),
         (["--trainer", "blobs", "--epochs", "1000000000000"], ["epochs must be an integer in [1, 100000]"]),
         (["--trainer", "blobs", "--seed", "99999999999999999999"], ["seed must be an integer in [0, 4294967295]"]),
-        (["--trainer", "blobs", "--optimizer-param", "eps=nan", "--optimizer", "adam"], ["eps must be a number in [0, 1]"]),
+        (
+            ["--trainer", "blobs", "--optimizer-param", "eps=nan", "--optimizer", "adam"],
+            ["eps must be a number in [0, 1]"],
+        ),
         (["--trainer", "blobs", "--schedule", "step", "--schedule-param", "milestones=5,2"], ["increasing order"]),
-        (["--trainer", "fashion_mnist", "--data-dir", "/nonexistent/folder"], ["data folder /nonexistent/folder does not exist"]),
+        (
+            ["--trainer", "fashion_mnist", "--data-dir", "/nonexistent/folder"],
+            ["data folder /nonexistent/folder does not exist"],
+        ),
         (["--lr", "0.1"], ["Missing option '--trainer'"]),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(lrsearch: Callable[..., Outcome], args: list[str], fragments: list[str]) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    lrsearch: Callable[..., Outcome], args: list[str], fragments: list[str]
+) -> None:
     outcome = lrsearch("train", *args)
     assert_one_line_error(outcome, 2, *fragments)
     assert outcome.out == ""
@@ -106,8 +132,10 @@ def test_debug_shows_the_traceback(lrsearch: Callable[..., Outcome]) -> None:
 def test_ctrl_c_exits_130_with_one_line(delay: float) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "lrsearch", "train", "--trainer", "blobs", "--epochs", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # torch's library mapped (a loaded machine can take seconds to get there), then the delay.
         deadline = time.monotonic() + 60
@@ -125,7 +153,9 @@ def test_ctrl_c_exits_130_with_one_line(delay: float) -> None:
 
 def test_the_console_script_and_module_entry_points() -> None:
     script = Path(sys.executable).parent / "lrsearch"
-    assert subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False).stdout.startswith("lrsearch")
+    assert subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False).stdout.startswith(
+        "lrsearch"
+    )
     process = run_process("train", "--trainer", "blobs", "--epochs", "2", "--json")
     assert process.returncode == 0 and json.loads(process.stdout)["history"][-1]["epoch"] == 2
 
@@ -160,7 +190,7 @@ def test_a_user_s_regression_names_its_metric(lrsearch: Callable[..., Outcome], 
         (["--lr", "0.1", "--data-dir", "."], "--data-dir is for the bundled Fashion-MNIST trainers"),
     ],
 )
-def test_a_user_s_module_needs_its_rate_and_brings_its_own_data(lrsearch: Callable[..., Outcome], in_user_folder: str,
-                                                                args: list[str], fragment: str) -> None:  # fmt: skip
+def test_a_user_s_module_needs_its_rate_and_brings_its_own_data(
+    lrsearch: Callable[..., Outcome], in_user_folder: str, args: list[str], fragment: str
+) -> None:
     assert_one_line_error(lrsearch("train", "--trainer", f"{in_user_folder}:problem", *args), 2, fragment)
-

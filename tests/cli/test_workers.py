@@ -42,9 +42,24 @@ class Worker:
         env = {**os.environ, "LRSEARCH_STORAGE": url, "PYTHONFAULTHANDLER": "1"}
         self.log = log
         with log.open("w") as stderr:
-            self.process = subprocess.Popen([sys.executable, "-m", "lrsearch", "--debug", "run", "--study", str(study),
-                                             "--device", "cpu", "--no-report", *extra], env=env,
-                                            stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "lrsearch",
+                    "--debug",
+                    "run",
+                    "--study",
+                    str(study),
+                    "--device",
+                    "cpu",
+                    "--no-report",
+                    *extra,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
 
     def finish(self, timeout: float) -> tuple[int, str]:
         """Its exit code and stderr; one still running after ``timeout`` seconds fails the test with every
@@ -74,8 +89,9 @@ def worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         worker.process.wait()
 
 
-def test_four_workers_reach_the_study_wide_total(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                                 postgres_url: str) -> None:  # fmt: skip
+def test_four_workers_reach_the_study_wide_total(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, postgres_url: str
+) -> None:
     # Populations long enough (seconds) that a worker whose start-up lags still finds trials to run.
     study = write_study(tmp_path, n_trials=12, population=2, epochs=200)
     outcome = lrsearch("run", "--study", str(study), "--storage", postgres_url, "--workers", "4", "--device", "cpu")
@@ -87,8 +103,9 @@ def test_four_workers_reach_the_study_wide_total(lrsearch: Callable[..., Outcome
     assert len({t.user_attrs["worker"] for t in found}) == 4 and "Verdict:" in outcome.out
 
 
-def test_a_killed_workers_trials_fail_and_their_retries_finish(tmp_path: Path, postgres_url: str,
-                                                                worker: Callable[..., Worker]) -> None:  # fmt: skip
+def test_a_killed_workers_trials_fail_and_their_retries_finish(
+    tmp_path: Path, postgres_url: str, worker: Callable[..., Worker]
+) -> None:
     study = write_study(tmp_path, n_trials=4, population=2, epochs=600, pruner='"none"')
     beats = ("--heartbeat", "1", "--grace", "3")
     doomed = worker(study, postgres_url, *beats)
@@ -111,8 +128,9 @@ def test_a_killed_workers_trials_fail_and_their_retries_finish(tmp_path: Path, p
     found = trials(postgres_url)
     failed = [t for t in found if t.state == TrialState.FAIL]
     assert len(failed) == 2  # the killed worker's trials, which say whose they were
-    assert all(t.user_attrs["worker"].endswith(f":{doomed.process.pid}") and t.user_attrs["device"] == "cpu"
-               for t in failed)  # fmt: skip
+    assert all(
+        t.user_attrs["worker"].endswith(f":{doomed.process.pid}") and t.user_attrs["device"] == "cpu" for t in failed
+    )
     retries = [t for t in found if t.system_attrs.get("failed_trial") in {f.number for f in failed}]
     assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
     by_number = {t.number: t for t in found}
@@ -122,8 +140,9 @@ def test_a_killed_workers_trials_fail_and_their_retries_finish(tmp_path: Path, p
     assert Counter(t.state for t in found)[TrialState.COMPLETE] == 4
 
 
-def test_workers_carry_on_through_a_postgres_restart(tmp_path: Path, postgres_url: str,
-                                                     worker: Callable[..., Worker]) -> None:  # fmt: skip
+def test_workers_carry_on_through_a_postgres_restart(
+    tmp_path: Path, postgres_url: str, worker: Callable[..., Worker]
+) -> None:
     cluster = next(iter(os.listdir("/etc/postgresql")))
     study = write_study(tmp_path, n_trials=8, population=2, epochs=400, pruner='"none"')
     workers = [worker(study, postgres_url, "--heartbeat", "2", "--grace", "20") for _ in range(2)]
@@ -132,25 +151,33 @@ def test_workers_carry_on_through_a_postgres_restart(tmp_path: Path, postgres_ur
         assert time.monotonic() < deadline and all(w.process.poll() is None for w in workers)
         time.sleep(0.5)
     try:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True,
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         for w in workers:  # a minute here; a slow CI machine has taken five
             code, err = w.finish(timeout=600)
             assert code == 0, err
     finally:
         if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode != 0:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"], check=False, timeout=60)
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"], check=False, timeout=60
+            )
     found = trials(postgres_url)
     search = [t for t in found if REPEAT_OF not in t.user_attrs]
     done = [t for t in search if t.state == TrialState.COMPLETE]
     assert len(done) >= 8 and not [t for t in found if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # At worst a trial in flight failed and its retry finished.
-    assert all(any(r.system_attrs.get("failed_trial") == f.number for r in found)
-               for f in search if f.state == TrialState.FAIL)  # fmt: skip
+    assert all(
+        any(r.system_attrs.get("failed_trial") == f.number for r in found) for f in search if f.state == TrialState.FAIL
+    )
 
 
-@pytest.mark.parametrize("url", ["postgresql://nobody:hunter2@127.0.0.1:5432/test",
-                                 "postgresql://postgres:hunter2@127.0.0.1:1/test"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url", ["postgresql://nobody:hunter2@127.0.0.1:5432/test", "postgresql://postgres:hunter2@127.0.0.1:1/test"]
+)
 def test_bad_credentials_or_an_unreachable_server(lrsearch: Callable[..., Outcome], tmp_path: Path, url: str) -> None:
     started = time.monotonic()
     outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", url)
@@ -159,8 +186,9 @@ def test_bad_credentials_or_an_unreachable_server(lrsearch: Callable[..., Outcom
     assert "hunter2" not in outcome.err and ":***@" in outcome.err
 
 
-def test_a_wrong_password_is_one_line_without_it(lrsearch: Callable[..., Outcome], tmp_path: Path,
-                                                 password_postgres: tuple[str, str]) -> None:  # fmt: skip
+def test_a_wrong_password_is_one_line_without_it(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, password_postgres: tuple[str, str]
+) -> None:
     url, password = password_postgres
     study = str(write_study(tmp_path, n_trials=2, population=2))
     # The right password, URL-encoded (it has braces, which Optuna's str.format would choke on): it runs.

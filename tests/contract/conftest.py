@@ -76,8 +76,11 @@ class Snapshot:
 def snapshot(folder: Path, databases: Sequence[Path] = (), postgres: Sequence[str] = ()) -> Snapshot:
     # A SQLite file's -wal and -shm companions come and go with any reader (this one too), and its size
     # with its checkpoints: its rows tell what was written.
-    files = frozenset((str(p.relative_to(folder)), 0 if p.suffix == ".db" else p.stat().st_size)
-                      for p in folder.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm")))  # fmt: skip
+    files = frozenset(
+        (str(p.relative_to(folder)), 0 if p.suffix == ".db" else p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    )
     rows = tuple((str(d), _rows(d)) for d in databases) + tuple((u, _postgres_rows(u)) for u in postgres)
     return Snapshot(files, rows)
 
@@ -100,8 +103,14 @@ class Contract:
         return Outcome(tuple(args), code, captured.out, captured.err)
 
     @staticmethod
-    def check(outcome: Outcome, before: Snapshot, after: Snapshot, *, codes: Sequence[int] = (0, 1, 2),
-              secrets: Sequence[str] = ()) -> None:  # fmt: skip
+    def check(
+        outcome: Outcome,
+        before: Snapshot,
+        after: Snapshot,
+        *,
+        codes: Sequence[int] = (0, 1, 2),
+        secrets: Sequence[str] = (),
+    ) -> None:
         where = f"lrsearch {' '.join(map(repr, outcome.args))}\nexit {outcome.code}\nstdout: {outcome.out[-2000:]}\nstderr: {outcome.err[-3000:]}"
         assert "Traceback" not in outcome.err and "Traceback" not in outcome.out, where
         assert "lrsearch: error: unexpected" not in outcome.err, where
@@ -114,7 +123,9 @@ class Contract:
             assert sum(line.startswith("lrsearch:") for line in lines) == 1, where
         if outcome.code == 2:
             assert len(outcome.err.strip().splitlines()) == 1, where
-            assert after == before, f"{where}\nwritten: {sorted(after.files - before.files)} {after.rows} vs {before.rows}"
+            assert after == before, (
+                f"{where}\nwritten: {sorted(after.files - before.files)} {after.rows} vs {before.rows}"
+            )
 
 
 @contextlib.contextmanager
@@ -158,8 +169,14 @@ def small_fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("small-fashion")
     rng = np.random.default_rng(0)
     for part, n in (("train", 10_064), ("test", 64)):
-        write_idx(folder / f"{'t10k' if part == 'test' else 'train'}-images-idx3-ubyte",
-                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), compress=True)  # fmt: skip
-        write_idx(folder / f"{'t10k' if part == 'test' else 'train'}-labels-idx1-ubyte",
-                  rng.integers(0, 10, n, dtype=np.uint8), compress=True)  # fmt: skip
+        write_idx(
+            folder / f"{'t10k' if part == 'test' else 'train'}-images-idx3-ubyte",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            compress=True,
+        )
+        write_idx(
+            folder / f"{'t10k' if part == 'test' else 'train'}-labels-idx1-ubyte",
+            rng.integers(0, 10, n, dtype=np.uint8),
+            compress=True,
+        )
     return folder

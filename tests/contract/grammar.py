@@ -22,14 +22,40 @@ from lrsearch.schedules import SCHEDULES, param_types
 HUGE_INTS = st.sampled_from([2**31, 2**53 + 1, 2**63 - 1, 2**64, 10**30, 10**400])
 BAD_FLOATS = st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -1e308, 5e-324, -0.0, 1e-300])
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
-ODD_TEXT = st.sampled_from(["", " ", "\t", "é", "雪", "💥", "a\u0000b", "a\u0007b", "\u202e", "-1", "nan", "1e400",
-                            "x" * 3000, "true", "{", "[1, 2]"])  # fmt: skip
+ODD_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        "\t",
+        "é",
+        "雪",
+        "💥",
+        "a\u0000b",
+        "a\u0007b",
+        "\u202e",
+        "-1",
+        "nan",
+        "1e400",
+        "x" * 3000,
+        "true",
+        "{",
+        "[1, 2]",
+    ]
+)
 
 
 def junk() -> st.SearchStrategy[Any]:
     """Anything a value can be that is likely wrong: other types, extreme numbers, odd text, nesting."""
-    scalars = st.one_of(st.booleans(), st.integers(-3, 3), HUGE_INTS, HUGE_INTS.map(lambda v: -v), BAD_FLOATS,
-                        st.floats(allow_nan=True, allow_infinity=True), ODD_TEXT, TEXT)  # fmt: skip
+    scalars = st.one_of(
+        st.booleans(),
+        st.integers(-3, 3),
+        HUGE_INTS,
+        HUGE_INTS.map(lambda v: -v),
+        BAD_FLOATS,
+        st.floats(allow_nan=True, allow_infinity=True),
+        ODD_TEXT,
+        TEXT,
+    )
     return st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(TEXT, scalars, max_size=2))
 
 
@@ -70,8 +96,14 @@ def _param(draw: st.DrawFn, name: str) -> Any:
 def _branch(draw: st.DrawFn, schedule: str) -> dict[str, Any]:
     """A schedule's own parameters, fixed or searched."""
     entries = {}
-    required = {"step": "milestones", "cyclic": "step_size_up", "exponential": "decay_rate", "cosine_restarts": "period",
-                "factor": "factor", "inverse_time": "decay"}.get(schedule)  # fmt: skip
+    required = {
+        "step": "milestones",
+        "cyclic": "step_size_up",
+        "exponential": "decay_rate",
+        "cosine_restarts": "period",
+        "factor": "factor",
+        "inverse_time": "decay",
+    }.get(schedule)
     for key, kind in param_types(schedule).items():
         if key != required and not draw(st.booleans()):
             continue
@@ -111,15 +143,20 @@ def fitting_study(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         study["timeout"] = draw(st.sampled_from([30, 60.0]))
     if draw(st.integers(0, 3)) == 0:
-        study["pruner"] = {"name": "median", "n_startup_trials": draw(st.integers(0, 3)),
-                           "n_warmup_steps": draw(st.integers(0, 2))}  # fmt: skip
+        study["pruner"] = {
+            "name": "median",
+            "n_startup_trials": draw(st.integers(0, 3)),
+            "n_warmup_steps": draw(st.integers(0, 2)),
+        }
     if draw(st.integers(0, 3)) == 0:
         study["fixed"] = {"optimizer": draw(st.sampled_from(sorted(OPTIMIZERS)))}
         space.pop("optimizer", None)
     if draw(st.integers(0, 4)) == 0:
         study["compare"] = "arm"
-        study["arms"] = {name: {"lr": draw(st.sampled_from([0.01, 0.1])), "schedule": "cosine", "total": draw(st.integers(1, 4))}
-                         for name in draw(st.lists(st.sampled_from(["a", "b", "é"]), min_size=1, max_size=3, unique=True))}  # fmt: skip
+        study["arms"] = {
+            name: {"lr": draw(st.sampled_from([0.01, 0.1])), "schedule": "cosine", "total": draw(st.integers(1, 4))}
+            for name in draw(st.lists(st.sampled_from(["a", "b", "é"]), min_size=1, max_size=3, unique=True))
+        }
         del study["space"]
     if draw(st.integers(0, 5)) == 0:
         study["gpu"] = {"n_trials": 2}
@@ -148,9 +185,13 @@ def _fault(draw: st.DrawFn, study: dict[str, Any]) -> None:
     if action == "drop" and isinstance(parent, dict):
         del parent[path[-1]]
     elif action == "add" and isinstance(parent, dict):
-        parent[draw(st.one_of(st.sampled_from(["bogus", "lr", "total", "name", "step", "log", "milestones"]), TEXT))] = draw(junk())
+        parent[
+            draw(st.one_of(st.sampled_from(["bogus", "lr", "total", "name", "step", "log", "milestones"]), TEXT))
+        ] = draw(junk())
     elif action == "extreme":
-        parent[path[-1]] = draw(st.one_of(HUGE_INTS, HUGE_INTS.map(lambda v: -v), BAD_FLOATS, st.sampled_from([0, -1, 0.5, 1.5])))
+        parent[path[-1]] = draw(
+            st.one_of(HUGE_INTS, HUGE_INTS.map(lambda v: -v), BAD_FLOATS, st.sampled_from([0, -1, 0.5, 1.5]))
+        )
     else:
         parent[path[-1]] = draw(junk())
 
@@ -167,6 +208,7 @@ def study_files(draw: st.DrawFn) -> dict[str, Any]:
 
 # --- writing TOML --------------------------------------------------------------------------------------------
 
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -179,8 +221,10 @@ def _scalar(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        escaped = "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" if ord(c) < 0x10000
-                          else f"\\U{ord(c):08x}" for c in value)  # fmt: skip
+        escaped = "".join(
+            c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+            for c in value
+        )
         return f'"{escaped}"'
     if isinstance(value, list):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
@@ -216,4 +260,3 @@ def mangled(draw: st.DrawFn, text: str) -> bytes:
         else:
             data[where:where] = draw(st.binary(min_size=1, max_size=4))
     return bytes(data)
-

@@ -39,7 +39,9 @@ FAULTS: dict[str, Callable[[bytes], bytes]] = {
     "one byte more": lambda data: data + b"\x00",
     "bad magic": lambda data: b"\x01\x02" + data[2:],
     "unknown type": lambda data: data[:2] + b"\x0a" + data[3:],
-    "floats": lambda data: data[:2] + b"\x0d" + data[3:4] + data[4 : 4 + 4 * data[3]] + bytes(4 * (len(data) - 4 - 4 * data[3])),
+    "floats": lambda data: (
+        data[:2] + b"\x0d" + data[3:4] + data[4 : 4 + 4 * data[3]] + bytes(4 * (len(data) - 4 - 4 * data[3]))
+    ),
     "huge dims": lambda data: _header(0x08, (2**32 - 1,) * 3) + data[16:],
     "one dimension": lambda data: _idx(np.zeros(_count(data))) if data[3] == 3 else _idx(np.zeros((_count(data), 2))),
     "too few": lambda data: _idx(np.zeros((3, 28, 28)) if data[3] == 3 else np.zeros(3)),
@@ -89,21 +91,27 @@ def _train(contract: Contract, folder: Path, data: Path, env: dict[str, str] | N
     study = write_study(folder, n_trials=2, population=2, epochs=1)
     study.write_text(study.read_text().replace('"blobs"', '"fashion_mnist"'))
     before = snapshot(folder)
-    outcome = contract.run(["run", "--study", str(study), "--storage", f"sqlite:///{folder / 's.db'}", "--device", "cpu",
-                            *args], cwd=folder, env=env)  # fmt: skip
+    outcome = contract.run(
+        ["run", "--study", str(study), "--storage", f"sqlite:///{folder / 's.db'}", "--device", "cpu", *args],
+        cwd=folder,
+        env=env,
+    )
     Contract.check(outcome, before, snapshot(folder), codes=(1, 2))
     assert not (folder / "s.db").exists(), outcome.err
 
 
-CASES = [(fault, key) for fault in FAULTS for key in FASHION_MNIST_FILES] + [
-    (fault, key) for fault in IMAGE_FAULTS for key in FASHION_MNIST_FILES if key.endswith("images")] + [
-    (fault, key) for fault in LABEL_FAULTS for key in FASHION_MNIST_FILES if key.endswith("labels")]  # fmt: skip
+CASES = (
+    [(fault, key) for fault in FAULTS for key in FASHION_MNIST_FILES]
+    + [(fault, key) for fault in IMAGE_FAULTS for key in FASHION_MNIST_FILES if key.endswith("images")]
+    + [(fault, key) for fault in LABEL_FAULTS for key in FASHION_MNIST_FILES if key.endswith("labels")]
+)
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gz"])
 @pytest.mark.parametrize(("fault", "key"), CASES)
-def test_a_bad_idx_file_is_one_line(fault: str, key: str, compressed: bool, contract: Contract, tmp_path: Path,
-                                    small_fashion: Path) -> None:  # fmt: skip
+def test_a_bad_idx_file_is_one_line(
+    fault: str, key: str, compressed: bool, contract: Contract, tmp_path: Path, small_fashion: Path
+) -> None:
     data = _copy(small_fashion, tmp_path, compressed=compressed)
     path = _file(data, FASHION_MNIST_FILES[key])
     good = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
@@ -114,7 +122,9 @@ def test_a_bad_idx_file_is_one_line(fault: str, key: str, compressed: bool, cont
 
 @pytest.mark.parametrize("key", sorted(FASHION_MNIST_FILES))
 @pytest.mark.parametrize("fault", sorted(GZ_FAULTS))
-def test_a_bad_gz_file_is_one_line(fault: str, key: str, contract: Contract, tmp_path: Path, small_fashion: Path) -> None:
+def test_a_bad_gz_file_is_one_line(
+    fault: str, key: str, contract: Contract, tmp_path: Path, small_fashion: Path
+) -> None:
     data = _copy(small_fashion, tmp_path, compressed=True)
     path = _file(data, FASHION_MNIST_FILES[key])
     path.write_bytes(GZ_FAULTS[fault](path.read_bytes()))
@@ -130,11 +140,14 @@ def test_an_unreadable_file_is_one_line(contract: Contract, tmp_path: Path, smal
     _train(contract, tmp_path, data)
 
 
-@pytest.mark.parametrize("how", ["missing", "a file", "one file missing", "a file named like a folder",
-                                 "name too long", "empty", "only gz of one"])  # fmt: skip
+@pytest.mark.parametrize(
+    "how",
+    ["missing", "a file", "one file missing", "a file named like a folder", "name too long", "empty", "only gz of one"],
+)
 @pytest.mark.parametrize("given_as", ["--data-dir", "LRSEARCH_DATA_DIR"])
-def test_a_bad_data_folder_is_one_line(how: str, given_as: str, contract: Contract, tmp_path: Path,
-                                       small_fashion: Path) -> None:  # fmt: skip
+def test_a_bad_data_folder_is_one_line(
+    how: str, given_as: str, contract: Contract, tmp_path: Path, small_fashion: Path
+) -> None:
     """A folder the user names that is not a Fashion-MNIST folder is refused, never passed over for the
     machine's own copy."""
     folder = tmp_path / "data"
@@ -163,8 +176,9 @@ def test_a_bad_data_folder_is_one_line(how: str, given_as: str, contract: Contra
 
 def test_the_small_set_itself_trains(contract: Contract, tmp_path: Path, small_fashion: Path) -> None:
     """The faults above are faults: the same set, untouched, trains (this suite's control)."""
-    outcome = contract.run(["train", "--trainer", "fashion_mnist", "--epochs", "1", "--data-dir", str(small_fashion)],
-                           cwd=tmp_path)  # fmt: skip
+    outcome = contract.run(
+        ["train", "--trainer", "fashion_mnist", "--epochs", "1", "--data-dir", str(small_fashion)], cwd=tmp_path
+    )
     assert outcome.code == 0, outcome.err
 
 

@@ -57,8 +57,19 @@ class Values:
 def values(places: Places) -> dict[str, dict[str, Values]]:
     """Per command, per option: its values."""
     f = places.folder
-    paths = [str(f / "out.csv"), str(f / "out.json"), str(f / "out.parquet"), str(f / "plot.png"), str(f / "plot.html"),
-             str(f / "x.txt"), str(f / "no" / "such" / "out.csv"), str(f / "dir"), str(f / "file.txt"), "", "é.csv"]  # fmt: skip
+    paths = [
+        str(f / "out.csv"),
+        str(f / "out.json"),
+        str(f / "out.parquet"),
+        str(f / "plot.png"),
+        str(f / "plot.html"),
+        str(f / "x.txt"),
+        str(f / "no" / "such" / "out.csv"),
+        str(f / "dir"),
+        str(f / "file.txt"),
+        "",
+        "é.csv",
+    ]
 
     def pick(good: list[str], bad: list[str] = TEXT) -> Values:
         return Values(st.sampled_from(good), st.sampled_from(bad))
@@ -70,74 +81,159 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
         return pick([str(g) for g in good], FLOATS)
 
     def repeated(good: list[str], bad: list[str]) -> Values:
-        return Values(st.lists(st.sampled_from(good), max_size=2), st.lists(st.sampled_from(bad), min_size=1, max_size=2))
+        return Values(
+            st.lists(st.sampled_from(good), max_size=2), st.lists(st.sampled_from(bad), min_size=1, max_size=2)
+        )
 
     flag = Values(st.just(True), st.just(["--no-such-flag"]))
-    storage = pick([f"sqlite:///{f / 'new.db'}", f"sqlite:///{places.finished}", places.postgres],
-                   ["sqlite://", "sqlite:///" + str(f / "no" / "such.db"), f"sqlite:///{f / 'file.txt'}", "redis://h:1",
-                    "postgresql://u:p@host:port/db", "just words", "grpc://nohost", "grpc://h:99999", ""])  # fmt: skip
+    storage = pick(
+        [f"sqlite:///{f / 'new.db'}", f"sqlite:///{places.finished}", places.postgres],
+        [
+            "sqlite://",
+            "sqlite:///" + str(f / "no" / "such.db"),
+            f"sqlite:///{f / 'file.txt'}",
+            "redis://h:1",
+            "postgresql://u:p@host:port/db",
+            "just words",
+            "grpc://nohost",
+            "grpc://h:99999",
+            "",
+        ],
+    )
     # What a reading command finds its study in (an empty PostgreSQL database: "holds no studies").
-    finished = pick([f"sqlite:///{places.finished}", f"sqlite:///{places.finished}", places.postgres],
-                    [f"sqlite:///{f / 'new.db'}", "sqlite://", "just words", f"sqlite:///{f / 'file.txt'}", ""])  # fmt: skip
+    finished = pick(
+        [f"sqlite:///{places.finished}", f"sqlite:///{places.finished}", places.postgres],
+        [f"sqlite:///{f / 'new.db'}", "sqlite://", "just words", f"sqlite:///{f / 'file.txt'}", ""],
+    )
     plot = pick([str(f / "plot.png"), str(f / "plot.html")], paths)
     devices = pick(["cpu", "auto"], ["cuda", "cuda:1", "tpu", "", "cpu:0"])
     data_dir = pick([str(places.data)], [str(f / "nowhere"), str(f / "file.txt"), str(f / "dir"), ""])
     artifacts = pick([str(f / "art")], ["s3://", "s3://bucket", "gs://b/c", "", "s3://a/b"])
     optimizers = pick(["sgd", "adam", "rmsprop", "adagrad", "adamw"], ["lbfgs", "", "SGD"])
-    opt_params = repeated(["eps=1e-8", "beta1=0.5", "alpha=0.9"], ["eps", "=", "eps=nan", "bogus=1", "beta1=2", "eps=x"])
-    schedule_params = repeated(["total=3", "gamma=0.5", "milestones=1,2", "decay_rate=0.9", "final_lr=0.001"],
-                               ["x=1", "total=", "milestones=2,1", "total=1e400", "gamma=inf", "=", "period=-1"])  # fmt: skip
+    opt_params = repeated(
+        ["eps=1e-8", "beta1=0.5", "alpha=0.9"], ["eps", "=", "eps=nan", "bogus=1", "beta1=2", "eps=x"]
+    )
+    schedule_params = repeated(
+        ["total=3", "gamma=0.5", "milestones=1,2", "decay_rate=0.9", "final_lr=0.001"],
+        ["x=1", "total=", "milestones=2,1", "total=1e400", "gamma=inf", "=", "period=-1"],
+    )
     schedules = pick(sorted(SCHEDULES), ["cosinus", "", "Cosine"])
     host = pick(["127.0.0.1", "0.0.0.0"], ["999.1.1.1", "é", "not a host", "10.255.255.1", "-1"])
     port = pick([str(places.taken_port)], ["0", "65536", "-1", "x", ""])
     study_name = pick(["small"], ["nope", "", "é", "../x"])
     return {
         "run": {
-            "--study": pick([str(places.study)], [str(f / "missing.toml"), "no_such", "", str(f / "dir"), str(f / "bad.toml"),
-                                                  str(f / "latin1.toml"), str(f / "file.txt")]),
-            "--storage": storage, "--n-trials": count(1, 2), "--timeout": real(5, 30.0), "--epochs": count(1, 2),
-            "--population": count(1, 2, bad=[*INTS, "4097"]), "--sampler": pick(["tpe", "random", "qmc"], ["cmaes", ""]),
-            "--pruner": pick(["median", "none", "asha", "percentile"], ["hyperband", ""]), "--device": devices,
-            "--devices": pick(["cpu"], ["", ",", "cuda:0", "tpu", "cpu,cuda:9"]), "--workers": count(1, bad=[*INTS, "257"]),
-            "--seed": count(0, 7, bad=[*INTS, "4294967296"]), "--heartbeat": count(1, 30, bad=[*INTS, "3601"]),
-            "--grace": count(2, 120, bad=[*INTS, "1"]), "--max-retry": count(0, 3, bad=[*INTS, "101"]),
-            "--data-dir": data_dir, "--artifacts": artifacts, "--no-report": flag,
+            "--study": pick(
+                [str(places.study)],
+                [
+                    str(f / "missing.toml"),
+                    "no_such",
+                    "",
+                    str(f / "dir"),
+                    str(f / "bad.toml"),
+                    str(f / "latin1.toml"),
+                    str(f / "file.txt"),
+                ],
+            ),
+            "--storage": storage,
+            "--n-trials": count(1, 2),
+            "--timeout": real(5, 30.0),
+            "--epochs": count(1, 2),
+            "--population": count(1, 2, bad=[*INTS, "4097"]),
+            "--sampler": pick(["tpe", "random", "qmc"], ["cmaes", ""]),
+            "--pruner": pick(["median", "none", "asha", "percentile"], ["hyperband", ""]),
+            "--device": devices,
+            "--devices": pick(["cpu"], ["", ",", "cuda:0", "tpu", "cpu,cuda:9"]),
+            "--workers": count(1, bad=[*INTS, "257"]),
+            "--seed": count(0, 7, bad=[*INTS, "4294967296"]),
+            "--heartbeat": count(1, 30, bad=[*INTS, "3601"]),
+            "--grace": count(2, 120, bad=[*INTS, "1"]),
+            "--max-retry": count(0, 3, bad=[*INTS, "101"]),
+            "--data-dir": data_dir,
+            "--artifacts": artifacts,
+            "--no-report": flag,
         },
         "train": {
-            "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", "", "no_such_module:problem", "json:loads"]), "--optimizer": optimizers,
-            "--lr": real(0.01, 0.1), "--momentum": real(0.0, 0.9), "--nesterov": flag, "--weight-decay": real(0.0, 1e-4),
-            "--optimizer-param": opt_params, "--decay": real(0.0, 1e-3), "--schedule": schedules,
-            "--schedule-param": schedule_params, "--schedule-unit": pick(["epoch", "update"], ["step", ""]),
-            "--warmup": count(0, 1), "--warmup-start": real(0.0, 0.001), "--epochs": count(1, 2),
-            "--batch-size": count(16, 64, 100000), "--seed": count(0, 3), "--device": devices, "--data-dir": data_dir,
+            "--trainer": pick(
+                ["blobs", "blobs", "fashion_mnist"], ["mnist", "", "no_such_module:problem", "json:loads"]
+            ),
+            "--optimizer": optimizers,
+            "--lr": real(0.01, 0.1),
+            "--momentum": real(0.0, 0.9),
+            "--nesterov": flag,
+            "--weight-decay": real(0.0, 1e-4),
+            "--optimizer-param": opt_params,
+            "--decay": real(0.0, 1e-3),
+            "--schedule": schedules,
+            "--schedule-param": schedule_params,
+            "--schedule-unit": pick(["epoch", "update"], ["step", ""]),
+            "--warmup": count(0, 1),
+            "--warmup-start": real(0.0, 0.001),
+            "--epochs": count(1, 2),
+            "--batch-size": count(16, 64, 100000),
+            "--seed": count(0, 3),
+            "--device": devices,
+            "--data-dir": data_dir,
             "--json": flag,
         },
         "schedule": {
-            "TYPE": schedules, "--lr": real(0.1, 1.0), "--steps": count(1, 10, 500, bad=[*INTS, "10000001"]),
-            "--param": schedule_params, "--warmup": count(0, 2, bad=[*INTS, "1000000001"]), "--warmup-start": real(0.0, 0.05),
+            "TYPE": schedules,
+            "--lr": real(0.1, 1.0),
+            "--steps": count(1, 10, 500, bad=[*INTS, "10000001"]),
+            "--param": schedule_params,
+            "--warmup": count(0, 2, bad=[*INTS, "1000000001"]),
+            "--warmup-start": real(0.0, 0.05),
             "--plot": plot,
         },
         "lr-find": {
             "--trainer": pick(["blobs", "blobs", "fashion_mnist"], ["mnist", "no_such_module:problem", "json:loads"]),
             "--optimizer": optimizers,
-            "--momentum": real(0.0, 0.9), "--optimizer-param": opt_params, "--start": real(1e-5, 1e-3),
-            "--end": real(1.0, 10.0), "--updates": count(10, 30, bad=[*INTS, "9", "100001"]), "--seeds": count(1, 2, bad=[*INTS, "65"]),
-            "--batch-size": count(16, 64), "--device": devices, "--data-dir": data_dir, "--plot": plot,
+            "--momentum": real(0.0, 0.9),
+            "--optimizer-param": opt_params,
+            "--start": real(1e-5, 1e-3),
+            "--end": real(1.0, 10.0),
+            "--updates": count(10, 30, bad=[*INTS, "9", "100001"]),
+            "--seeds": count(1, 2, bad=[*INTS, "65"]),
+            "--batch-size": count(16, 64),
+            "--device": devices,
+            "--data-dir": data_dir,
+            "--plot": plot,
             "--json": flag,
         },
-        "report": {"--study": study_name, "--storage": finished, "--json": flag, "--html": pick([str(f / "report.html")], paths)},
-        "export": {"--study": study_name, "--storage": finished, "--out": pick([str(f / "out.csv"), str(f / "out.json"), str(f / "out.parquet")], paths)},
-        "reap": {"--study": study_name, "--storage": finished, "--grace": count(2, 120, bad=[*INTS, "1"]), "--all": flag,
-                 "--max-retry": count(0, 3)},
+        "report": {
+            "--study": study_name,
+            "--storage": finished,
+            "--json": flag,
+            "--html": pick([str(f / "report.html")], paths),
+        },
+        "export": {
+            "--study": study_name,
+            "--storage": finished,
+            "--out": pick([str(f / "out.csv"), str(f / "out.json"), str(f / "out.parquet")], paths),
+        },
+        "reap": {
+            "--study": study_name,
+            "--storage": finished,
+            "--grace": count(2, 120, bad=[*INTS, "1"]),
+            "--all": flag,
+            "--max-retry": count(0, 3),
+        },
         "dashboard": {"--storage": storage, "--host": host, "--port": port, "--artifacts": artifacts},
         "proxy": {"--storage": storage, "--host": host, "--port": port},
         "bench": {
             # Only the sampler benchmark is seconds; the others (minutes) are tests/cli/test_bench.py's.
-            "--trainer": pick(["sampler"], ["lenet", ""]), "--device": devices,
-            "--population": count(1, 2, bad=[*INTS, "4097"]), "--baseline-trials": count(1, bad=[*INTS, "1001"]),
-            "--epochs": count(1, 2), "--data-dir": data_dir, "--storage": storage, "--workers": count(1, 2, bad=[*INTS, "257"]),
-            "--trials": count(2, 8, bad=[*INTS, "100001"]), "--sampler": pick(["random", "tpe"], ["cmaes"]),
-            "--pruner": pick(["none", "median"], ["hyperband"]), "--json": flag,
+            "--trainer": pick(["sampler"], ["lenet", ""]),
+            "--device": devices,
+            "--population": count(1, 2, bad=[*INTS, "4097"]),
+            "--baseline-trials": count(1, bad=[*INTS, "1001"]),
+            "--epochs": count(1, 2),
+            "--data-dir": data_dir,
+            "--storage": storage,
+            "--workers": count(1, 2, bad=[*INTS, "257"]),
+            "--trials": count(2, 8, bad=[*INTS, "100001"]),
+            "--sampler": pick(["random", "tpe"], ["cmaes"]),
+            "--pruner": pick(["none", "median"], ["hyperband"]),
+            "--json": flag,
         },
         "studies": {},
         "trainers": {},
@@ -147,12 +243,34 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
 #: Options every command line of a command carries (to keep valid ones small), unless a bad value replaces
 #: it: bench's defaults are minutes of work; train's default epochs are 200 blobs epochs; without a data
 #: folder LeNet would train on the whole of the real Fashion-MNIST.
-ALWAYS = {"train": ["--trainer", "--epochs", "--data-dir"], "bench": ["--trainer", "--epochs", "--baseline-trials", "--workers", "--population", "--trials"],
-          "dashboard": ["--port"], "proxy": ["--port"], "run": ["--study"], "lr-find": ["--trainer", "--updates", "--data-dir"],
-          "schedule": ["TYPE", "--lr", "--steps"], "report": ["--study", "--storage"],
-          "export": ["--study", "--out", "--storage"], "reap": ["--study", "--storage"]}  # fmt: skip
-COMMANDS = sorted(["run", "train", "schedule", "lr-find", "report", "export", "reap", "dashboard", "proxy", "bench",
-                   "studies", "trainers"])  # fmt: skip
+ALWAYS = {
+    "train": ["--trainer", "--epochs", "--data-dir"],
+    "bench": ["--trainer", "--epochs", "--baseline-trials", "--workers", "--population", "--trials"],
+    "dashboard": ["--port"],
+    "proxy": ["--port"],
+    "run": ["--study"],
+    "lr-find": ["--trainer", "--updates", "--data-dir"],
+    "schedule": ["TYPE", "--lr", "--steps"],
+    "report": ["--study", "--storage"],
+    "export": ["--study", "--out", "--storage"],
+    "reap": ["--study", "--storage"],
+}
+COMMANDS = sorted(
+    [
+        "run",
+        "train",
+        "schedule",
+        "lr-find",
+        "report",
+        "export",
+        "reap",
+        "dashboard",
+        "proxy",
+        "bench",
+        "studies",
+        "trainers",
+    ]
+)
 
 
 @st.composite
@@ -160,8 +278,11 @@ def command_lines(draw: st.DrawFn, command: str, places: Places) -> list[str]:
     """A command line that fits, with no fault a third of the time and up to three otherwise: an option's
     value replaced by one that does not fit, or a stray argument."""
     table = values(places)[command]
-    chosen = {option: draw(option_values.good) for option, option_values in table.items()
-              if option in ALWAYS.get(command, []) or draw(st.booleans())}  # fmt: skip
+    chosen = {
+        option: draw(option_values.good)
+        for option, option_values in table.items()
+        if option in ALWAYS.get(command, []) or draw(st.booleans())
+    }
     stray = []
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2, 3]))):
         if not table or draw(st.integers(0, 7)) == 0:
@@ -247,9 +368,16 @@ def _places(workdir: Callable[..., Any], finished: Path, data: Path, port: int, 
 @pytest.mark.parametrize("command", COMMANDS)
 @fuzz_settings(examples=15)
 @given(data=st.data())
-def test_every_command_line_runs_or_ends_as_one_line(command: str, contract: Contract, workdir: Callable[..., Any],
-                                                     finished_study: Path, small_fashion: Path, taken_port: int,
-                                                     fuzz_postgres: str, data: st.DataObject) -> None:  # fmt: skip
+def test_every_command_line_runs_or_ends_as_one_line(
+    command: str,
+    contract: Contract,
+    workdir: Callable[..., Any],
+    finished_study: Path,
+    small_fashion: Path,
+    taken_port: int,
+    fuzz_postgres: str,
+    data: st.DataObject,
+) -> None:
     with _places(workdir, finished_study, small_fashion, taken_port, fuzz_postgres) as places:
         args = data.draw(command_lines(command, places))
         databases = [places.finished]

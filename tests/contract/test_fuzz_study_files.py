@@ -31,8 +31,20 @@ def _run_file(contract: Contract, folder: Path, content: bytes, data: Path) -> N
     study.write_bytes(content)
     database = folder / "s.db"
     before = snapshot(folder)
-    outcome = contract.run(["run", "--study", str(study), "--storage", f"sqlite:///{database}", "--device", "cpu",
-                            "--data-dir", str(data)], cwd=folder)  # fmt: skip
+    outcome = contract.run(
+        [
+            "run",
+            "--study",
+            str(study),
+            "--storage",
+            f"sqlite:///{database}",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data),
+        ],
+        cwd=folder,
+    )
     event(f"exit {outcome.code}")  # --hypothesis-show-statistics: how many ran, how many were refused
     Contract.check(outcome, before, snapshot(folder), codes=(0, 2))
     if outcome.code == 0:
@@ -43,16 +55,18 @@ def _run_file(contract: Contract, folder: Path, content: bytes, data: Path) -> N
 
 @fuzz_settings(examples=50)
 @given(raw=study_files())
-def test_a_study_file_runs_or_is_refused_as_one_line(contract: Contract, workdir: Callable[..., Any],
-                                                     small_fashion: Path, raw: dict[str, Any]) -> None:  # fmt: skip
+def test_a_study_file_runs_or_is_refused_as_one_line(
+    contract: Contract, workdir: Callable[..., Any], small_fashion: Path, raw: dict[str, Any]
+) -> None:
     with workdir() as folder:
         _run_file(contract, folder, to_toml(raw).encode("utf-8"), small_fashion)
 
 
 @fuzz_settings(examples=40)
 @given(data=st.data())
-def test_a_corrupt_study_file_is_refused_as_one_line(contract: Contract, workdir: Callable[..., Any],
-                                                     small_fashion: Path, data: st.DataObject) -> None:  # fmt: skip
+def test_a_corrupt_study_file_is_refused_as_one_line(
+    contract: Contract, workdir: Callable[..., Any], small_fashion: Path, data: st.DataObject
+) -> None:
     text = to_toml(data.draw(study_files()))
     with workdir() as folder:
         _run_file(contract, folder, data.draw(mangled(text)), small_fashion)
@@ -60,8 +74,9 @@ def test_a_corrupt_study_file_is_refused_as_one_line(contract: Contract, workdir
 
 @fuzz_settings(examples=300)
 @given(raw=study_files())
-def test_a_study_file_parses_or_is_refused_naming_itself(raw: dict[str, Any],
-                                                          tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+def test_a_study_file_parses_or_is_refused_naming_itself(
+    raw: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Faster than running, so many more: the parser raises nothing but one-line ConfigErrors that name the
     file, and what it accepts makes a study (sampler, pruner, the definition stored as JSON)."""
     path = tmp_path_factory.mktemp("files") / "fuzzed.toml"

@@ -21,11 +21,27 @@ def test_the_database_schema_is_the_one_lrsearch_writes() -> None:
         f"Optuna's schema is now {storage.get_current_version()}; lrsearch writes trials, values and attributes "
         f"into {SCHEMA}'s tables itself (storage.write_finished, _create_trials, rdb_reader): check them"
     )
-    tables = {m.__tablename__ for m in (models.TrialModel, models.TrialParamModel, models.TrialValueModel,
-                                         models.TrialIntermediateValueModel, models.TrialUserAttributeModel,
-                                         models.TrialSystemAttributeModel, models.TrialHeartbeatModel)}  # fmt: skip
-    assert tables == {"trials", "trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes",
-                      "trial_system_attributes", "trial_heartbeats"}, "Optuna renamed a table lrsearch writes"  # fmt: skip
+    tables = {
+        m.__tablename__
+        for m in (
+            models.TrialModel,
+            models.TrialParamModel,
+            models.TrialValueModel,
+            models.TrialIntermediateValueModel,
+            models.TrialUserAttributeModel,
+            models.TrialSystemAttributeModel,
+            models.TrialHeartbeatModel,
+        )
+    }
+    assert tables == {
+        "trials",
+        "trial_params",
+        "trial_values",
+        "trial_intermediate_values",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trial_heartbeats",
+    }, "Optuna renamed a table lrsearch writes"
 
 
 def test_trials_are_numbered_by_count_within_their_study() -> None:
@@ -53,12 +69,18 @@ def test_the_retry_callback_records_what_lrsearch_reads() -> None:
 
 @pytest.mark.parametrize(
     ("owner", "name"),
-    [(optuna.storages._CachedStorage, "_read_trials_from_remote_storage"),
-     (optuna.storages._CachedStorage, "_add_trials_to_cache"), (optuna.storages._CachedStorage, "create_new_trial"),
-     (optuna.storages._CachedStorage, "set_trial_param"), (optuna.storages._CachedStorage, "set_trial_system_attr"),
-     (optuna.storages._CachedStorage, "get_trial"), (optuna.Study, "_pop_waiting_trial_id"),
-     (RDBStorage, "_get_trials"), (optuna.Study, "_get_trials")],
-)  # fmt: skip
+    [
+        (optuna.storages._CachedStorage, "_read_trials_from_remote_storage"),
+        (optuna.storages._CachedStorage, "_add_trials_to_cache"),
+        (optuna.storages._CachedStorage, "create_new_trial"),
+        (optuna.storages._CachedStorage, "set_trial_param"),
+        (optuna.storages._CachedStorage, "set_trial_system_attr"),
+        (optuna.storages._CachedStorage, "get_trial"),
+        (optuna.Study, "_pop_waiting_trial_id"),
+        (RDBStorage, "_get_trials"),
+        (optuna.Study, "_get_trials"),
+    ],
+)
 def test_the_private_methods_lrsearch_still_uses_exist(owner: type, name: str) -> None:
     """storage.one_read, rdb_reader and search.tpe call or stand in for these (issue 11 retires them)."""
     assert callable(getattr(owner, name, None)), f"{owner.__name__}.{name} is gone: storage.one_read / rdb_reader break"

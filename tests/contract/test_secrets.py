@@ -67,8 +67,9 @@ def _absent(text: str, where: str) -> None:
 @pytest.mark.parametrize("given_as", ["--storage", "LRSEARCH_STORAGE"])
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_no_message_shows_the_password(shape: str, command: str, given_as: str, contract: Contract,
-                                       workdir: Callable[..., Any]) -> None:  # fmt: skip
+def test_no_message_shows_the_password(
+    shape: str, command: str, given_as: str, contract: Contract, workdir: Callable[..., Any]
+) -> None:
     with workdir() as folder:
         url = SHAPES[shape]
         args = COMMANDS[command](folder)
@@ -104,18 +105,31 @@ def test_a_run_on_a_password_database_keeps_the_password_out_of_everything(
         artifacts = folder / "artifacts"
         outputs = []
         for args in (
-            ["run", "--study", str(write_study(folder, n_trials=2, population=2, repeats=1, epochs=2)), "--device", "cpu",
-             "--artifacts", str(artifacts)],
+            [
+                "run",
+                "--study",
+                str(write_study(folder, n_trials=2, population=2, repeats=1, epochs=2)),
+                "--device",
+                "cpu",
+                "--artifacts",
+                str(artifacts),
+            ],
             ["report", "--study", "small", "--json", "--html", str(folder / "report.html")],
             ["export", "--study", "small", "--out", str(folder / "trials.json")],
             ["reap", "--study", "small"],
-        ):  # fmt: skip
+        ):
             outcome = contract.run([*args, "--storage", url], cwd=folder)
             assert outcome.code == 0, outcome.err
             outputs.append(outcome.out + outcome.err)
         study = optuna.load_study(study_name="small", storage=url)
-        stored = json.dumps([study.user_attrs, study._storage.get_study_system_attrs(study._study_id),
-                             [(t.user_attrs, t.system_attrs, t.params) for t in study.trials]], default=str)  # fmt: skip
+        stored = json.dumps(
+            [
+                study.user_attrs,
+                study._storage.get_study_system_attrs(study._study_id),
+                [(t.user_attrs, t.system_attrs, t.params) for t in study.trials],
+            ],
+            default=str,
+        )
         files = [p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file()]
         assert len(list(artifacts.iterdir())) >= 4
         for secret in secrets:

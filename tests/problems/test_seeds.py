@@ -22,7 +22,9 @@ def test_seed004_sgd_rates_random_walk_oscillate_or_creep() -> None:
     """0.1 random-walks (no better than it started), 0.001 converges then oscillates, 0.0001 is slow but
     tight: after 100 epochs the smallest rate is the closest, and 0.001's loss still jumps between epochs."""
     problem = resolve("seed004_identity").problem
-    runs = {lr: lrsearch.train(problem, lr=lr, progress=False).history["val_loss"].to_numpy() for lr in (0.1, 1e-3, 1e-4)}
+    runs = {
+        lr: lrsearch.train(problem, lr=lr, progress=False).history["val_loss"].to_numpy() for lr in (0.1, 1e-3, 1e-4)
+    }
     assert runs[0.1][-20:].min() > 10  # MAE of tens on targets 80..99: nothing learned
     assert runs[1e-4][-1] < runs[1e-3][-1] < runs[0.1][-1]
     assert np.abs(np.diff(runs[1e-3][-20:])).max() > np.abs(np.diff(runs[1e-4][-20:])).max()
@@ -31,11 +33,27 @@ def test_seed004_sgd_rates_random_walk_oscillate_or_creep() -> None:
 def test_seed002_exponential_decay_with_adam_prints_tensorflow_s_rates() -> None:
     """Seed 002's recommended code: Adam at 0.01, exponential decay 0.9 every 10 steps, ten full-batch steps;
     its printed rates after each step, and the weight moving from 0 towards 1."""
-    result = lrsearch.train("seed002_identity", lr=0.01, optimizer="adam", schedule="exponential",
-                            schedule_params={"decay_rate": 0.9, "decay_steps": 10}, schedule_unit="update",
-                            progress=False)  # fmt: skip
-    printed = [0.009895192, 0.009791483, 0.009688861, 0.009587315, 0.009486833, 0.009387404, 0.009289017,
-               0.00919166, 0.009095325, 0.009]  # fmt: skip
+    result = lrsearch.train(
+        "seed002_identity",
+        lr=0.01,
+        optimizer="adam",
+        schedule="exponential",
+        schedule_params={"decay_rate": 0.9, "decay_steps": 10},
+        schedule_unit="update",
+        progress=False,
+    )
+    printed = [
+        0.009895192,
+        0.009791483,
+        0.009688861,
+        0.009587315,
+        0.009486833,
+        0.009387404,
+        0.009289017,
+        0.00919166,
+        0.009095325,
+        0.009,
+    ]
     # The history's lr is the rate of each epoch's (here: the only) update, one step before TensorFlow's print.
     np.testing.assert_allclose(result.history["lr"].to_numpy()[1:], printed[:-1], rtol=1e-6)
     losses = result.history["val_loss"].to_numpy()
@@ -49,8 +67,9 @@ def test_seed002_exponential_decay_with_adam_prints_tensorflow_s_rates() -> None
         ("seed004_optimizers", "adam", 5.0),  # Adam's default rate is still far off after 200 epochs
     ],
 )
-def test_the_bundled_seed_studies_rank_as_the_seed_says(tmp_path: Path, study: str, worst: object,
-                                                        rest_below: float) -> None:  # fmt: skip
+def test_the_bundled_seed_studies_rank_as_the_seed_says(
+    tmp_path: Path, study: str, worst: object, rest_below: float
+) -> None:
     report = lrsearch.run(study, storage=f"sqlite:///{tmp_path / 's.db'}", progress=False)
     assert report is not None and not report.summary.maximize
     means = {g.value: g.repeats.mean for g in report.summary.groups if g.repeats}

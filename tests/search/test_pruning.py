@@ -21,17 +21,31 @@ from lrsearch.search.pruning import (
 
 def completed(study: optuna.Study, curves: list[list[float]]) -> None:
     for curve in curves:
-        study.add_trial(optuna.trial.create_trial(
-            params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)}, value=curve[-1],
-            intermediate_values={step: v for step, v in enumerate(curve, start=1)},
-        ))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 0.1},
+                distributions={"lr": FloatDistribution(0.01, 1.0)},
+                value=curve[-1],
+                intermediate_values={step: v for step, v in enumerate(curve, start=1)},
+            )
+        )
 
 
 def running(study: optuna.Study, values: list[float]) -> FrozenTrial:
     trial = study.ask({"lr": FloatDistribution(0.01, 1.0)})
-    return FrozenTrial(number=trial.number, state=TrialState.RUNNING, value=None, datetime_start=None,
-                       datetime_complete=None, params=trial.params, distributions=trial.distributions, user_attrs={},
-                       system_attrs={}, intermediate_values=dict(enumerate(values, start=1)), trial_id=trial._trial_id)  # fmt: skip
+    return FrozenTrial(
+        number=trial.number,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=None,
+        datetime_complete=None,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs={},
+        system_attrs={},
+        intermediate_values=dict(enumerate(values, start=1)),
+        trial_id=trial._trial_id,
+    )
 
 
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9], [0.1, 0.2, 0.85]])
@@ -64,14 +78,21 @@ def test_defaults_are_sized_to_the_run() -> None:
 
 @pytest.mark.parametrize(
     ("name", "settings", "fragment"),
-    [("hyperband", {}, "unknown pruner 'hyperband'"), ("median", {"patience": 2}, "has no setting 'patience'"),
-     ("percentile", {"percentile": 150.0}, r"percentile must be a number in \[0, 100\] but got 150"),
-     ("median", {"n_startup_trials": 1.5}, r"n_startup_trials must be an integer in \[0, 10000000\] but got 1.5"),
-     ("median", {"n_warmup_steps": "2"}, "n_warmup_steps must be an integer"),
-     ("percentile", {"percentile": float("nan")}, "percentile must be a number"),
-     ("asha", {"reduction_factor": 1}, r"reduction_factor must be an integer in \[2, 100\]"),
-     ("asha", {"min_resource": "auto", "bootstrap_count": 2}, "pruner asha: bootstrap_count > 0 and min_resource == 'auto'")],
-)  # fmt: skip
+    [
+        ("hyperband", {}, "unknown pruner 'hyperband'"),
+        ("median", {"patience": 2}, "has no setting 'patience'"),
+        ("percentile", {"percentile": 150.0}, r"percentile must be a number in \[0, 100\] but got 150"),
+        ("median", {"n_startup_trials": 1.5}, r"n_startup_trials must be an integer in \[0, 10000000\] but got 1.5"),
+        ("median", {"n_warmup_steps": "2"}, "n_warmup_steps must be an integer"),
+        ("percentile", {"percentile": float("nan")}, "percentile must be a number"),
+        ("asha", {"reduction_factor": 1}, r"reduction_factor must be an integer in \[2, 100\]"),
+        (
+            "asha",
+            {"min_resource": "auto", "bootstrap_count": 2},
+            "pruner asha: bootstrap_count > 0 and min_resource == 'auto'",
+        ),
+    ],
+)
 def test_bad_pruners(name: str, settings: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         create_pruner(name, settings, epochs=10, population=4)
@@ -100,8 +121,11 @@ def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, 
     from lrsearch.storage import open_storage
     from lrsearch.urls import resolve_url
 
-    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False),
-                                study_name="s", direction="maximize")  # fmt: skip
+    study = optuna.create_study(
+        storage=open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False),
+        study_name="s",
+        direction="maximize",
+    )
     completed(study, [[0.5, 0.7, 0.8], [0.6, 0.75, 0.85], [0.4, 0.65, 0.82], [0.3, 0.5]])
     pruned = study.ask()
     pruned.report(0.9, 1)
@@ -150,10 +174,15 @@ def test_only_median_and_percentile_on_a_database_decide_by_the_completed_trials
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
-@pytest.mark.parametrize("settings", [
-    {"name": "median", "n_warmup_steps": 0}, {"name": "median", "n_warmup_steps": 3, "interval_steps": 2},
-    {"name": "percentile", "percentile": 10.0, "n_min_trials": 4}, {"name": "median", "n_startup_trials": 30},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"name": "median", "n_warmup_steps": 0},
+        {"name": "median", "n_warmup_steps": 3, "interval_steps": 2},
+        {"name": "percentile", "percentile": 10.0, "n_min_trials": 4},
+        {"name": "median", "n_startup_trials": 30},
+    ],
+)
 def test_a_populations_decisions_are_the_pruners_own(direction: str, settings: dict) -> None:
     rng = np.random.default_rng(len(str(settings)) + len(direction))
     study = optuna.create_study(direction=direction)
@@ -176,7 +205,10 @@ def test_a_populations_decisions_are_the_pruners_own(direction: str, settings: d
     held = CompletedValues()
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         steps = list(t.intermediate_values)
-        held.add([t._trial_id], (np.full(len(steps), t._trial_id), np.array(steps), np.array(list(t.intermediate_values.values()))))
+        held.add(
+            [t._trial_id],
+            (np.full(len(steps), t._trial_id), np.array(steps), np.array(list(t.intermediate_values.values()))),
+        )
     ours = percentile_decisions(pruner, held, study.direction, given)
     assert ours == [pruner.prune(study, member) for member in members]
     assert any(ours) or settings.get("n_startup_trials") == 30

@@ -52,8 +52,17 @@ def test_finished_trials_carry_their_epochs_and_attributes(tmp_path: Path, stora
     for trial in study.get_trials():
         assert trial.state == TrialState.COMPLETE
         attrs = trial.user_attrs
-        assert set(attrs) >= {"val_accuracy", "test_accuracy", "epochs", "diverged", "train_seconds", "device", "seed",
-                              "worker", "lr_history"}  # fmt: skip
+        assert set(attrs) >= {
+            "val_accuracy",
+            "test_accuracy",
+            "epochs",
+            "diverged",
+            "train_seconds",
+            "device",
+            "seed",
+            "worker",
+            "lr_history",
+        }
         assert sorted(trial.intermediate_values) == list(range(1, 13)) and attrs["epochs"] == 12
         assert len(attrs["lr_history"]) == 12 and attrs["diverged"] is False
         assert trial.value == pytest.approx(attrs["val_accuracy"]) == pytest.approx(trial.intermediate_values[12])
@@ -67,7 +76,8 @@ def test_trials_after_the_first_wave_are_pruned(tmp_path: Path, blobs: Problem, 
     study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}", per_epoch_values=per_epoch_values)
     tally = Search(spec, study, blobs).run(n_trials=16, timeout=None)
     pruned = optuna.load_study(study_name="small", storage=f"sqlite:///{tmp_path / 's.db'}").get_trials(
-        states=(TrialState.PRUNED,))  # read in full  # fmt: skip
+        states=(TrialState.PRUNED,)
+    )  # read in full
     assert pruned and tally.pruned == len(pruned)
     for trial in pruned:
         assert trial.user_attrs["epochs"] < 20 and len(trial.intermediate_values) == trial.user_attrs["epochs"]
@@ -76,8 +86,7 @@ def test_trials_after_the_first_wave_are_pruned(tmp_path: Path, blobs: Problem, 
 
 
 def test_diverged_trials_end_pruned_and_say_so(tmp_path: Path, blobs: Problem) -> None:
-    spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, lr_low=50.0, lr_high=100.0,
-                                       pruner='"none"'))  # fmt: skip
+    spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, lr_low=50.0, lr_high=100.0, pruner='"none"'))
     study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
     tally = Search(spec, study, blobs).run(n_trials=3, timeout=None)
     assert tally.diverged == 3
@@ -86,17 +95,22 @@ def test_diverged_trials_end_pruned_and_say_so(tmp_path: Path, blobs: Problem) -
 
 
 def test_the_compared_groups_get_equal_shares(tmp_path: Path, blobs: Problem) -> None:
-    path = write_study(tmp_path, n_trials=9, population=3, schedules='["constant", "cosine", "exponential"]',
-                       pruner='"none"')  # fmt: skip
+    path = write_study(
+        tmp_path, n_trials=9, population=3, schedules='["constant", "cosine", "exponential"]', pruner='"none"'
+    )
     path.write_text(path.read_text() + "\n[space.exponential]\ndecay_rate = 0.98\n", encoding="utf-8")
     spec = load_study_file(path)
     study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
     Search(spec, study, blobs).run(n_trials=9, timeout=None)
-    counts = {g: sum(t.params["schedule"] == g for t in study.get_trials()) for g in ("constant", "cosine", "exponential")}
+    counts = {
+        g: sum(t.params["schedule"] == g for t in study.get_trials()) for g in ("constant", "cosine", "exponential")
+    }
     assert counts == {"constant": 3, "cosine": 3, "exponential": 3}
 
 
-def test_an_interrupt_fails_the_running_trials_and_requeues_them(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+def test_an_interrupt_fails_the_running_trials_and_requeues_them(
+    tmp_path: Path, storage_url: str, blobs: Problem
+) -> None:
     spec = load_study_file(write_study(tmp_path, n_trials=6, population=3, pruner='"none"'))
     study = open_study(spec, storage_url)
     epochs_seen = []

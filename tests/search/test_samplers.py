@@ -16,8 +16,9 @@ def test_every_sampler_is_made_quietly_and_seeded(name: str) -> None:
         warnings.simplefilter("error")
         sampler = create_sampler(name, seed=7, grid=grid)
     study = optuna.create_study(sampler=sampler)
-    study.optimize(lambda t: t.suggest_categorical("x", [1, 2, 3]) if name == "grid" else t.suggest_float("x", 0, 1),
-                   n_trials=3)  # fmt: skip
+    study.optimize(
+        lambda t: t.suggest_categorical("x", [1, 2, 3]) if name == "grid" else t.suggest_float("x", 0, 1), n_trials=3
+    )
     assert len(study.trials) == 3
 
 

@@ -30,15 +30,18 @@ def fixed(**params: object) -> optuna.trial.FixedTrial:
 
 
 def test_a_branch_is_sampled_only_when_chosen() -> None:
-    config = SPACE.sample(fixed(lr=0.1, momentum=0.5, optimizer="sgd", schedule="step", warmup=1,
-                                **{"step.milestones": "4,6"}), seed=3)  # fmt: skip
+    config = SPACE.sample(
+        fixed(lr=0.1, momentum=0.5, optimizer="sgd", schedule="step", warmup=1, **{"step.milestones": "4,6"}), seed=3
+    )
     assert config.schedule == "step" and config.schedule_params == {"milestones": (4, 6), "gamma": 0.5}
     assert (config.lr, config.momentum, config.warmup, config.decay, config.seed) == (0.1, 0.5, 1, 1e-4, 3)
 
 
 def test_momentum_is_left_out_for_optimizers_without_it() -> None:
-    config = SPACE.sample(fixed(lr=0.01, optimizer="adam", schedule="cosine", warmup=0, **{"cosine.final_lr": 1e-4,
-                                "adam.beta2": 0.99}), seed=0)  # fmt: skip
+    config = SPACE.sample(
+        fixed(lr=0.01, optimizer="adam", schedule="cosine", warmup=0, **{"cosine.final_lr": 1e-4, "adam.beta2": 0.99}),
+        seed=0,
+    )
     assert config.optimizer == "adam" and config.momentum == 0.0 and config.optimizer_params == {"beta2": 0.99}
 
 
@@ -51,17 +54,32 @@ def test_lists_are_categories_by_their_text() -> None:
 
 
 def test_param_names_and_find() -> None:
-    assert set(SPACE.param_names()) == {"lr", "momentum", "optimizer", "schedule", "warmup", "cosine.final_lr",
-                                        "step.milestones", "adam.beta2"}  # fmt: skip
+    assert set(SPACE.param_names()) == {
+        "lr",
+        "momentum",
+        "optimizer",
+        "schedule",
+        "warmup",
+        "cosine.final_lr",
+        "step.milestones",
+        "adam.beta2",
+    }
     assert SPACE.find("step.milestones") == Choice(((4, 6), (6,)))
     assert SPACE.find("step.gamma") is None  # fixed, not searched
     assert SPACE.find("nope") is None
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("schedule", "cosine", {"step.milestones"}), ("schedule", "step", {"cosine.final_lr"}),
-    ("optimizer", "sgd", {"adam.beta2"}), ("optimizer", "adam", set()), ("lr", 0.1, set()), ("nope", 1, set()),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("schedule", "cosine", {"step.milestones"}),
+        ("schedule", "step", {"cosine.final_lr"}),
+        ("optimizer", "sgd", {"adam.beta2"}),
+        ("optimizer", "adam", set()),
+        ("lr", 0.1, set()),
+        ("nope", 1, set()),
+    ],
+)
 def test_other_branches_are_the_names_a_choice_rules_out(name: str, value: object, expected: set[str]) -> None:
     assert SPACE.other_branches(name, value) == expected
 
@@ -80,8 +98,10 @@ def test_arms_fix_their_settings() -> None:
         params={ARM: Choice(("constant", "cosine_warmup"))},
         fixed={},
         branches={},
-        arms={"constant": {"lr": 0.3}, "cosine_warmup": {"schedule": "cosine", "lr": 0.3, "total": 20,
-                                                        "final_lr": 0.01, "warmup": 5}},
+        arms={
+            "constant": {"lr": 0.3},
+            "cosine_warmup": {"schedule": "cosine", "lr": 0.3, "total": 20, "final_lr": 0.01, "warmup": 5},
+        },
     )
     config = space.sample(fixed(arm="cosine_warmup"), seed=0)
     assert (config.schedule, config.warmup, config.schedule_params) == ("cosine", 5, {"total": 20, "final_lr": 0.01})

@@ -19,7 +19,9 @@ def test_join_creates_then_joins_and_keeps_the_question(tmp_path: Path, storage_
     second = join_study(spec.with_overrides(n_trials=50), storage, worker="b:2")  # a budget is not a definition
     assert first._study_id == second._study_id
     meta = metadata(second)
-    assert meta["question"] == spec.question and meta["compare"] == "schedule" and meta["definition"] == spec.definition()
+    assert (
+        meta["question"] == spec.question and meta["compare"] == "schedule" and meta["definition"] == spec.definition()
+    )
     assert second.direction.name == "MAXIMIZE"
 
 

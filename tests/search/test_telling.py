@@ -15,11 +15,14 @@ X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
 
 def record(trial: optuna.Trial, value: float) -> TrialRecord:
-    return TrialRecord(trial._trial_id, {1: value / 2, 2: value}, {"seed": 1, "lr_history": [0.1, 0.1]},
-                       TrialState.COMPLETE, value)  # fmt: skip
+    return TrialRecord(
+        trial._trial_id, {1: value / 2, 2: value}, {"seed": 1, "lr_history": [0.1, 0.1]}, TrialState.COMPLETE, value
+    )
 
 
-def test_batches_are_written_behind_and_shown_as_finished_meanwhile(storage_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batches_are_written_behind_and_shown_as_finished_meanwhile(
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     study = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
     trials = [study.ask(X) for _ in range(3)]
     gate = threading.Event()
@@ -78,8 +81,14 @@ def test_a_finished_view_is_the_trial_as_a_worker_reads_it_back() -> None:
     study = optuna.create_study()
     trial = study.ask(X)
     trial.set_user_attr("repeat_of", 3)
-    pruned = TrialRecord(trial._trial_id, {1: 0.4, 2: 0.3}, {"seed": 5, "val_loss_history": [1.0, 2.0]},
-                         TrialState.PRUNED, None, {"artifacts:a": {"x": 1}})  # fmt: skip
+    pruned = TrialRecord(
+        trial._trial_id,
+        {1: 0.4, 2: 0.3},
+        {"seed": 5, "val_loss_history": [1.0, 2.0]},
+        TrialState.PRUNED,
+        None,
+        {"artifacts:a": {"x": 1}},
+    )
     view = finished_view(trial._cached_frozen_trial, pruned, {"completed_rung_0": 0.4})
     assert (view.state, view.value, view.number, view.params) == (TrialState.PRUNED, 0.3, 0, trial.params)
     assert view.user_attrs == {"repeat_of": 3, "seed": 5} and view.intermediate_values == {}

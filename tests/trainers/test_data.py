@@ -82,8 +82,9 @@ def test_search_order(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.
     assert chosen() == system
 
 
-def test_a_named_folder_is_honoured_or_refused(tmp_path: Path, isolated_cache: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_named_folder_is_honoured_or_refused(
+    tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--data-dir or LRSEARCH_DATA_DIR: its files, or an error naming what is missing; never another copy."""
     partial = write_fashion_set(tmp_path / "partial")
     (partial / FASHION_MNIST_FILES["test_labels"]).unlink()
@@ -219,20 +220,24 @@ def test_a_corrupt_deflate_stream_is_a_runtime_failure(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "array", "fragment"),
-    [("train_labels", np.full(30, 10), "holds label 10; Fashion-MNIST's are 0-9"),
-     ("train_images", np.zeros((30, 32, 32)), "does not hold 28x28 byte images"),
-     ("test_labels", np.zeros((10, 2)), "does not hold one byte label per image")],
-)  # fmt: skip
-def test_files_that_are_not_fashion_mnist_are_refused(tmp_path: Path, isolated_cache: Path, key: str,
-                                                      array: np.ndarray, fragment: str) -> None:  # fmt: skip
+    [
+        ("train_labels", np.full(30, 10), "holds label 10; Fashion-MNIST's are 0-9"),
+        ("train_images", np.zeros((30, 32, 32)), "does not hold 28x28 byte images"),
+        ("test_labels", np.zeros((10, 2)), "does not hold one byte label per image"),
+    ],
+)
+def test_files_that_are_not_fashion_mnist_are_refused(
+    tmp_path: Path, isolated_cache: Path, key: str, array: np.ndarray, fragment: str
+) -> None:
     folder = write_fashion_set(tmp_path / "d")
     write_idx(folder / FASHION_MNIST_FILES[key], array)
     with pytest.raises(RuntimeFailure, match=fragment):
         load_fashion_mnist(folder, system_dir=tmp_path / "none", download=False, val_size=5)
 
 
-def test_an_unreadable_named_folder_is_a_runtime_failure(tmp_path: Path, isolated_cache: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_unreadable_named_folder_is_a_runtime_failure(
+    tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LRSEARCH_DATA_DIR", str(tmp_path / ("x" * 300)))  # a name the system refuses
     with pytest.raises(RuntimeFailure, match="cannot read the data folder"):
         find_fashion_mnist(None, system_dir=tmp_path / "none", download=False)

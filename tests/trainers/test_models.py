@@ -53,8 +53,11 @@ def test_mlp_init_is_he_uniform_then_glorot_with_zero_biases() -> None:
     assert not b1.any() and not b2.any()
 
 
-@pytest.mark.parametrize("model", [MLP(), ModuleModel(lenet, strategy="loop"), ModuleModel(lenet, strategy="vmap")],
-                         ids=["mlp", "lenet-loop", "lenet-vmap"])  # fmt: skip
+@pytest.mark.parametrize(
+    "model",
+    [MLP(), ModuleModel(lenet, strategy="loop"), ModuleModel(lenet, strategy="vmap")],
+    ids=["mlp", "lenet-loop", "lenet-vmap"],
+)
 def test_evaluate_matches_each_member_alone(model: StackedModel) -> None:
     split = load_blobs().val if isinstance(model, MLP) else tiny_image_problem().dataset.val
     inits, params = stacked(model, members=3)

@@ -51,8 +51,9 @@ def toy_split(n: int, seed: int, *, regression: bool = False) -> Split:
 def toy_problem(model: ModuleModel, *, regression: bool = False) -> Problem:
     train, val = toy_split(150, 0, regression=regression), toy_split(60, 1, regression=regression)
     dataset = Dataset("toy", train=train, val=val, test=val, num_classes=3, source="test")
-    return Problem(name="toy", dataset=dataset, model=model, batch_size=BATCH, epochs=EPOCHS, restore_best=False,
-                   device=CPU)  # fmt: skip
+    return Problem(
+        name="toy", dataset=dataset, model=model, batch_size=BATCH, epochs=EPOCHS, restore_best=False, device=CPU
+    )
 
 
 def alone(
@@ -68,8 +69,13 @@ def alone(
     metric = LOSSES[loss] if loss != "cross_entropy" else (lambda out, y: (out.argmax(-1) == y).float())
     optimizer = TORCH_OPTIMIZERS[config.optimizer](module.parameters(), config.optimizer_settings())
     per_epoch = math.ceil(len(train) / BATCH)
-    rates = update_rates(config.build_schedule(EPOCHS), n_updates=EPOCHS * per_epoch, updates_per_epoch=per_epoch,
-                         unit="epoch", decay=config.decay)  # fmt: skip
+    rates = update_rates(
+        config.build_schedule(EPOCHS),
+        n_updates=EPOCHS * per_epoch,
+        updates_per_epoch=per_epoch,
+        unit="epoch",
+        decay=config.decay,
+    )
     order, update, rows = torch.Generator().manual_seed(data_seed), 0, []
     for _ in range(EPOCHS):
         module.train()
@@ -91,8 +97,14 @@ def alone(
         module.eval()
         with torch.no_grad():
             out = module(val.x)
-        rows.append([loss_sum / len(train), metric_sum / len(train), float(criterion(out, val.y).mean()),
-                     float(metric(out, val.y).mean())])  # fmt: skip
+        rows.append(
+            [
+                loss_sum / len(train),
+                metric_sum / len(train),
+                float(criterion(out, val.y).mean()),
+                float(metric(out, val.y).mean()),
+            ]
+        )
     return np.array(rows)
 
 
@@ -144,8 +156,10 @@ def test_dropout_masks_differ_between_members(strategy: str) -> None:
 @pytest.mark.parametrize(("dropout", "seeded"), [(0.0, False), (0.5, True)])
 def test_only_a_module_that_draws_random_numbers_asks_for_its_members_seeds(dropout: float, seeded: bool) -> None:
     model = ModuleModel(lambda: UserNet(dropout), strategy="loop")
-    state = [torch.stack([t, t]).requires_grad_(i < model.trainable)
-             for i, t in enumerate(model.init(torch.Generator().manual_seed(5)))]  # fmt: skip
+    state = [
+        torch.stack([t, t]).requires_grad_(i < model.trainable)
+        for i, t in enumerate(model.init(torch.Generator().manual_seed(5)))
+    ]
     asked: list[int] = []
     x, y = toy_split(8, 2).x, toy_split(8, 2).y
     for _ in range(3):
@@ -253,8 +267,10 @@ def test_members_made_under_their_seeds_get_the_module_s_own_initialisation() ->
 
 
 def test_a_record_reads_each_member_s_parameters_after_every_epoch() -> None:
-    problem = dataclasses.replace(toy_problem(ModuleModel(lambda: UserNet(0.0))),
-                                  record=lambda p: {"out_bias": p["out.bias"][0], "mean": p["out.weight"].mean()})  # fmt: skip
+    problem = dataclasses.replace(
+        toy_problem(ModuleModel(lambda: UserNet(0.0))),
+        record=lambda p: {"out_bias": p["out.bias"][0], "mean": p["out.weight"].mean()},
+    )
     a, b = train_population(problem, CONFIGS[:2])
     for member in (a, b):
         assert [sorted(m.recorded) for m in member.history] == [["mean", "out_bias"]] * EPOCHS

@@ -78,15 +78,22 @@ def test_the_mlp_fast_path_equals_its_module_on_the_generic_path(blobs: Problem)
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_lenet_members_are_independent_and_equal_the_plain_loop(strategy: Literal["loop", "vmap"]) -> None:
     problem = tiny_image_problem(strategy)
-    configs = [TrainConfig(lr=0.05, momentum=0.9, seed=1), TrainConfig(lr=0.01, optimizer="adam", seed=2),
-               TrainConfig(lr=0.1, seed=3, schedule="cosine")]  # fmt: skip
+    configs = [
+        TrainConfig(lr=0.05, momentum=0.9, seed=1),
+        TrainConfig(lr=0.01, optimizer="adam", seed=2),
+        TrainConfig(lr=0.1, seed=3, schedule="cosine"),
+    ]
     together = train_population(problem, configs)
     for config, member in zip(configs, together, strict=True):
         (alone,) = train_population(problem, [config])
         assert_same_run(member, alone)
         plain = train_plain(problem, config)
-        np.testing.assert_allclose(curves(member)[:, 1:], [[m.train_loss, m.train_metric, m.val_loss,
-                                   m.val_metric] for m in plain.history], rtol=1e-4, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            curves(member)[:, 1:],
+            [[m.train_loss, m.train_metric, m.val_loss, m.val_metric] for m in plain.history],
+            rtol=1e-4,
+            atol=1e-5,
+        )
         assert member.selected_epoch == plain.selected_epoch
         assert member.test_metric == pytest.approx(plain.test_metric)
 
@@ -176,8 +183,11 @@ def test_history_lr_is_the_last_update_of_each_epoch(blobs: Problem) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"epochs": 0}, r"epochs must be an integer in \[1, 100000\] but got 0"), ({"epochs": 10**12}, "epochs must be"),
-     ({"batch_size": -3}, "batch_size must be")],
+    [
+        ({"epochs": 0}, r"epochs must be an integer in \[1, 100000\] but got 0"),
+        ({"epochs": 10**12}, "epochs must be"),
+        ({"batch_size": -3}, "batch_size must be"),
+    ],
 )
 def test_bad_population_settings(blobs: Problem, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -202,8 +212,9 @@ def test_the_longest_run_allocates_no_table_for_its_rates(blobs: Problem) -> Non
 
 def test_rates_a_window_at_a_time_are_the_whole_run_s() -> None:
     """Across windows and after a plateau's reduction, the rates are those of the whole table."""
-    config = TrainConfig(lr=0.1, schedule="cosine", schedule_params={"total": 200_000}, schedule_unit="update",
-                         decay=1e-5, warmup=10)  # fmt: skip
+    config = TrainConfig(
+        lr=0.1, schedule="cosine", schedule_params={"total": 200_000}, schedule_unit="update", decay=1e-5, warmup=10
+    )
     schedule = config.build_schedule(200_000)
     whole = update_rates(schedule, n_updates=200_000, updates_per_epoch=100, unit="update", decay=1e-5)
     rates = _Rates(schedule, config, n_updates=200_000, updates_per_epoch=100)
