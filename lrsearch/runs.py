@@ -225,14 +225,22 @@ class _Started:
     connection: Connection
     news: dict[str, tuple[int, str, str]] = dataclasses.field(default_factory=dict)
     interrupted: bool = False
+    closed: bool = False  # its end of the pipe: nothing more to read
 
     def read(self) -> None:
-        while self.connection.poll():
+        while not self.closed and self.connection.poll():
             try:
                 kind, *rest = self.connection.recv()
             except EOFError:
+                self.closed = True
                 return
             self.news[kind] = tuple(rest)  # type: ignore[assignment]
+
+    def send(self, payload: bytes) -> None:
+        try:
+            self.connection.send_bytes(payload)
+        except OSError:  # it died before reading its job: its exit code says so
+            self.closed = True
 
 
 def _run_workers(jobs: list[tuple[str, bytes]]) -> None:
@@ -253,10 +261,11 @@ def _run_workers(jobs: list[tuple[str, bytes]]) -> None:
             theirs.close()
             started.append(_Started(device, process, ours))
         for worker, (_, payload) in zip(started, jobs, strict=True):
-            worker.connection.send_bytes(payload)  # after the starts: a large job waits for its reader
-        while any(w.process.is_alive() for w in started):
+            worker.send(payload)  # after the starts: a large job waits for its reader
+        while alive := [w for w in started if w.process.is_alive()]:
+            # Only the live ones: an ended worker's sentinel and pipe stay ready, and waiting on them would spin.
             multiprocessing.connection.wait(
-                [w.process.sentinel for w in started] + [w.connection for w in started], 0.2
+                [w.process.sentinel for w in alive] + [w.connection for w in alive if not w.closed], 0.2
             )
             for worker in started:
                 worker.read()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,3 +141,28 @@ def test_a_failed_worker_ends_the_run_with_its_error_in_one_line(tmp_path: Path)
     ) as caught:
         lrsearch.run(STUDY, problem=problem(network_of_a_worker), storage=url, workers=2, device="cpu", progress=False)
     assert "\n" not in str(caught.value) and "Traceback" in str(caught.value.__cause__)
+
+
+def test_waiting_for_local_workers_costs_no_cpu_once_one_has_ended(tmp_path: Path) -> None:
+    """One worker ends long before the other: the run waits on the live one alone (an ended worker's
+    sentinel and pipe stay ready, and waiting on them too would spin a core the other worker trains on)."""
+    from lrsearch.runs import _Job, _pickled, _run_workers
+
+    def job(name: str, epochs: int) -> tuple[str, bytes]:
+        settings = {
+            "name": name,
+            "storage": f"sqlite:///{tmp_path / f'{name}.db'}",
+            "n_trials": 2,
+            "population": 2,
+            "epochs": epochs,
+            "device": "cpu",
+            "workers": 1,
+            "progress": False,
+            "report": False,
+        }
+        return "cpu", _pickled(_Job(STUDY, problem(network), settings, None, True, optuna.logging.WARNING))
+
+    started, cpu = time.monotonic(), time.process_time()
+    _run_workers([job("short", 1), job("long", 400)])
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu
+    assert wall > 5 and cpu < 0.2 * wall, (cpu, wall)
