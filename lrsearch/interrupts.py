@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "OncePerBurst", "interrupts", "noted"]
+__all__ = ["Interrupted", "OncePerBurst", "ignored", "interrupts", "noted"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -52,18 +53,29 @@ class OncePerBurst:
 
 
 @contextmanager
-def noted(event: threading.Event) -> Iterator[None]:
-    """Inside, a SIGINT sets ``event`` instead of raising (one raised could be lost in a callback whose
-    exceptions Python ignores, and a supervisor must not miss it); left alone where SIGINT is ignored or
-    this is not the main thread."""
+def _handled_by(handler: Callable[[int, FrameType | None], object] | int) -> Iterator[None]:
+    """SIGINT handled by ``handler`` inside, the previous handler restored after; only in the main thread
+    (the only one Python lets set handlers) and where SIGINT is not ignored (a job started with ``&``)."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def noted(event: threading.Event) -> contextlib.AbstractContextManager[None]:
+    """Inside, a SIGINT sets ``event`` instead of raising (one raised could be lost in a callback whose
+    exceptions Python ignores, and a supervisor must not miss it)."""
+    return _handled_by(lambda signum, frame: event.set())
+
+
+def ignored() -> contextlib.AbstractContextManager[None]:
+    """SIGINT ignored inside: a process started there inherits that, so a Ctrl-C cannot land inside its
+    imports (a traceback); the worker takes Ctrl-C again once they are done."""
+    return _handled_by(signal.SIG_IGN)
 
 
 @contextmanager

@@ -23,8 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -40,7 +39,7 @@ from lrsearch.artifacts import ArtifactWriter, open_store, resolve_artifacts
 from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.devices import resolve_device
 from lrsearch.errors import ConfigError, RuntimeFailure, one_line
-from lrsearch.interrupts import Interrupted, OncePerBurst, noted
+from lrsearch.interrupts import Interrupted, OncePerBurst, ignored, noted
 from lrsearch.problem import Problem
 from lrsearch.report import StudyReport, build_report
 from lrsearch.review import publish
@@ -202,20 +201,6 @@ def _worker(parent: Connection) -> None:
     sys.exit(code)
 
 
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while a process starts, which inherits that: a Ctrl-C then cannot land inside its
-    imports (a traceback); the worker takes Ctrl-C again once they are done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @dataclasses.dataclass
 class _Started:
     """A started worker, and what it has sent: ``ready`` (it takes Ctrl-C), ``done`` (code, message, traceback)."""
@@ -256,7 +241,7 @@ def _run_workers(jobs: list[tuple[str, bytes]]) -> None:
         for device, _ in jobs:
             ours, theirs = context.Pipe()
             process = context.Process(target=_worker, args=(theirs,), name=f"lrsearch-worker-{len(started)}")
-            with _sigint_ignored():
+            with ignored():
                 process.start()
             theirs.close()
             started.append(_Started(device, process, ours))
