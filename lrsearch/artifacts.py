@@ -26,8 +26,8 @@ from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
 
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.plots import Panel, svg_panels
+from lrsearch.storage.urls import sqlite_file
 from lrsearch.trainers import EpochMetrics
-from lrsearch.urls import sqlite_file
 
 __all__ = ["ArtifactWriter", "curves_of", "open_store", "resolve_artifacts"]
 

@@ -48,9 +48,9 @@ from lrsearch.search.repeats import schedule_repeats
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.study import join_study
 from lrsearch.storage import Heartbeat, open_storage, retrying
+from lrsearch.storage.urls import masked, resolve_url
 from lrsearch.studies import StudySpec, load_study
 from lrsearch.trainers import Problem as EngineProblem
-from lrsearch.urls import masked, resolve_url
 
 if TYPE_CHECKING:
     import pandas as pd

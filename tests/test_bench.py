@@ -32,7 +32,8 @@ def test_bench_workers_reads_every_workers_timing(tmp_path, sampler: str | None,
     timing = bench_workers(url, workers=2, trials=6, population=3, epochs=5, sampler=sampler, pruner=pruner)
     assert timing.workers == 2 and timing.trials >= 6
     assert 0 < timing.training < timing.wall and 0.0 <= timing.outside_training < 1.0
-    assert timing.asking > 0 and timing.telling > 0 and (timing.pruning > 0) == (pruner != "none")
+    # Deciding by the completed trials the view holds takes microseconds an epoch: rounded to 0 ms, at times.
+    assert timing.asking > 0 and timing.telling > 0 and (timing.pruning == 0 or pruner != "none")
 
 
 def test_bench_sampler_times_both_tpes_on_the_same_round() -> None:

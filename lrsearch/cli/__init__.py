@@ -16,7 +16,7 @@ import click
 from lrsearch import __version__
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.interrupts import interrupts
-from lrsearch.urls import redact
+from lrsearch.storage.urls import redact
 
 __all__ = ["LOOPBACK", "check_free", "cli", "entry_point", "main"]
 

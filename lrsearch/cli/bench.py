@@ -16,9 +16,9 @@ from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.devices import resolve_device
 from lrsearch.search.pruning import PRUNERS
 from lrsearch.search.samplers import SAMPLERS
+from lrsearch.storage.urls import masked, resolve_url
 from lrsearch.studies import MAX_POPULATION
 from lrsearch.trainers.population import MAX_EPOCHS
-from lrsearch.urls import masked, resolve_url
 
 
 def _describe(device: torch.device) -> str:

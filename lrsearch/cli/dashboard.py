@@ -8,7 +8,7 @@ import optuna_dashboard
 from lrsearch.artifacts import open_store, resolve_artifacts
 from lrsearch.cli import LOOPBACK, check_free
 from lrsearch.storage import open_storage
-from lrsearch.urls import masked, resolve_url
+from lrsearch.storage.urls import masked, resolve_url
 
 
 @click.command("dashboard")

@@ -10,7 +10,7 @@ import optuna
 from lrsearch.cli import LOOPBACK, check_free
 from lrsearch.errors import RuntimeFailure
 from lrsearch.storage import open_storage
-from lrsearch.urls import masked, resolve_url
+from lrsearch.storage.urls import masked, resolve_url
 
 
 @click.command("proxy")

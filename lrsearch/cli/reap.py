@@ -6,7 +6,7 @@ import click
 
 from lrsearch.search.study import load_existing
 from lrsearch.storage import Heartbeat, fail_stale, open_storage
-from lrsearch.urls import resolve_url
+from lrsearch.storage.urls import resolve_url
 
 
 @click.command("reap")

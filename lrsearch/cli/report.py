@@ -14,7 +14,7 @@ from lrsearch.report import StudyReport, build_report
 from lrsearch.report_page import write_page
 from lrsearch.search.study import load_existing
 from lrsearch.storage import open_storage
-from lrsearch.urls import resolve_url
+from lrsearch.storage.urls import resolve_url
 
 
 def report_console() -> Console:

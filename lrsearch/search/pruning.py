@@ -7,16 +7,16 @@ members end, so every trial after the first wave is pruned against those; the de
 startup count within one population so that happens from the second wave on.
 
 ``trial.should_prune()`` re-reads the study for every call (25 ms and more with a population running);
-``PruningView`` is the study read once per epoch, and the pruner decides every member against that
-snapshot. The median and percentile pruners look at nothing but the completed trials' values: a worker
-keeps those (``CompletedTrials``) and decides a whole population against them (``percentile_decisions``).
+``PruningView`` is the worker's view of the study, read once per epoch, and the pruner decides every member
+against it. The median and percentile pruners look at nothing but the completed trials' values:
+``PercentilePruner`` is lrsearch's own, which decides a whole population against the values the worker's
+view keeps (``decide``) and one trial as Optuna's ``PercentilePruner`` does, by asking it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,10 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.checks import MAX_COUNT, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
-from lrsearch.rdb_reader import completed_curves, completed_values, reads_steps
-from lrsearch.storage import database
+from lrsearch.storage import CompletedValues, values_at
 
-__all__ = ["PRUNERS", "CompletedTrials", "CompletedValues", "PruningView", "create_pruner", "percentile_decisions"]
+__all__ = ["PRUNERS", "PercentilePruner", "PruningView", "create_pruner"]
 
 PRUNERS = {
     "median": "prune below the median of completed trials at the same epoch (the default)",
@@ -88,10 +87,8 @@ def create_pruner(
             return optuna.pruners.SuccessiveHalvingPruner(**given)
         given.setdefault("n_startup_trials", min(5, population))
         given.setdefault("n_warmup_steps", max(1, epochs // 10))
-        if name == "median":
-            return optuna.pruners.MedianPruner(**given)
-        given.setdefault("percentile", 25.0)
-        return optuna.pruners.PercentilePruner(**given)
+        given.setdefault("percentile", 50.0 if name == "median" else 25.0)
+        return PercentilePruner(**given)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"pruner {name}: {exc}") from None
 
@@ -108,7 +105,7 @@ class _RecordingStorage:
 
 
 class PruningView:
-    """The study as a pruner sees it during one epoch: its trials read once.
+    """The study as a pruner sees it during one epoch: the worker's view of its trials.
 
     ``mirrors`` holds, per running trial id, the system attributes the pruner has written (successive
     halving's rungs), which the in-memory trials carry. Where the worker reads trials without their
@@ -118,9 +115,8 @@ class PruningView:
 
     def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> None:
         trials = study.get_trials(deepcopy=False)
-        backend = database(study._storage)
-        if backend is not None and not reads_steps(backend):
-            values = completed_values(backend, study._study_id, steps)
+        values = values_at(study, steps)
+        if values is not None:
             trials = [
                 _with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t for t in trials
             ]
@@ -136,118 +132,67 @@ class PruningView:
         return pruner.prune(self, trial)  # type: ignore[arg-type]
 
 
-def percentile_decisions(
-    pruner: optuna.pruners.PercentilePruner,
-    completed: CompletedValues,
-    direction: StudyDirection,
-    members: Sequence[tuple[int, float]],
-) -> list[bool]:
-    """What ``pruner.prune`` decides for members of a population, each given as (the step it reached, its
-    best value so far) with a value at every step before (one per epoch), against the ``completed`` trials'
-    values (all that Optuna's median and percentile pruners look at). Each step's percentile is computed
-    once for every member at it: Optuna's pruner computes it over every completed trial, and walks the
-    member's values twice, for each member it is asked about; for a population at every epoch that was most
-    of a worker's time."""
-    if not len(completed) or len(completed) < pruner._n_startup_trials:
-        return [False] * len(members)
-    warmup, interval = pruner._n_warmup_steps, pruner._interval_steps
-    percentile = 100 - pruner._percentile if direction == StudyDirection.MAXIMIZE else pruner._percentile
-    at_step: dict[int, float] = {}
-    decisions = []
-    for step, best in members:
-        # Optuna's interval rule with the steps 1..step: the step before this one is the one before it.
-        first_in_interval = step - 1 < (step - warmup) // interval * interval + warmup
-        if step < warmup or not first_in_interval:
-            decisions.append(False)
-            continue
-        if math.isnan(best):
-            decisions.append(True)
-            continue
-        if step not in at_step:
-            values = completed.at(step)
-            at_step[step] = (
-                math.nan if len(values) < pruner._n_min_trials else float(np.nanpercentile(values, percentile))
+class PercentilePruner(optuna.pruners.BasePruner):
+    """Prune a trial whose best value so far is worse than the ``percentile``-th of the completed trials'
+    values at the same step (50: the median), with Optuna's ``PercentilePruner``'s parameters and rule.
+
+    ``prune`` asks Optuna's own pruner, made with the same parameters. ``decide`` takes a population at
+    once: each step's percentile computed once for every member at it, from the completed trials' values
+    kept as arrays (Optuna's pruner computes it over every completed trial, and walks the member's values
+    twice, for each member it is asked about; for a population at every epoch that was most of a worker's
+    time). The tests hold the two equal.
+    """
+
+    def __init__(
+        self,
+        percentile: float,
+        n_startup_trials: int = 5,
+        n_warmup_steps: int = 0,
+        interval_steps: int = 1,
+        *,
+        n_min_trials: int = 1,
+    ) -> None:
+        self._optuna = optuna.pruners.PercentilePruner(
+            percentile, n_startup_trials, n_warmup_steps, interval_steps, n_min_trials=n_min_trials
+        )  # checks the parameters as Optuna does
+        self.percentile, self.n_startup_trials, self.n_warmup_steps = percentile, n_startup_trials, n_warmup_steps
+        self.interval_steps, self.n_min_trials = interval_steps, n_min_trials
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return self._optuna.prune(study, trial)
+
+    def decide(
+        self, completed: CompletedValues, direction: StudyDirection, members: Sequence[tuple[int, float]]
+    ) -> list[bool]:
+        """What ``prune`` decides for members of a population, each given as (the step it reached, its best
+        value so far) with a value at every step before (one per epoch), against the ``completed`` trials'
+        values (all that the rule looks at)."""
+        if not len(completed) or len(completed) < self.n_startup_trials:
+            return [False] * len(members)
+        warmup, interval = self.n_warmup_steps, self.interval_steps
+        percentile = 100 - self.percentile if direction == StudyDirection.MAXIMIZE else self.percentile
+        at_step: dict[int, float] = {}
+        decisions = []
+        for step, best in members:
+            # Optuna's interval rule with the steps 1..step: the step before this one is the one before it.
+            first_in_interval = step - 1 < (step - warmup) // interval * interval + warmup
+            if step < warmup or not first_in_interval:
+                decisions.append(False)
+                continue
+            if math.isnan(best):
+                decisions.append(True)
+                continue
+            if step not in at_step:
+                values = completed.at(step)
+                at_step[step] = (
+                    math.nan if len(values) < self.n_min_trials else float(np.nanpercentile(values, percentile))
+                )
+            threshold = at_step[step]
+            decisions.append(
+                not math.isnan(threshold)
+                and (best < threshold if direction == StudyDirection.MAXIMIZE else best > threshold)
             )
-        threshold = at_step[step]
-        decisions.append(
-            not math.isnan(threshold)
-            and (best < threshold if direction == StudyDirection.MAXIMIZE else best > threshold)
-        )
-    return decisions
-
-
-class CompletedValues:
-    """Completed trials' per-epoch values, a row each: what the median and percentile pruners compare with."""
-
-    def __init__(self) -> None:
-        self._rows: dict[int, int] = {}  # trial id -> row
-        self._values = np.empty((0, 0))  # NaN where a trial has no value at a step (or a NaN value)
-        self._present = np.empty((0, 0), dtype=bool)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __contains__(self, trial_id: object) -> bool:
-        return trial_id in self._rows
-
-    def add(self, trial_ids: Sequence[int], rows: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Completed trials (those held already stay as they are) and their values as (trial id, step, value)
-        arrays."""
-        fresh = np.array([i for i in dict.fromkeys(trial_ids) if i not in self._rows], dtype=np.int64)
-        if not fresh.size:
-            return
-        trial, step, value = rows
-        keep = np.isin(trial, fresh)
-        trial, step, value = trial[keep], step[keep], value[keep]
-        width = max(self._values.shape[1], int(step.max()) + 1 if step.size else 0)
-        order = np.argsort(fresh)
-        at = order[np.searchsorted(fresh, trial, sorter=order)]
-        values, present = np.full((fresh.size, width), np.nan), np.zeros((fresh.size, width), dtype=bool)
-        values[at, step], present[at, step] = value, True
-        pad = width - self._values.shape[1]
-        self._values = np.vstack([np.pad(self._values, ((0, 0), (0, pad)), constant_values=np.nan), values])
-        self._present = np.vstack([np.pad(self._present, ((0, 0), (0, pad))), present])
-        self._rows.update((int(i), len(self._rows) + k) for k, i in enumerate(fresh))
-
-    def at(self, step: int) -> np.ndarray:
-        """The values at ``step`` of the trials that have one."""
-        if step >= self._values.shape[1]:
-            return np.empty(0)
-        return self._values[self._present[:, step], step]
-
-
-class CompletedTrials:
-    """The completed trials' values of a study in a database, kept by a worker for its median or percentile
-    pruner: its own trials as it completes them (``add``), the others' read once each (a completed trial
-    never changes), the study asked for new ones at most every ``refresh`` seconds. Re-reading the study for
-    every epoch would re-read every running trial of every worker (with eight workers, twice as long as the
-    training)."""
-
-    def __init__(self, study: optuna.Study, *, refresh: float = 1.0) -> None:
-        backend = database(study._storage)
-        if backend is None:
-            raise ValueError(f"CompletedTrials reads a study in a database but got {type(study._storage).__name__}")
-        self._backend, self._study_id, self._refresh = backend, study._study_id, refresh
-        self._values = CompletedValues()
-        self._looked = -math.inf
-
-    @staticmethod
-    def suits(pruner: optuna.pruners.BasePruner, study: optuna.Study) -> bool:
-        """Whether ``pruner`` decides by the completed trials' values alone (median, percentile: see
-        ``percentile_decisions``), on a study in a database."""
-        return isinstance(pruner, optuna.pruners.PercentilePruner) and database(study._storage) is not None
-
-    def add(self, trial_id: int, values: Mapping[int, float]) -> None:
-        steps = np.fromiter(values, dtype=np.int64, count=len(values))
-        self._values.add(
-            [trial_id], (np.full(len(values), trial_id), steps, np.array(list(values.values()), dtype=float))
-        )
-
-    def values(self) -> CompletedValues:
-        if time.monotonic() - self._looked >= self._refresh:
-            self._values.add(*completed_curves(self._backend, self._study_id, known=self._values))
-            self._looked = time.monotonic()
-        return self._values
+        return decisions
 
 
 def _with_values(trial: FrozenTrial, values: dict[int, float]) -> FrozenTrial:

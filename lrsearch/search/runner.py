@@ -29,7 +29,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -41,19 +40,22 @@ from lrsearch.artifacts import ArtifactWriter
 from lrsearch.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
-from lrsearch.search.pruning import CompletedTrials, PruningView, create_pruner, percentile_decisions
+from lrsearch.search.pruning import PercentilePruner, PruningView, create_pruner
 from lrsearch.search.samplers import FixingSampler
 from lrsearch.search.space import Choice, SearchSpace
 from lrsearch.search.telling import Teller, finished_view
 from lrsearch.storage import (
-    AskRound,
     Heartbeat,
     TrialRecord,
+    asking,
+    completed,
     count_trials,
     fail_stale,
-    mark_started,
-    one_read,
+    finishing,
+    heartbeat_of,
+    holding,
     record_heartbeats,
+    refreshed,
     retrying,
     write_finished,
 )
@@ -145,18 +147,14 @@ class _Live:
 _Finishing = list[tuple[MemberResult, _Live]]
 
 
-def _heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
-    """The storage's heartbeat interval: None where it keeps no heartbeats (in memory, the gRPC proxy)."""
-    return getattr(getattr(storage, "_backend", storage), "heartbeat_interval", None)
-
-
 @contextmanager
 def _heartbeats(storage: optuna.storages.BaseStorage, live: Callable[[], list[int]]) -> Iterator[None]:
     """Record the heartbeats of the trials ``live()`` names, every heartbeat interval, while inside."""
-    interval = _heartbeat_interval(storage)
-    if interval is None:
+    settings = heartbeat_of(storage)
+    if settings is None:
         yield
         return
+    interval = settings.interval
     stop = threading.Event()
 
     def beat() -> None:
@@ -191,7 +189,6 @@ class Search:
         self.max_retry = max_retry  # for the trials it fails itself (Ctrl-C, an error), whatever the storage
         self.space: SearchSpace = spec.space
         self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
-        self._completed = CompletedTrials(study) if CompletedTrials.suits(self.pruner, study) else None
         self._direction = study.direction
         self._maximize = study.direction == StudyDirection.MAXIMIZE
         self.worker = worker_id()
@@ -200,8 +197,9 @@ class Search:
         self._live: dict[int, _Live] = {}
         self._asking: optuna.Trial | None = None
         self._sampler = study.sampler
-        self._beating = _heartbeat_interval(study._storage) is not None
-        self._poll = min(5.0, float(_heartbeat_interval(study._storage) or 5))
+        beats = heartbeat_of(study._storage)
+        self._beating = beats is not None
+        self._poll = min(5.0, float(beats.interval if beats is not None else 5))
         compared = self.space.find(spec.compare)
         # A grid sampler covers every group by itself, and must not be wrapped.
         self._groups = (
@@ -227,64 +225,42 @@ class Search:
 
     # --- asking -------------------------------------------------------------------------------------------
 
-    def _ask_round(
-        self, population: Population, free: int, n_trials: int | None, drain_waiting: bool, teller: Teller[_Finishing]
-    ) -> bool:
-        """Fail the trials of vanished workers, then ask up to ``free`` trials: the enqueued ones (draining),
-        else new search trials within budget. Each new trial's worker, device and first heartbeat are recorded
-        at once. Returns whether it asked fewer than ``free`` (nothing more to ask for now)."""
+    def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool) -> bool:
+        """Fail the trials of vanished workers, read the study, then ask up to ``free`` trials: the enqueued
+        ones (draining), else new search trials within budget, in one round (``storage.asking``: each
+        new trial's worker, device and first heartbeat written as it is created). Returns whether it asked
+        fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
-        # The budget is counted, not read: a worker's last round, which asks nothing, reads nothing. A retry
-        # enqueued once the budget was taken runs all the same (it would be lost, and every worker would wait
-        # for it).
-        if (
-            not drain_waiting
-            and n_trials is not None
-            and retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
-            and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)
-        ):
+        refreshed(self.study)
+        if drain_waiting:
+            wanted = min(free, len(retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,))))
+            existing: list[FrozenTrial] = []
+        else:
+            existing = retrying(self._search_trials)
+            # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed. A retry
+            # enqueued once the budget was taken runs all the same (it would be lost, and every worker would
+            # wait for it).
+            waiting = sum(t.state == TrialState.WAITING for t in existing)
+            wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
+        if wanted == 0:
             return True
-        before = set(self._live)
-        # One read of the study and one creation of the new trials for the whole round, with this worker's
-        # trials still being written shown as finished (the grid sampler keeps Optuna's own: it records its
-        # grid points as system attrs, which the round's cache would not show it).
-        if self.spec.sampler == "grid":
-            self._written(teller, wait=True)
-        unwritten = teller.unwritten()
-        with (
-            contextlib.nullcontext(AskRound())
-            if self.spec.sampler == "grid"
-            else one_read(self.study, unwritten) as round_
-        ):
-            if drain_waiting:
-                wanted = min(free, retrying(count_trials, self.study, (TrialState.WAITING,)))
-                for _ in range(wanted):
-                    retrying(self._ask, population, None, round_.remember)
-            else:
-                existing = retrying(self._search_trials)
-                # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed.
-                waiting = sum(t.state == TrialState.WAITING for t in existing)
-                wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
-                round_.new = wanted
-                tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
-                for i in range(wanted):
-                    group = min(self._groups, key=tried.__getitem__) if self._groups and i >= waiting else None
-                    # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
-                    # fail_stale ends and re-enqueues once its grace period is over.
-                    retrying(self._ask, population, group, round_.remember)
-                    if group is not None:
-                        tried[group] += 1
-        started = [self._live[m].trial._trial_id for m in set(self._live) - before]
-        retrying(
-            mark_started, self.study._storage, started, {"worker": self.worker, "device": str(self.problem.device)}
-        )
+        tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
+        attrs = {"worker": self.worker, "device": str(self.problem.device)}
+        # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
+        with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid") as started:
+            for i in range(wanted):
+                group = None
+                if self._groups and not drain_waiting and i >= waiting:
+                    group = min(self._groups, key=tried.__getitem__)
+                # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
+                # fail_stale ends and re-enqueues once its grace period is over.
+                retrying(self._ask, population, group, started)
+                if group is not None:
+                    tried[group] += 1
         return wanted < free
 
     def _ask(
-        self,
-        population: Population,
-        group: object | None = None,
-        remember: Callable[[optuna.Trial], None] = lambda trial: None,
+        self, population: Population, group: object | None = None, started: Callable[[int], None] = lambda i: None
     ) -> None:
         if group is not None:
             # Fix the compared parameter for this trial only; the sampler chooses everything else but the
@@ -292,17 +268,14 @@ class Search:
             # sampler stays until the config is drawn.
             self.study.sampler = FixingSampler({self.spec.compare: group}, self._sampler, unused=self._unused[group])
         try:
-            with warnings.catch_warnings():
-                # Optuna warns that its heartbeat runs only inside optimize(); this loop keeps it itself.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                trial = self.study.ask()
+            trial = self.study.ask()
             self._asking = trial  # from here on, a failure must end it (``_fail_live``)
+            started(trial._trial_id)
             seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
             config = self.space.sample(trial, seed=int(seed))
-            remember(trial)
-            started = time.perf_counter()
+            began = time.perf_counter()
             member = population.add(config)
-            self.tally.training += time.perf_counter() - started  # the member's weights: the trainer's work
+            self.tally.training += time.perf_counter() - began  # the member's weights: the trainer's work
         except ConfigError as exc:
             # The file was validated at its corners; a combination inside can still be refused.
             self._asking = None
@@ -325,10 +298,15 @@ class Search:
         if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
             return []
         started = time.perf_counter()
-        if self._completed is not None:
+        # The median and percentile pruners decide by the completed trials' values alone, which the view
+        # keeps: read again at most every second (every epoch would read every running trial of every
+        # worker each time, twice as long as the training with eight workers).
+        values = completed(self.study, max_age=1.0) if isinstance(self.pruner, PercentilePruner) else None
+        if values is not None:
             members = [(r.metrics.epoch, self._live[r.member].best) for r in prunable]
-            decisions = percentile_decisions(self.pruner, retrying(self._completed.values), self._direction, members)  # type: ignore[arg-type]
+            decisions = self.pruner.decide(values, self._direction, members)  # type: ignore[union-attr]
         else:
+            refreshed(self.study)
             mirrors = {live.trial._trial_id: live.system_attrs for live in self._live.values()}
             view = retrying(PruningView, self.study, mirrors, {r.metrics.epoch for r in prunable})
             decisions = [view.should_prune(self.pruner, self._live[r.member].frozen) for r in prunable]
@@ -369,7 +347,7 @@ class Search:
         trial), written behind the training (``search.telling``)."""
         if not results:
             return
-        finishing = [(r, self._live.pop(r.member)) for r in results]
+        batch = [(r, self._live.pop(r.member)) for r in results]
         records = [
             TrialRecord(
                 live.trial._trial_id,
@@ -381,23 +359,20 @@ class Search:
                 if self.artifacts and r.history
                 else None,
             )
-            for r, live in finishing
+            for r, live in batch
         ]
         views = [
             finished_view(live.trial._cached_frozen_trial, record, live.system_attrs)
-            for (_, live), record in zip(finishing, records, strict=True)
+            for (_, live), record in zip(batch, records, strict=True)
         ]
-        teller.tell(records, views, finishing)
-        if self._completed is not None:
-            for record in records:
-                if record.state == TrialState.COMPLETE:
-                    self._completed.add(record.trial_id, record.intermediate)
+        finishing(self.study, views, records)
+        teller.tell(records, batch)
 
     def _count(self, written: list[tuple[_Finishing, set[int]]]) -> None:
         """Count the trials whose end was written; a trial another worker failed as stale meanwhile stays
         failed (its retry is enqueued) and is not counted."""
-        for finishing, ended in written:
-            for result, live in finishing:
+        for batch, ended in written:
+            for result, live in batch:
                 if live.trial._trial_id not in ended:
                     continue
                 if result.status == "completed":
@@ -445,14 +420,22 @@ class Search:
         # budget every epoch would read the study every epoch.
         exhausted = False
         try:
-            with _heartbeats(self.study._storage, live_ids), Teller[_Finishing](self.study._storage) as teller:
+            with (
+                holding(self.study),
+                _heartbeats(self.study._storage, live_ids),
+                Teller[_Finishing](self.study._storage) as teller,
+            ):
                 while True:
                     self._written(teller, wait=False)
                     free = self.spec.population - population.live
                     in_time = time.monotonic() < deadline
                     if free > 0 and in_time and not (exhausted and population.live):
                         asking_started, training_before = time.perf_counter(), self.tally.training
-                        exhausted = self._ask_round(population, free, n_trials, drain_waiting, teller)
+                        if self.spec.sampler == "grid":
+                            # Optuna's grid sampler reads its grid points from the trials' system attrs,
+                            # which a finished trial's view does not carry: it waits for the writes.
+                            self._written(teller, wait=True)
+                        exhausted = self._ask_round(population, free, n_trials, drain_waiting)
                         # A new member's weights are the trainer's work, counted as training in _ask.
                         self.tally.asking += (
                             time.perf_counter() - asking_started - (self.tally.training - training_before)

@@ -1,10 +1,10 @@
 """Telling the study how trials ended without making the training wait.
 
 A worker hands each batch of finished trials to one background thread, which writes the batches in order
-(one transaction each: ``storage.write_finished``). Until a batch is written, its trials are shown to the
-worker's own sampler as finished (``unwritten``, given to ``storage.one_read``), so the round of asks that
-follows at once when a population ends samples with their results while the database takes them in. On a
-GPU host the training never waits for the database; on a CPU host the write overlaps the next asks.
+(one transaction each: ``storage.write_finished``). Until a batch is written, the worker's view of the
+study shows its trials as finished (``storage.finishing``, with ``finished_view``), so the round of asks
+that follows at once when a population ends samples with their results while the database takes them in.
+On a GPU host the training never waits for the database; on a CPU host the write overlaps the next asks.
 
 A worker that dies with a batch unwritten leaves those trials RUNNING without heartbeats: they are failed as
 stale and retried, as the trials of any vanished worker. Storages without a database of their own (in
@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from lrsearch.schema import PER_EPOCH_SUFFIX
-from lrsearch.storage import TrialRecord, database, retrying, write_finished
+from lrsearch.storage import StudyStorage, TrialRecord, retrying, write_finished
 
 __all__ = ["Teller", "finished_view"]
 
@@ -34,7 +34,6 @@ P = TypeVar("P")
 
 @dataclasses.dataclass
 class _Batch(Generic[P]):
-    views: list[FrozenTrial]
     payload: P
     future: Future[list[int]]
 
@@ -45,7 +44,9 @@ class Teller(Generic[P]):
 
     def __init__(self, storage: optuna.storages.BaseStorage) -> None:
         self._storage = storage
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if database(storage) else None
+        self._executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if isinstance(storage, StudyStorage) else None
+        )
         self._batches: collections.deque[_Batch[P]] = collections.deque()
 
     def __enter__(self) -> Teller[P]:
@@ -57,19 +58,15 @@ class Teller(Generic[P]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def tell(self, records: Sequence[TrialRecord], views: list[FrozenTrial], payload: P) -> None:
-        """Write ``records`` (retried while the database is away); ``views`` are their trials as finished, and
-        ``payload`` comes back from ``written`` with the ids of the trials the write ended."""
+    def tell(self, records: Sequence[TrialRecord], payload: P) -> None:
+        """Write ``records`` (retried while the database is away); ``payload`` comes back from ``written``
+        with the ids of the trials the write ended."""
         if self._executor is None:
             future: Future[list[int]] = Future()
             future.set_result(retrying(write_finished, self._storage, records))
         else:
             future = self._executor.submit(retrying, write_finished, self._storage, records)
-        self._batches.append(_Batch(views, payload, future))
-
-    def unwritten(self) -> list[FrozenTrial]:
-        """The trials of the batches not yet written, as finished."""
-        return [view for batch in self._batches if not batch.future.done() for view in batch.views]
+        self._batches.append(_Batch(payload, future))
 
     def written(self, *, wait: bool) -> list[tuple[P, set[int]]]:
         """The batches written since the last call, in order, each with the ids of the trials it ended (a
@@ -84,7 +81,7 @@ class Teller(Generic[P]):
 
 def finished_view(trial: FrozenTrial, record: TrialRecord, system_attrs: dict[str, Any]) -> FrozenTrial:
     """``trial`` as ``record`` ends it, as this worker would read it back: without per-epoch values and
-    lists (see ``rdb_reader``)."""
+    lists (see ``storage.tables``)."""
     user_attrs = {
         **trial.user_attrs,
         **{k: v for k, v in record.user_attrs.items() if not k.endswith(PER_EPOCH_SUFFIX)},

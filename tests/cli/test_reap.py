@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 
 from lrsearch.storage import Heartbeat, open_storage
-from lrsearch.urls import resolve_url
+from lrsearch.storage.urls import resolve_url
 from tests.cli.conftest import Outcome, assert_one_line_error
 
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from lrsearch.schema import REPEAT_OF
 from lrsearch.storage import open_storage
-from lrsearch.urls import resolve_url
+from lrsearch.storage.urls import resolve_url
 from tests.cli.conftest import Outcome
 from tests.conftest import write_study
 

@@ -1,10 +1,8 @@
 """What lrsearch relies on in Optuna beyond its documented API, each checked with a message that says what
 moved: the release pinned in pyproject.toml passes; a newer one that fails here must not be allowed until
-lrsearch is changed (issue 11 removes most of these)."""
+lrsearch is changed."""
 
 from __future__ import annotations
-
-import inspect
 
 import optuna
 import pytest
@@ -19,7 +17,7 @@ def test_the_database_schema_is_the_one_lrsearch_writes() -> None:
     storage = RDBStorage("sqlite:///:memory:")
     assert storage.get_current_version() == SCHEMA, (
         f"Optuna's schema is now {storage.get_current_version()}; lrsearch writes trials, values and attributes "
-        f"into {SCHEMA}'s tables itself (storage.write_finished, _create_trials, rdb_reader): check them"
+        f"into {SCHEMA}'s tables itself (lrsearch/storage/tables.py): check it"
     )
     tables = {
         m.__tablename__
@@ -45,11 +43,11 @@ def test_the_database_schema_is_the_one_lrsearch_writes() -> None:
 
 
 def test_trials_are_numbered_by_count_within_their_study() -> None:
-    """storage._create_trials numbers a round's trials as Optuna does: the count of the study's trials."""
+    """tables.create_trials numbers a round's trials as Optuna does: the count of the study's trials."""
     storage = RDBStorage("sqlite:///:memory:")
     first, second = (optuna.create_study(storage=storage, study_name=n) for n in ("a", "b"))
     numbers = [first.ask().number, second.ask().number, first.ask().number, second.ask().number, first.ask().number]
-    assert numbers == [0, 0, 1, 1, 2], "Optuna numbers trials differently now: storage._create_trials must follow"
+    assert numbers == [0, 0, 1, 1, 2], "Optuna numbers trials differently now: tables.create_trials must follow"
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats are, in Optuna 5
@@ -67,23 +65,56 @@ def test_the_retry_callback_records_what_lrsearch_reads() -> None:
     assert retry.system_attrs.get("retry_history") == [trial.number]
 
 
+def test_a_storage_that_is_not_rdb_is_used_as_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lrsearch.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", None)
+    assert optuna.create_study(storage=storage)._storage is storage, (
+        "Optuna now wraps a BaseStorage it is given: lrsearch's StudyStorage (its rounds and its view) is bypassed"
+    )
+
+
+class _Recording(optuna.storages.InMemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+        if name in ("get_all_trials", "set_trial_state_values", "create_new_trial", "get_trial", "set_trial_param"):
+            object.__getattribute__(self, "calls").append(name)
+        return object.__getattribute__(self, name)
+
+
+def test_an_ask_goes_through_the_storage_calls_a_round_takes_over() -> None:
+    """StudyStorage.asking stands in for these calls of Optuna's ask, in this order: it hands out the round's
+    trials from create_new_trial (once the enqueued ones, read with get_all_trials and taken with
+    set_trial_state_values, are gone), serves get_trial from them, and buffers set_trial_param."""
+    storage = _Recording()
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"x": 0.5})
+    storage.calls.clear()
+    study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    taken = [c for c in storage.calls if c != "get_all_trials"]
+    assert storage.calls[0] == "get_all_trials" and taken[:2] == ["set_trial_state_values", "get_trial"], storage.calls
+    assert "set_trial_param" in taken and "create_new_trial" not in taken, storage.calls
+    storage.calls.clear()
+    study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    created = [c for c in storage.calls if c != "get_all_trials"]
+    assert created[:2] == ["create_new_trial", "get_trial"] and "set_trial_param" in created, storage.calls
+
+
 @pytest.mark.parametrize(
     ("owner", "name"),
     [
-        (optuna.storages._CachedStorage, "_read_trials_from_remote_storage"),
-        (optuna.storages._CachedStorage, "_add_trials_to_cache"),
-        (optuna.storages._CachedStorage, "create_new_trial"),
-        (optuna.storages._CachedStorage, "set_trial_param"),
-        (optuna.storages._CachedStorage, "set_trial_system_attr"),
-        (optuna.storages._CachedStorage, "get_trial"),
-        (optuna.Study, "_pop_waiting_trial_id"),
-        (RDBStorage, "_get_trials"),
         (optuna.Study, "_get_trials"),
+        (optuna.samplers.TPESampler, "_sample"),
+        (optuna.samplers.TPESampler, "_build_parzen_estimator"),
+        (optuna.samplers.TPESampler, "_compute_acquisition_func"),
+        (optuna.samplers.TPESampler, "_get_internal_repr"),
+        (optuna.samplers.TPESampler, "_get_params"),
     ],
 )
-def test_the_private_methods_lrsearch_still_uses_exist(owner: type, name: str) -> None:
-    """storage.one_read, rdb_reader and search.tpe call or stand in for these (issue 11 retires them)."""
-    assert callable(getattr(owner, name, None)), f"{owner.__name__}.{name} is gone: storage.one_read / rdb_reader break"
-    if (owner, name) == (RDBStorage, "_get_trials"):
-        parameters = list(inspect.signature(RDBStorage._get_trials).parameters)
-        assert parameters == ["self", "study_id", "states", "included_trial_ids", "trial_id_greater_than"], parameters
+def test_the_private_methods_search_tpe_still_uses_exist(owner: type, name: str) -> None:
+    """search.tpe stands in for Optuna's TPE per ask, on these (the equivalence tests say whether the
+    suggestions are still the same)."""
+    assert callable(getattr(owner, name, None)), f"{owner.__name__}.{name} is gone: search.tpe breaks"

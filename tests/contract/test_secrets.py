@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 import pytest
 
-from lrsearch.urls import masked, passwords, redact
+from lrsearch.storage.urls import masked, passwords, redact
 from tests.conftest import write_study
 from tests.contract.conftest import Contract, snapshot
 

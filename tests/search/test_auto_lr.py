@@ -9,9 +9,9 @@ from lrsearch.search.runner import worker_id
 from lrsearch.search.space import FloatRange
 from lrsearch.search.study import join_study
 from lrsearch.storage import open_storage
+from lrsearch.storage.urls import resolve_url
 from lrsearch.studies import load_study_file
 from lrsearch.trainers import load_problem
-from lrsearch.urls import resolve_url
 from tests.conftest import write_study
 
 

@@ -9,14 +9,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
-from lrsearch.search.pruning import (
-    PRUNERS,
-    CompletedTrials,
-    CompletedValues,
-    PruningView,
-    create_pruner,
-    percentile_decisions,
-)
+from lrsearch.search.pruning import PRUNERS, PercentilePruner, PruningView, create_pruner
+from lrsearch.storage import CompletedValues, StudyStorage
+from lrsearch.storage import completed as completed_values
 
 
 def completed(study: optuna.Study, curves: list[list[float]]) -> None:
@@ -70,7 +65,9 @@ def test_successive_halving_rungs_are_stored_and_mirrored() -> None:
 
 def test_defaults_are_sized_to_the_run() -> None:
     median = create_pruner("median", epochs=200, population=3)
-    assert (median._n_startup_trials, median._n_warmup_steps) == (3, 20)
+    assert isinstance(median, PercentilePruner) and median.percentile == 50.0
+    assert (median.n_startup_trials, median.n_warmup_steps) == (3, 20)
+    assert create_pruner("percentile", epochs=200, population=3).percentile == 25.0
     assert create_pruner("asha", epochs=54, population=8)._min_resource == 2
     assert isinstance(create_pruner("none", epochs=5, population=2), optuna.pruners.NopPruner)
     assert set(PRUNERS) == {"median", "percentile", "asha", "none"}
@@ -101,7 +98,7 @@ def test_bad_pruners(name: str, settings: dict, fragment: str) -> None:
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9]])
 def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, values: list[float]) -> None:  # type: ignore[no-untyped-def]
     from lrsearch.storage import open_storage
-    from lrsearch.urls import resolve_url
+    from lrsearch.storage.urls import resolve_url
 
     url = resolve_url(f"sqlite:///{tmp_path / 's.db'}")
     full = optuna.create_study(storage=open_storage(url, heartbeat=None), study_name="s", direction="maximize")
@@ -119,7 +116,7 @@ def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, valu
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9], [0.1, 0.2, 0.85], [0.5, float("nan"), 0.7]])
 def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, name: str, values: list[float]) -> None:
     from lrsearch.storage import open_storage
-    from lrsearch.urls import resolve_url
+    from lrsearch.storage.urls import resolve_url
 
     study = optuna.create_study(
         storage=open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False),
@@ -133,25 +130,32 @@ def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, 
     pruner = create_pruner(name, {"n_warmup_steps": 0, "n_startup_trials": 4}, epochs=3, population=3)
     trial = running(study, values)
     full = optuna.load_study(study_name="s", storage=resolve_url(storage_url))  # Optuna's own reads, in full
-    assert CompletedTrials.suits(pruner, study)
     given = [(trial.last_step, float(np.nanmax(values)))]
-    (decided,) = percentile_decisions(pruner, CompletedTrials(study).values(), study.direction, given)
-    assert decided == pruner.prune(full, trial)
+    (decided,) = pruner.decide(completed_values(study, max_age=0), study.direction, given)  # type: ignore[union-attr]
+    assert (
+        decided
+        == pruner.prune(full, trial)
+        == optuna.pruners.PercentilePruner(pruner.percentile, 4, 0, n_min_trials=1).prune(full, trial)
+    )
 
 
 def test_completed_trials_are_read_once_and_looked_for_every_refresh(storage_url: str) -> None:
     from lrsearch.storage import open_storage
-    from lrsearch.urls import resolve_url
+    from lrsearch.storage.urls import resolve_url
 
-    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None), study_name="s")
+    storage = open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False)
+    assert isinstance(storage, StudyStorage)
+    study = optuna.create_study(storage=storage, study_name="s")
     completed(study, [[0.5, 0.7]])
-    slow, eager = CompletedTrials(study, refresh=3600), CompletedTrials(study, refresh=0)
-    assert len(slow.values()) == len(eager.values()) == 1
-    completed(study, [[0.6, 0.8]])  # another worker's
-    assert len(slow.values()) == 1 and len(eager.values()) == 2
-    slow.add(12345, {1: 0.3})  # this worker's own, as it completes it
-    assert sorted(slow.values().at(1)) == [0.3, 0.5] and list(slow.values().at(2)) == [0.7]
-    assert sorted(eager.values().at(2)) == [0.7, 0.8] and len(eager.values().at(3)) == 0
+    with storage.hold(study._study_id):
+        first = completed_values(study, max_age=3600)
+        assert first is not None and len(first) == 1
+        completed(study, [[0.6, 0.8]])  # another worker's
+        assert len(completed_values(study, max_age=3600)) == 1  # type: ignore[arg-type]
+        values = completed_values(study, max_age=0)
+        assert values is first and len(values) == 2 and sorted(values.at(2)) == [0.7, 0.8]
+        assert len(values.at(3)) == 0
+    assert completed_values(optuna.create_study(), max_age=0) is None  # in memory: no view of lrsearch's
 
 
 def test_completed_values_keep_what_is_not_finite_and_what_is_missing() -> None:
@@ -163,14 +167,6 @@ def test_completed_values_keep_what_is_not_finite_and_what_is_missing() -> None:
     assert held.at(3).tolist() == [np.inf] and held.at(5).tolist() == [-np.inf] and held.at(4).size == 0
     held.add([7, 12], (np.array([7, 12]), np.array([1, 9]), np.array([0.0, 0.75])))  # 7 is held: left as it is
     assert sorted(held.at(1)) == [0.25, 0.5] and held.at(9).tolist() == [0.75] and len(held) == 4
-
-
-def test_only_median_and_percentile_on_a_database_decide_by_the_completed_trials() -> None:
-    in_memory = optuna.create_study()
-    assert not CompletedTrials.suits(create_pruner("median", epochs=5, population=2), in_memory)
-    with pytest.raises(ValueError, match="reads a study in a database"):
-        CompletedTrials(in_memory)
-    assert not CompletedTrials.suits(create_pruner("asha", epochs=5, population=2), in_memory)
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
@@ -209,6 +205,6 @@ def test_a_populations_decisions_are_the_pruners_own(direction: str, settings: d
             [t._trial_id],
             (np.full(len(steps), t._trial_id), np.array(steps), np.array(list(t.intermediate_values.values()))),
         )
-    ours = percentile_decisions(pruner, held, study.direction, given)
+    ours = pruner.decide(held, study.direction, given)  # type: ignore[attr-defined]
     assert ours == [pruner.prune(study, member) for member in members]
     assert any(ours) or settings.get("n_startup_trials") == 30

@@ -8,8 +8,8 @@ from optuna.trial import TrialState
 
 from lrsearch.search import telling
 from lrsearch.search.telling import Teller, finished_view
-from lrsearch.storage import TrialRecord, open_storage
-from lrsearch.urls import resolve_url
+from lrsearch.storage import TrialRecord, finishing, open_storage
+from lrsearch.storage.urls import resolve_url
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
@@ -28,18 +28,20 @@ def test_batches_are_written_behind_and_shown_as_finished_meanwhile(
     gate = threading.Event()
     write = telling.write_finished
     monkeypatch.setattr(telling, "write_finished", lambda *args: gate.wait(10) and write(*args))
-    with Teller[str](study._storage) as teller:
+    elsewhere = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url), None))
+    with study._storage.hold(study._study_id), Teller[str](study._storage) as teller:  # type: ignore[attr-defined]
+        study._storage.refresh(study._study_id)  # type: ignore[attr-defined]
         records = [record(t, 0.5 + i / 10) for i, t in enumerate(trials)]
         views = [finished_view(t._cached_frozen_trial, r, {}) for t, r in zip(trials, records, strict=True)]
-        teller.tell(records[:2], views[:2], "first")
-        teller.tell(records[2:], views[2:], "second")
+        finishing(study, views, records)
+        teller.tell(records[:2], "first")
+        teller.tell(records[2:], "second")
         assert teller.written(wait=False) == []  # nothing written yet: the database still says RUNNING
-        assert [v.state for v in teller.unwritten()] == [TrialState.COMPLETE] * 3
-        assert {t.state for t in study.get_trials()} == {TrialState.RUNNING}
+        assert {t.state for t in elsewhere.get_trials()} == {TrialState.RUNNING}
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3  # this worker's view
         gate.set()
         done = teller.written(wait=True)
     assert done == [("first", {trials[0]._trial_id, trials[1]._trial_id}), ("second", {trials[2]._trial_id})]
-    assert teller.unwritten() == []
     found = study.get_trials()
     assert [t.value for t in found] == [0.5, 0.6, 0.7] and found[2].intermediate_values == {1: 0.35, 2: 0.7}
 
@@ -49,7 +51,7 @@ def test_a_trial_failed_as_stale_meanwhile_stays_failed(storage_url: str) -> Non
     kept, lost = study.ask(X), study.ask(X)
     study._storage.set_trial_state_values(lost._trial_id, TrialState.FAIL)  # another worker failed it as stale
     with Teller[None](study._storage) as teller:
-        teller.tell([record(kept, 0.5), record(lost, 0.6)], [], None)
+        teller.tell([record(kept, 0.5), record(lost, 0.6)], None)
         assert teller.written(wait=True) == [(None, {kept._trial_id})]
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL]
 
@@ -58,8 +60,8 @@ def test_without_a_database_the_write_is_at_once() -> None:
     study = optuna.create_study()  # in memory
     trial = study.ask(X)
     with Teller[int](study._storage) as teller:
-        teller.tell([record(trial, 0.5)], [], 7)
-        assert teller.unwritten() == [] and study.trials[0].state == TrialState.COMPLETE
+        teller.tell([record(trial, 0.5)], 7)
+        assert study.trials[0].state == TrialState.COMPLETE
         assert teller.written(wait=False) == [(7, {trial._trial_id})]
 
 
@@ -72,7 +74,7 @@ def test_a_failed_write_raises_where_it_is_collected(storage_url: str, monkeypat
 
     monkeypatch.setattr(telling, "write_finished", broken)
     with Teller[None](study._storage) as teller:
-        teller.tell([record(trial, 0.5)], [], None)
+        teller.tell([record(trial, 0.5)], None)
         with pytest.raises(ValueError, match="disk on fire"):
             teller.written(wait=True)
 

@@ -8,9 +8,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.rdb_reader import Reader, completed_curves, read_trials
-from lrsearch.storage import open_storage
-from lrsearch.urls import resolve_url
+from lrsearch.storage import StudyStorage, open_storage
+from lrsearch.storage.tables import completed_curves, read_trials
+from lrsearch.storage.urls import resolve_url
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def populated(storage_url: str) -> tuple[RDBStorage, int]:
                 system_attrs={"fixed_params": {"lr": 0.1}} if i == 4 else {"k": [i]},
             )
         )
-    return storage, study._study_id
+    return storage.backend, study._study_id
 
 
 @pytest.mark.parametrize(
@@ -97,20 +97,22 @@ def test_a_missing_study_raises_as_optunas_does(populated: tuple[RDBStorage, int
         read_trials(storage, 999, None, set(), -1)
 
 
-def test_open_storage_reads_through_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_open_storage_opens_lrsearch_s_storage(tmp_path) -> None:  # type: ignore[no-untyped-def]
     storage = open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"))
-    assert isinstance(storage._get_trials, Reader) and storage._get_trials.with_steps
+    assert isinstance(storage, StudyStorage) and storage.with_steps
+    assert not open_storage(resolve_url(f"sqlite:///{tmp_path / 's.db'}"), per_epoch_values=False).with_steps
 
 
 def test_the_reader_builds_a_running_trial_again_only_when_it_changed(storage_url: str) -> None:
     storage = open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False)
     study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask()
-    reader = storage._get_trials
-    assert isinstance(reader, Reader)
+    memo: dict = {}
 
     def running() -> FrozenTrial:
-        (found,) = reader(study._study_id, None, {trial._trial_id}, -1)
+        (found,) = read_trials(
+            storage.backend, study._study_id, None, {trial._trial_id}, -1, with_steps=False, running=memo
+        )
         return found
 
     first = running()
@@ -130,7 +132,7 @@ def test_the_reader_builds_a_running_trial_again_only_when_it_changed(storage_ur
     study.tell(trial, 0.5)
     ended = running()
     assert ended.state == TrialState.COMPLETE and ended.value == 0.5
-    assert reader._running[study._study_id] == {}  # a finished trial is not kept
+    assert memo == {}  # a finished trial is not kept
 
 
 def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> None:
@@ -141,9 +143,11 @@ def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> 
         trial.suggest_float("x", 0, 1)
         trial.report(0.1 * i, 1)
         trial.set_user_attr("i", i)
+    memo: dict = {}
     for _ in range(2):  # the second read keeps every running trial
-        ours = storage._get_trials(study._study_id, None, set(), -1)
-    theirs = RDBStorage._get_trials(storage, study._study_id, None, set(), -1)
+        ours = read_trials(storage.backend, study._study_id, None, set(), -1, running=memo)
+    assert len(memo) == 4
+    theirs = RDBStorage._get_trials(storage.backend, study._study_id, None, set(), -1)
     assert [(t.number, t.params, t.user_attrs, t.intermediate_values) for t in ours] == [
         (t.number, t.params, t.user_attrs, t.intermediate_values) for t in theirs
     ]
@@ -151,16 +155,15 @@ def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> 
 
 def test_completed_curves_come_as_arrays_with_what_is_not_finite(populated: tuple[RDBStorage, int]) -> None:
     storage, study_id = populated
-    ids, (trials, steps, values) = completed_curves(storage, study_id, known=())
     completed = [
         t for t in RDBStorage._get_trials(storage, study_id, None, set(), -1) if t.state == TrialState.COMPLETE
     ]
-    assert sorted(ids) == sorted(t._trial_id for t in completed)
+    trials, steps, values = completed_curves(storage, [t._trial_id for t in completed])
     found = {(int(t), int(s)): float(v) for t, s, v in zip(trials, steps, values, strict=True)}
     expected = {(t._trial_id, s): v for t in completed for s, v in t.intermediate_values.items()}
     assert found.keys() == expected.keys()
     for key, value in expected.items():
         assert found[key] == value or (math.isnan(value) and math.isnan(found[key]))
     assert -math.inf in found.values() and any(math.isnan(v) for v in found.values())  # stored without a value
-    none_new, (no_trials, _, _) = completed_curves(storage, study_id, known=set(ids))
-    assert none_new == [] and no_trials.size == 0
+    no_trials, _, _ = completed_curves(storage, [])
+    assert no_trials.size == 0

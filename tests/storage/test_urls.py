@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from lrsearch.errors import ConfigError
-from lrsearch.urls import DEFAULT_STORAGE, grpc_address, masked, passwords, redact, resolve_url, sqlite_file
+from lrsearch.storage.urls import DEFAULT_STORAGE, grpc_address, masked, passwords, redact, resolve_url, sqlite_file
 
 
 def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,37 @@
+"""How a trial ends, as a worker hands it to the storage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from optuna.trial import TrialState
+
+__all__ = ["TrialRecord"]
+
+
+class TrialRecord:
+    """How a trial ends: its state, its value (COMPLETE), its per-epoch values, its user attributes and
+    new system attributes (its artifacts')."""
+
+    __slots__ = ("intermediate", "state", "system_attrs", "trial_id", "user_attrs", "value")
+
+    def __init__(
+        self,
+        trial_id: int,
+        intermediate: Mapping[int, float],
+        user_attrs: Mapping[str, Any],
+        state: TrialState,
+        value: float | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.trial_id, self.intermediate, self.user_attrs = trial_id, intermediate, user_attrs
+        self.state, self.value, self.system_attrs = state, value, system_attrs or {}
+
+    def final_value(self) -> float | None:
+        """COMPLETE: its value; PRUNED: its last reported value (as Optuna's tell does); FAIL: none."""
+        if self.state == TrialState.COMPLETE:
+            return self.value
+        if self.state == TrialState.PRUNED and self.intermediate:
+            return self.intermediate[max(self.intermediate)]
+        return None

@@ -1,0 +1,202 @@
+"""One worker's view of one study: its trials as last read, what the worker changed since, and the completed
+trials' per-epoch values.
+
+A worker reads the study when it asks for trials and when its pruner decides (``refresh``), not at every
+call Optuna makes: Optuna's cache re-reads every running trial of every worker at each ``ask`` and each
+read of the study, which with hundreds of trials running was most of a worker's time. Between two reads
+the view is what the sampler, the pruner, the teller and the budget see:
+
+- the trials as the database had them, each finished trial read once (a finished trial never changes) and
+  each running one read again only when its rows changed (``tables.read_trials``);
+- what this worker wrote since, applied as it wrote it (new trials, parameters, attrs, states);
+- the trials this worker finished whose end is not yet written (``finishing``), shown finished over a
+  database that still says RUNNING; once the database says the trial ended, its word stands (another
+  worker may have failed it as stale);
+- the completed trials' per-epoch values as arrays (``completed``), for the median and percentile pruners:
+  this worker's as it finishes them, the others' read once each.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Container, Mapping, Sequence
+
+import numpy as np
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from lrsearch.storage import tables
+
+__all__ = ["CompletedValues", "StudyView"]
+
+
+class CompletedValues:
+    """Completed trials' per-epoch values, a row each: what the median and percentile pruners compare with."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, int] = {}  # trial id -> row
+        self._values = np.empty((0, 0))  # NaN where a trial has no value at a step (or a NaN value)
+        self._present = np.empty((0, 0), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, trial_id: object) -> bool:
+        return trial_id in self._rows
+
+    def add(self, trial_ids: Sequence[int], rows: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Completed trials (those held already stay as they are) and their values as (trial id, step, value)
+        arrays."""
+        fresh = np.array([i for i in dict.fromkeys(trial_ids) if i not in self._rows], dtype=np.int64)
+        if not fresh.size:
+            return
+        trial, step, value = rows
+        keep = np.isin(trial, fresh)
+        trial, step, value = trial[keep], step[keep], value[keep]
+        width = max(self._values.shape[1], int(step.max()) + 1 if step.size else 0)
+        order = np.argsort(fresh)
+        at = order[np.searchsorted(fresh, trial, sorter=order)]
+        values, present = np.full((fresh.size, width), np.nan), np.zeros((fresh.size, width), dtype=bool)
+        values[at, step], present[at, step] = value, True
+        pad = width - self._values.shape[1]
+        self._values = np.vstack([np.pad(self._values, ((0, 0), (0, pad)), constant_values=np.nan), values])
+        self._present = np.vstack([np.pad(self._present, ((0, 0), (0, pad))), present])
+        self._rows.update((int(i), len(self._rows) + k) for k, i in enumerate(fresh))
+
+    def add_one(self, trial_id: int, values: Mapping[int, float]) -> None:
+        steps = np.fromiter(values, dtype=np.int64, count=len(values))
+        self.add([trial_id], (np.full(len(values), trial_id), steps, np.array(list(values.values()), dtype=float)))
+
+    def at(self, step: int) -> np.ndarray:
+        """The values at ``step`` of the trials that have one."""
+        if step >= self._values.shape[1]:
+            return np.empty(0)
+        return self._values[self._present[:, step], step]
+
+
+class StudyView:
+    """One study's trials as this worker last read them, with its own changes since (see the module)."""
+
+    def __init__(self, backend: RDBStorage, study_id: int, *, with_steps: bool) -> None:
+        self.backend, self.study_id, self.with_steps = backend, study_id, with_steps
+        self.completed = CompletedValues()
+        self._lock = threading.RLock()  # a storage may serve several threads (the gRPC proxy's)
+        self._trials: dict[int, FrozenTrial] = {}  # by id, as read or as this worker changed them
+        self._unfinished: set[int] = set()
+        self._last_finished = -1
+        self._memo: dict[int, tuple[tables.Stamp, FrozenTrial]] = {}  # running trials as read, with their stamps
+        self._finishing: dict[int, FrozenTrial] = {}  # ended here, not yet written
+        self._distributions: dict[str, BaseDistribution] = {}
+        self._sorted: list[FrozenTrial] | None = None
+        self.read_at = -float("inf")  # time.monotonic() of the last read
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read what changed since the last read: new and finished trials, running ones whose rows changed."""
+        with self._lock:
+            read = tables.read_trials(
+                self.backend,
+                self.study_id,
+                None,
+                self._unfinished,
+                self._last_finished,
+                with_steps=self.with_steps,
+                running=self._memo,
+            )
+            self.read_at = time.monotonic()
+            completed = []
+            for trial in read:
+                self._add(trial)
+                if trial.state.is_finished():
+                    self._last_finished = max(self._last_finished, trial._trial_id)
+                    self._unfinished.discard(trial._trial_id)
+                    self._finishing.pop(trial._trial_id, None)  # the database's word stands
+                    if trial.state == TrialState.COMPLETE and trial._trial_id not in self.completed:
+                        completed.append(trial)
+                else:
+                    self._unfinished.add(trial._trial_id)
+            if completed and self.with_steps:
+                for trial in completed:
+                    self.completed.add_one(trial._trial_id, trial.intermediate_values)
+            elif completed:
+                ids = [t._trial_id for t in completed]
+                self.completed.add(ids, tables.completed_curves(self.backend, ids))
+
+    def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        """The trials by number (as Optuna's samplers expect), those ended here shown as they ended."""
+        with self._lock:
+            if self._sorted is None:
+                shown = (self._finishing.get(tid, t) for tid, t in self._trials.items())
+                self._sorted = sorted(shown, key=lambda t: t.number)
+            if states is None:
+                return list(self._sorted)
+            return [t for t in self._sorted if t.state in states]
+
+    def get(self, trial_id: int) -> FrozenTrial | None:
+        """A trial as the view holds it, if it holds it."""
+        with self._lock:
+            return self._trials.get(trial_id)
+
+    # --- this worker's changes ----------------------------------------------------------------------------
+
+    def _add(self, trial: FrozenTrial) -> None:
+        self._trials[trial._trial_id] = trial
+        for name, distribution in trial.distributions.items():
+            self._distributions.setdefault(name, distribution)
+        self._sorted = None
+
+    def created(self, trials: Sequence[FrozenTrial]) -> None:
+        """Trials this worker created (running: they are read again at the next refresh)."""
+        with self._lock:
+            for trial in trials:
+                self._add(trial)
+                self._unfinished.add(trial._trial_id)
+
+    def replace(self, trial: FrozenTrial) -> None:
+        """A running trial as this worker has just read it by itself."""
+        with self._lock:
+            if not trial.state.is_finished():
+                self._add(trial)
+                self._unfinished.add(trial._trial_id)
+
+    def check_param(self, name: str, distribution: BaseDistribution) -> None:
+        """Raise if ``distribution`` is not the one the study's trials give ``name`` (as Optuna's storage does)."""
+        with self._lock:
+            known = self._distributions.setdefault(name, distribution)
+        check_distribution_compatibility(known, distribution)
+
+    def set_param(self, trial_id: int, name: str, internal: float, distribution: BaseDistribution) -> None:
+        with self._lock:
+            trial = self._trials.get(trial_id)
+            if trial is not None:
+                trial.distributions = {**trial.distributions, name: distribution}
+                trial.params = {**trial.params, name: distribution.to_external_repr(internal)}
+
+    def set_attr(self, trial_id: int, key: str, value: object, *, system: bool) -> None:
+        with self._lock:
+            trial = self._trials.get(trial_id)
+            if trial is not None:
+                (trial.system_attrs if system else trial.user_attrs)[key] = value
+
+    def set_state(self, trial_id: int, state: TrialState) -> None:
+        """A state change this worker made, or learnt of (a waiting trial another worker took: RUNNING)."""
+        with self._lock:
+            trial = self._trials.get(trial_id)
+            if trial is not None and not trial.state.is_finished():
+                trial.state = state
+                self._sorted = None
+
+    def finishing(self, trials: Sequence[FrozenTrial], completed: Mapping[int, Mapping[int, float]]) -> None:
+        """Trials this worker ended whose end is not yet written, as it ended them, and the per-epoch values
+        of those it completed."""
+        with self._lock:
+            for trial in trials:
+                if trial._trial_id in self._unfinished:
+                    self._finishing[trial._trial_id] = copy.copy(trial)
+            for trial_id, values in completed.items():
+                self.completed.add_one(trial_id, values)
+            self._sorted = None

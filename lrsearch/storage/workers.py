@@ -1,0 +1,182 @@
+"""What the workers sharing a study do to it, on any storage: in bulk on lrsearch's own (``StudyStorage``),
+through Optuna's public API on any other (in memory, the gRPC proxy).
+
+Finishing trials, heartbeats, failing the trials of vanished workers (and re-enqueueing them), claims,
+counts, and a round of asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lrsearch.storage import tables
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.records import TrialRecord
+from lrsearch.storage.study_storage import StudyStorage
+from lrsearch.storage.view import CompletedValues
+
+__all__ = [
+    "asking",
+    "claim",
+    "completed",
+    "count_trials",
+    "fail_stale",
+    "finishing",
+    "heartbeat_of",
+    "holding",
+    "record_heartbeats",
+    "refreshed",
+    "values_at",
+    "write_finished",
+]
+
+
+def heartbeat_of(storage: optuna.storages.BaseStorage) -> Heartbeat | None:
+    """The storage's heartbeat settings: None where it keeps no heartbeats (in memory, the gRPC proxy)."""
+    return storage.heartbeat if isinstance(storage, StudyStorage) else None
+
+
+def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[TrialRecord]) -> list[int]:
+    """End trials: per-epoch values, attributes, value and state (one transaction on lrsearch's storage;
+    Optuna's tell takes several per trial). A trial another worker ended meanwhile (failed as stale, say)
+    is left as it is; returns the ids of the trials this call ended."""
+    if isinstance(storage, StudyStorage):
+        return storage.write_finished(records)
+    return [r.trial_id for r in records if _finish_one(storage, r)]
+
+
+def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bool:
+    try:
+        if storage.get_trial(record.trial_id).state != TrialState.RUNNING:
+            return False
+        for step, value in record.intermediate.items():
+            storage.set_trial_intermediate_value(record.trial_id, step, value)
+        for key, value in record.user_attrs.items():
+            storage.set_trial_user_attr(record.trial_id, key, value)
+        for key, value in record.system_attrs.items():
+            storage.set_trial_system_attr(record.trial_id, key, value)
+        final = record.final_value()
+        return storage.set_trial_state_values(record.trial_id, record.state, None if final is None else [final])
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def finishing(study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial], records: Sequence[TrialRecord]) -> None:
+    """Show ``trials``, as ``records`` end them, to this worker while their end is being written."""
+    if isinstance(study._storage, StudyStorage):
+        completed = {r.trial_id: r.intermediate for r in records if r.state == TrialState.COMPLETE}
+        study._storage.finishing(study._study_id, trials, completed)
+
+
+def record_heartbeats(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> None:
+    """Record a heartbeat for each running trial, in one transaction."""
+    if isinstance(storage, StudyStorage):
+        storage.record_heartbeats(trial_ids)
+
+
+@contextlib.contextmanager
+def holding(study: optuna.Study) -> Iterator[None]:
+    """Within the block, the study's trials are read when ``refreshed`` says (see ``StudyStorage.hold``)."""
+    if isinstance(study._storage, StudyStorage):
+        with study._storage.hold(study._study_id):
+            yield
+    else:
+        yield
+
+
+def refreshed(study: optuna.Study, *, max_age: float = 0.0) -> None:
+    """Read the study again (a held one), unless it was read less than ``max_age`` seconds ago."""
+    if isinstance(study._storage, StudyStorage):
+        study._storage.refresh(study._study_id, max_age=max_age)
+
+
+@contextlib.contextmanager
+def asking(
+    study: optuna.Study, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True
+) -> Iterator[Callable[[int], None]]:
+    """A round of up to ``asks`` asks, each started trial given ``user_attrs`` (see ``StudyStorage.asking``).
+    Yields what to call with the id of each trial asked: on any other storage, it sets the attrs then."""
+    storage = study._storage
+    if isinstance(storage, StudyStorage):
+        with storage.asking(study._study_id, asks, user_attrs, batch=batch):
+            yield lambda trial_id: None
+        return
+
+    def started(trial_id: int) -> None:
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+
+    yield started
+
+
+def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:
+    """The study's completed trials' per-epoch values, read again unless read less than ``max_age`` seconds
+    ago; None where the storage is not lrsearch's."""
+    if isinstance(study._storage, StudyStorage):
+        return study._storage.refresh(study._study_id, max_age=max_age).completed
+    return None
+
+
+def values_at(study: optuna.Study, steps: Iterable[int]) -> dict[int, dict[int, float]] | None:
+    """trial id -> {step: value} of the study's completed trials at ``steps``, in one query, where the
+    storage reads trials without their per-epoch values; None where the trials read carry them."""
+    storage = study._storage
+    if isinstance(storage, StudyStorage) and not storage.with_steps:
+        return tables.completed_values(storage.backend, study._study_id, steps)
+    return None
+
+
+def count_trials(
+    study: optuna.Study, states: Sequence[TrialState], *, user_attr: str | None = None, present: bool = False
+) -> int:
+    """How many of the study's trials are in ``states`` (and have the user attr ``user_attr``, or lack it
+    unless ``present``): on a database, one query instead of a read of the study."""
+    if isinstance(study._storage, StudyStorage):
+        return study._storage.count_trials(study._study_id, states, user_attr=user_attr, present=present)
+    trials = study.get_trials(deepcopy=False, states=states)
+    return sum(user_attr is None or (user_attr in t.user_attrs) == present for t in trials)
+
+
+def claim(study: optuna.Study, key: str) -> bool:
+    """True for exactly one caller per study and ``key``, whichever process or machine it runs on: the
+    database's unique constraint on a study's attribute keys decides (an upsert would let every caller win)."""
+    if isinstance(study._storage, StudyStorage):
+        return study._storage.claim(study._study_id, key)
+    # One process (in memory), or behind the proxy: first come, first served.
+    if key in study._storage.get_study_system_attrs(study._study_id):
+        return False
+    study._storage.set_study_system_attr(study._study_id, key, True)
+    return True
+
+
+def fail_stale(study: optuna.Study, *, all_running: bool = False, max_retry: int = 3) -> list[int]:
+    """Fail the study's running trials whose worker is gone, and re-enqueue them (``Heartbeat.max_retry``
+    times at most); returns their numbers. Stale: silent for the grace period (``tables.silent_trials``).
+    With ``all_running`` every running trial counts as stale (``max_retry`` retries): for when every
+    worker is known to be gone."""
+    storage = study._storage
+    beats = heartbeat_of(storage)
+    if all_running:
+        candidates = [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        retry = Heartbeat(max_retry=max_retry).retry_callback()
+    elif beats is not None and isinstance(storage, StudyStorage):
+        candidates = tables.silent_trials(storage.backend, study._study_id, datetime.timedelta(seconds=beats.grace))
+        retry = beats.retry_callback()
+    else:
+        return []
+    failed = []
+    for trial_id in candidates:
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                frozen = storage.get_trial(trial_id)
+                retry(study, frozen)
+                failed.append(frozen.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
+    return sorted(failed)

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import copy
+import datetime
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrsearch.storage import Heartbeat, StudyStorage, TrialRecord, asking, finishing, open_storage, write_finished
+from lrsearch.storage.urls import resolve_url
+
+X = {"x": optuna.distributions.FloatDistribution(0, 1)}
+WHO = {"worker": "host:1", "device": "cpu"}
+
+
+def _open(url: str, heartbeat: Heartbeat | None = None) -> StudyStorage:
+    storage = open_storage(resolve_url(url), heartbeat)
+    assert isinstance(storage, StudyStorage)
+    return storage
+
+
+def _elsewhere(url: str) -> list[optuna.trial.FrozenTrial]:
+    """The study as another worker reads it now."""
+    return optuna.load_study(study_name="s", storage=_open(url)).get_trials()
+
+
+def test_optuna_uses_it_as_given(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    assert study._storage is storage  # not wrapped in Optuna's cache
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert [t.state for t in _elsewhere(storage_url)] == [TrialState.COMPLETE] * 3
+    assert study.best_trial.number in (0, 1, 2)
+
+
+def test_a_round_creates_its_trials_at_once_and_numbers_them_among_other_workers(storage_url: str) -> None:
+    mine = optuna.create_study(storage=_open(storage_url), study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url))
+    other.ask(X)  # number 0
+    with asking(mine, 3, WHO) as started:
+        for _ in range(3):
+            started(mine.ask(X)._trial_id)
+            other.ask(X)  # another worker, between this round's asks: its own numbers after the batch
+    found = _elsewhere(storage_url)
+    assert [t.number for t in found] == list(range(7))
+    assert sorted(t.number for t in found if t.params) == list(range(7))  # every parameter written
+    assert [t.state for t in found] == [TrialState.RUNNING] * 7
+    assert [t.number for t in found if t.user_attrs == WHO] == [1, 2, 3]
+
+
+def test_a_round_takes_enqueued_trials_first_and_leaves_no_created_trial_over(storage_url: str) -> None:
+    study = optuna.create_study(storage=_open(storage_url), study_name="s")
+    study.enqueue_trial({"x": 0.25})
+    study._storage.refresh(study._study_id)
+    with asking(study, 3, WHO):
+        first = study.ask(X)
+        second = study.ask(X)  # creates the round's other two
+        study.enqueue_trial({"x": 0.75})  # a retry arriving mid-round waits for the next round
+        third = study.ask(X)
+    assert first.params == {"x": 0.25} and first.number == 0 and [second.number, third.number] == [1, 2]
+    found = _elsewhere(storage_url)
+    assert [t.state for t in found] == [TrialState.RUNNING] * 3 + [TrialState.WAITING]
+    assert [t.user_attrs for t in found[:3]] == [WHO] * 3  # the enqueued one too
+    assert study.ask(X).params == {"x": 0.75}  # after the round: Optuna's own ask again
+
+
+def test_a_round_cut_short_ends_the_trials_it_did_not_ask(storage_url: str) -> None:
+    study = optuna.create_study(storage=_open(storage_url), study_name="s")
+    with pytest.raises(KeyboardInterrupt), asking(study, 4, WHO):
+        study.ask(X)
+        raise KeyboardInterrupt
+    assert [t.state for t in _elsewhere(storage_url)] == [TrialState.RUNNING] + [TrialState.FAIL] * 3
+
+
+def test_a_round_writes_the_samplers_system_attrs_with_the_parameters(storage_url: str) -> None:
+    study = optuna.create_study(storage=_open(storage_url), study_name="s")
+    study.enqueue_trial({"x": 0.25}, user_attrs={"k": 1})
+    waiting = study.get_trials()[0]
+    study._storage.set_trial_system_attr(waiting._trial_id, "shared", "old")  # as a retry's copy carries it
+    with asking(study, 2, WHO):
+        for _ in range(2):
+            trial = study.ask(X)
+            study._storage.set_trial_system_attr(trial._trial_id, "shared", f"new {trial.number}")
+        assert all("new" not in str(t.system_attrs.get("shared")) for t in _elsewhere(storage_url))  # not yet
+        # ...but this worker's sampler sees them, and the parameters, at once.
+        assert [t.system_attrs["shared"] for t in study.get_trials()] == ["new 0", "new 1"]
+        assert all("x" in t.params for t in study.get_trials())
+    assert [t.system_attrs["shared"] for t in _elsewhere(storage_url)] == ["new 0", "new 1"]  # replaced, not doubled
+
+
+def test_a_round_refuses_a_parameter_the_study_knows_otherwise(storage_url: str) -> None:
+    study = optuna.create_study(storage=_open(storage_url), study_name="s")
+    study.ask(X).suggest_float("x", 0, 1)
+    with asking(study, 1, WHO), pytest.raises(ValueError, match="Cannot set different distribution"):
+        study.ask({"x": optuna.distributions.IntDistribution(0, 3)})
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_a_started_trial_names_its_worker_and_beats_from_the_moment_it_exists(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}" if where == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = _open(url, Heartbeat(interval=5, grace=60))
+    study = optuna.create_study(storage=storage, study_name="s")
+    with asking(study, 2, WHO):
+        study.ask(X)
+        # Mid-round, before any parameter is written: another worker (or `lrsearch reap`) sees who runs it.
+        assert [t.user_attrs for t in _elsewhere(url)] == [WHO, WHO]
+        with storage.engine.connect() as connection:
+            beating = {row[0] for row in connection.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
+        assert beating == {t._trial_id for t in _elsewhere(url)}
+        study.ask(X)
+    outside = study.ask(X)  # outside a round: no worker of its own
+    assert {t.number: t.user_attrs for t in _elsewhere(url)} == {0: WHO, 1: WHO, outside.number: {}}
+
+
+def test_elsewhere_the_round_sets_the_attrs_through_optunas_api() -> None:
+    study = optuna.create_study()
+    with asking(study, 2, WHO) as started:
+        for _ in range(2):
+            started(study.ask(X)._trial_id)
+    study.ask(X)
+    assert [t.user_attrs for t in study.get_trials()] == [WHO, WHO, {}]
+
+
+def test_a_held_view_is_read_only_when_refreshed(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url))
+    with storage.hold(study._study_id):
+        other.ask(X)
+        assert study.get_trials() == []
+        storage.refresh(study._study_id)
+        assert len(study.get_trials()) == 1
+        storage.refresh(study._study_id, max_age=3600)  # read just now: not again
+        other.ask(X)
+        assert len(study.get_trials()) == 1
+    assert len(study.get_trials()) == 2  # not held: every read reads
+
+
+def test_this_workers_unwritten_trials_show_as_finished_until_the_database_says_otherwise(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    done, failed = study.ask(X), study.ask(X)
+    views = []
+    for trial, value in ((done, 0.5), (failed, 0.25)):
+        view = copy.copy(storage.get_trial(trial._trial_id))
+        view.state, view.value, view.datetime_complete = TrialState.COMPLETE, value, datetime.datetime.now()
+        views.append(view)
+    records = [TrialRecord(t._trial_id, {1: v}, {}, TrialState.COMPLETE, v) for t, v in ((done, 0.5), (failed, 0.25))]
+    with storage.hold(study._study_id):
+        storage.refresh(study._study_id)
+        finishing(study, views, records)
+        assert [(t.state, t.value) for t in study.get_trials()] == [
+            (TrialState.COMPLETE, 0.5),
+            (TrialState.COMPLETE, 0.25),
+        ]
+        assert sorted(storage.view(study._study_id).completed.at(1)) == [0.25, 0.5]  # the pruner's values, at once
+        other = optuna.load_study(study_name="s", storage=_open(storage_url))
+        other.tell(failed.number, state=TrialState.FAIL)  # another worker failed it as stale meanwhile
+        assert write_finished(storage, records) == [done._trial_id]
+        storage.refresh(study._study_id)
+        assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.5), (TrialState.FAIL, None)]
