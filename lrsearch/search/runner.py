@@ -226,20 +226,28 @@ class Search:
     # --- asking -------------------------------------------------------------------------------------------
 
     def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool) -> bool:
-        """Fail the trials of vanished workers, read the study, then ask up to ``free`` trials: the enqueued
-        ones (draining), else new search trials within budget, in one round (``storage.asking``: each
+        """Fail the trials of vanished workers, count the budget, read the study, then ask up to ``free``
+        trials: the enqueued ones (draining), else new search trials within budget, in one round (``storage.asking``: each
         new trial's worker, device and first heartbeat written as it is created). Returns whether it asked
         fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
+        # The budget is counted, not read: a worker's last rounds, which ask nothing (and those of a worker
+        # waiting for others' trials), read nothing. A retry enqueued once the budget was taken runs all the
+        # same (it would be lost, and every worker would wait for it).
+        if (
+            not drain_waiting
+            and n_trials is not None
+            and retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
+            and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)
+        ):
+            return True
         refreshed(self.study)
         if drain_waiting:
             wanted = min(free, len(retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,))))
             existing: list[FrozenTrial] = []
         else:
             existing = retrying(self._search_trials)
-            # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed. A retry
-            # enqueued once the budget was taken runs all the same (it would be lost, and every worker would
-            # wait for it).
+            # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed.
             waiting = sum(t.state == TrialState.WAITING for t in existing)
             wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
         if wanted == 0:

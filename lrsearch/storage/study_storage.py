@@ -87,11 +87,18 @@ class StudyStorage(BaseStorage):
         finally:
             self._held.discard(study_id)
 
-    def refresh(self, study_id: int, *, max_age: float = 0.0) -> StudyView:
-        """The study's view, read again unless it was read less than ``max_age`` seconds ago."""
+    def refresh(self, study_id: int) -> StudyView:
+        """The study's view, read again."""
         view = self.view(study_id)
-        if max_age <= 0 or view.read_at + max_age <= time.monotonic():
-            retrying(view.refresh)
+        retrying(view.refresh)
+        return view
+
+    def refresh_completed(self, study_id: int, *, max_age: float) -> StudyView:
+        """The study's view with the completed trials' values read again (``StudyView.refresh_completed``),
+        unless the view was read less than ``max_age`` seconds ago."""
+        view = self.view(study_id)
+        if max(view.read_at, view.completed_at) + max_age <= time.monotonic():
+            retrying(view.refresh_completed)
         return view
 
     # --- a round of asks ----------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ __all__ = [
     "check_version",
     "claim",
     "completed_curves",
+    "completed_ids",
     "completed_values",
     "count_trials",
     "create_trials",
@@ -165,9 +166,10 @@ def read_trials(
     running: dict[int, tuple[Stamp, FrozenTrial]] | None = None,
 ) -> list[FrozenTrial]:
     """The study's trials in ``states`` among ``included_trial_ids`` and those after
-    ``trial_id_greater_than`` (what ``RDBStorage._get_trials`` returns), read without the ORM (and without the per-epoch values and
-    user attrs unless ``with_steps``). ``running``: the running trials built before, by id with their stamps;
-    those unchanged are not read again, and it is brought up to date with this read."""
+    ``trial_id_greater_than`` (what ``RDBStorage._get_trials`` returns), read without the ORM (and without
+    the per-epoch values and user attrs unless ``with_steps``). ``running``: the running trials built before,
+    by id with their stamps; those unchanged are not read again, and it is brought up to date with this
+    read."""
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session) as session:
@@ -286,6 +288,26 @@ def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -
 
 #: A stored value's kind -> the float it stands for (FINITE: the stored value itself).
 _NOT_FINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+
+
+def completed_ids(
+    backend: RDBStorage, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int
+) -> list[int]:
+    """The ids of the study's completed trials among ``included_trial_ids`` and those after
+    ``trial_id_greater_than``, in one query."""
+    trials = models.TrialModel
+    included = [i for i in included_trial_ids if i <= trial_id_greater_than]
+    where = trials.trial_id > trial_id_greater_than
+    if included:
+        where = sqlalchemy.or_(trials.trial_id.in_(included), where)
+    with _create_scoped_session(backend.scoped_session) as session:
+        return list(
+            session.scalars(
+                sqlalchemy.select(trials.trial_id).where(
+                    trials.study_id == study_id, trials.state == TrialState.COMPLETE, where
+                )
+            )
+        )
 
 
 def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

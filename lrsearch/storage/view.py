@@ -91,7 +91,8 @@ class StudyView:
         self._finishing: dict[int, FrozenTrial] = {}  # ended here, not yet written
         self._distributions: dict[str, BaseDistribution] = {}
         self._sorted: list[FrozenTrial] | None = None
-        self.read_at = -float("inf")  # time.monotonic() of the last read
+        self.read_at = -float("inf")  # time.monotonic() of the last full read
+        self.completed_at = -float("inf")  # ... and of the last read of the completed trials' values
 
     # --- reading ------------------------------------------------------------------------------------------
 
@@ -123,8 +124,20 @@ class StudyView:
                 for trial in completed:
                     self.completed.add_one(trial._trial_id, trial.intermediate_values)
             elif completed:
-                ids = [t._trial_id for t in completed]
-                self.completed.add(ids, tables.completed_curves(self.backend, ids))
+                self._read_curves([t._trial_id for t in completed])
+
+    def refresh_completed(self) -> None:
+        """Read the per-epoch values of the trials completed since the last read, and nothing else: what the
+        median and percentile pruners need, at a fraction of a full read's cost with hundreds of trials
+        running (the rest of the trials are read at the next full read)."""
+        with self._lock:
+            ids = tables.completed_ids(self.backend, self.study_id, self._unfinished, self._last_finished)
+            self.completed_at = time.monotonic()
+            self._read_curves([i for i in ids if i not in self.completed])
+
+    def _read_curves(self, ids: list[int]) -> None:
+        if ids:
+            self.completed.add(ids, tables.completed_curves(self.backend, ids))
 
     def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         """The trials by number (as Optuna's samplers expect), those ended here shown as they ended."""

@@ -90,10 +90,10 @@ def holding(study: optuna.Study) -> Iterator[None]:
         yield
 
 
-def refreshed(study: optuna.Study, *, max_age: float = 0.0) -> None:
-    """Read the study again (a held one), unless it was read less than ``max_age`` seconds ago."""
+def refreshed(study: optuna.Study) -> None:
+    """Read the study again (a held one)."""
     if isinstance(study._storage, StudyStorage):
-        study._storage.refresh(study._study_id, max_age=max_age)
+        study._storage.refresh(study._study_id)
 
 
 @contextlib.contextmanager
@@ -119,7 +119,7 @@ def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:
     """The study's completed trials' per-epoch values, read again unless read less than ``max_age`` seconds
     ago; None where the storage is not lrsearch's."""
     if isinstance(study._storage, StudyStorage):
-        return study._storage.refresh(study._study_id, max_age=max_age).completed
+        return study._storage.refresh_completed(study._study_id, max_age=max_age).completed
     return None
 
 

@@ -134,7 +134,6 @@ def test_a_held_view_is_read_only_when_refreshed(storage_url: str) -> None:
         assert study.get_trials() == []
         storage.refresh(study._study_id)
         assert len(study.get_trials()) == 1
-        storage.refresh(study._study_id, max_age=3600)  # read just now: not again
         other.ask(X)
         assert len(study.get_trials()) == 1
     assert len(study.get_trials()) == 2  # not held: every read reads
@@ -163,3 +162,23 @@ def test_this_workers_unwritten_trials_show_as_finished_until_the_database_says_
         assert write_finished(storage, records) == [done._trial_id]
         storage.refresh(study._study_id)
         assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.5), (TrialState.FAIL, None)]
+
+
+def test_reading_the_completed_values_alone_leaves_the_trials_to_the_next_full_read(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url))
+    with storage.hold(study._study_id):
+        storage.refresh(study._study_id)
+        started = other.ask(X)
+        done = other.ask(X)
+        done.report(0.5, 1)
+        other.tell(done, 0.5)
+        view = storage.refresh_completed(study._study_id, max_age=0)
+        assert study.get_trials() == [] and view.completed.at(1).tolist() == [0.5]  # the pruner's values only
+        storage.refresh(study._study_id)
+        assert [(t.number, t.state) for t in study.get_trials()] == [(0, TrialState.RUNNING), (1, TrialState.COMPLETE)]
+        started.report(0.25, 1)
+        other.tell(started, 0.25)
+        assert len(storage.refresh_completed(study._study_id, max_age=3600).completed) == 1  # read just now
+        assert sorted(storage.refresh_completed(study._study_id, max_age=0).completed.at(1)) == [0.25, 0.5]
