@@ -9,7 +9,7 @@ __all__ = ["Problem", "Report", "TrainResult", "__version__", "run", "train"]
 
 #: Where each public name lives: loaded (with torch) on first use, so `import lrsearch` stays instant.
 _PUBLIC = {
-    "Problem": "lrsearch.problem",
+    "Problem": "lrsearch.engine.problem",
     "train": "lrsearch.api",
     "TrainResult": "lrsearch.api",
     "run": "lrsearch.runs",

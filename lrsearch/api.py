@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lrsearch.config import TrainConfig
-from lrsearch.devices import resolve_device
+from lrsearch.engine import TRAINERS, EpochMetrics, EpochReport, MemberResult, Population, check_run_length
+from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.plugins import Trainer, check_name, from_problem, resolve
+from lrsearch.engine.problem import Problem
+from lrsearch.engine.schedules import SCHEDULES, parse_params
 from lrsearch.errors import ConfigError
-from lrsearch.plugins import Trainer, check_name, from_problem, resolve
-from lrsearch.problem import Problem
-from lrsearch.schedules import SCHEDULES, parse_params
-from lrsearch.trainers import TRAINERS, EpochMetrics, EpochReport, MemberResult, Population, check_run_length
 
 if TYPE_CHECKING:
     import pandas as pd

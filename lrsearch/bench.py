@@ -23,18 +23,18 @@ import numpy as np
 import optuna
 import torch
 
-from lrsearch.config import TrainConfig
+from lrsearch.engine import EpochMetrics, Problem, load_problem, train_population
+from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.modules import ModuleModel
+from lrsearch.engine.networks import blobs_mlp
+from lrsearch.engine.plain import train_plain
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.schema import TIMING_PREFIX
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.samplers import create_sampler
 from lrsearch.search.study import join_study
+from lrsearch.spec.studies import find_study, load_study_file
 from lrsearch.storage import open_storage
-from lrsearch.studies import find_study, load_study_file
-from lrsearch.trainers import EpochMetrics, Problem, load_problem, train_population
-from lrsearch.trainers.modules import ModuleModel
-from lrsearch.trainers.networks import blobs_mlp
-from lrsearch.trainers.plain import train_plain
 
 __all__ = [
     "Measurement",

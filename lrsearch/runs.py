@@ -35,22 +35,22 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lrsearch.artifacts import ArtifactWriter, open_store, resolve_artifacts
 from lrsearch.checks import MAX_WORKERS, integer
-from lrsearch.devices import resolve_device
+from lrsearch.engine import Problem as EngineProblem
+from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.problem import Problem
 from lrsearch.errors import ConfigError, RuntimeFailure, one_line
 from lrsearch.interrupts import Interrupted, OncePerBurst, ignored, noted
-from lrsearch.problem import Problem
-from lrsearch.report import StudyReport, build_report
-from lrsearch.review import publish
+from lrsearch.review.artifacts import ArtifactWriter, open_store, resolve_artifacts
+from lrsearch.review.dashboard import publish
+from lrsearch.review.report import StudyReport, build_report
 from lrsearch.search.auto_lr import resolve_auto_lr
 from lrsearch.search.repeats import schedule_repeats
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.study import join_study
+from lrsearch.spec.studies import StudySpec, load_study
 from lrsearch.storage import Heartbeat, open_storage, retrying
 from lrsearch.storage.urls import masked, resolve_url
-from lrsearch.studies import StudySpec, load_study
-from lrsearch.trainers import Problem as EngineProblem
 
 if TYPE_CHECKING:
     import pandas as pd

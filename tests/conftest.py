@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrsearch.trainers.data import FASHION_MNIST_FILES, Dataset, Split
-from lrsearch.trainers.modules import ModuleModel
-from lrsearch.trainers.networks import lenet
-from lrsearch.trainers.problems import Problem
+from lrsearch.engine.data import FASHION_MNIST_FILES, Dataset, Split
+from lrsearch.engine.modules import ModuleModel
+from lrsearch.engine.networks import lenet
+from lrsearch.engine.problems import Problem
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

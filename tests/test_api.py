@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import lrsearch
+from lrsearch.engine.problem import Problem
 from lrsearch.errors import ConfigError
-from lrsearch.problem import Problem
 
 
 def line(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

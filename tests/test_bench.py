@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lrsearch.bench import bench_blobs, bench_configs, bench_sampler, bench_workers, default_population
-from lrsearch.trainers import load_problem, train_population
+from lrsearch.engine import load_problem, train_population
 
 
 def test_bench_configs_are_varied_and_all_stable() -> None:

@@ -13,12 +13,11 @@ from rich.table import Table
 
 from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_sampler, bench_search, bench_workers
 from lrsearch.checks import MAX_WORKERS, integer
-from lrsearch.devices import resolve_device
-from lrsearch.search.pruning import PRUNERS
-from lrsearch.search.samplers import SAMPLERS
+from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.population import MAX_EPOCHS
+from lrsearch.spec.choices import PRUNERS, SAMPLERS
+from lrsearch.spec.studies import MAX_POPULATION
 from lrsearch.storage.urls import masked, resolve_url
-from lrsearch.studies import MAX_POPULATION
-from lrsearch.trainers.population import MAX_EPOCHS
 
 
 def _describe(device: torch.device) -> str:

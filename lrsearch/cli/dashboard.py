@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 import optuna_dashboard
 
-from lrsearch.artifacts import open_store, resolve_artifacts
 from lrsearch.cli import LOOPBACK, check_free
+from lrsearch.review.artifacts import open_store, resolve_artifacts
 from lrsearch.storage import open_storage
 from lrsearch.storage.urls import masked, resolve_url
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from lrsearch.cli.train import parse_optimizer_params
-from lrsearch.config import TrainConfig
-from lrsearch.devices import resolve_device
-from lrsearch.lr_find import lr_range_test
-from lrsearch.optim import OPTIMIZERS
-from lrsearch.plots import check_plot_path, line_chart
-from lrsearch.plugins import resolve
-from lrsearch.trainers import check_run_length
+from lrsearch.engine import check_run_length
+from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.lr_find import lr_range_test
+from lrsearch.engine.optim import OPTIMIZERS
+from lrsearch.engine.plugins import resolve
+from lrsearch.review.plots import check_plot_path, line_chart
 
 
 @click.command("lr-find")

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lrsearch.errors import ConfigError
-from lrsearch.report import StudyReport, build_report
-from lrsearch.report_page import write_page
+from lrsearch.review.page import write_page
+from lrsearch.review.report import StudyReport, build_report
 from lrsearch.search.study import load_existing
 from lrsearch.storage import open_storage
 from lrsearch.storage.urls import resolve_url

@@ -8,8 +8,7 @@ import click
 
 from lrsearch.cli.report import print_report, report_console
 from lrsearch.runs import run
-from lrsearch.search.pruning import PRUNERS
-from lrsearch.search.samplers import SAMPLERS
+from lrsearch.spec.choices import PRUNERS, SAMPLERS
 from lrsearch.storage import Heartbeat
 
 

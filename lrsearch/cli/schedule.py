@@ -8,8 +8,8 @@ import click
 import numpy as np
 
 from lrsearch.checks import integer
-from lrsearch.plots import check_plot_path, line_chart
-from lrsearch.schedules import SCHEDULES, create_schedule, parse_params
+from lrsearch.engine.schedules import SCHEDULES, create_schedule, parse_params
+from lrsearch.review.plots import check_plot_path, line_chart
 
 #: The most steps printed (a CSV line each).
 MAX_PRINTED = 10**7

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from lrsearch.errors import ConfigError
-from lrsearch.studies import list_studies, load_study_file
+from lrsearch.spec.studies import list_studies, load_study_file
 
 
 @click.command("studies")

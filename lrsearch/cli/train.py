@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from lrsearch.api import TrainResult, train
-from lrsearch.config import SCHEDULE_UNITS
+from lrsearch.engine import MemberResult
+from lrsearch.engine.config import SCHEDULE_UNITS
+from lrsearch.engine.optim import OPTIMIZERS
+from lrsearch.engine.schedules import SCHEDULES
 from lrsearch.errors import ConfigError
-from lrsearch.optim import OPTIMIZERS
-from lrsearch.schedules import SCHEDULES
-from lrsearch.trainers import MemberResult
 
 
 def parse_optimizer_params(pairs: Sequence[str]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lrsearch.plugins import ENTRY_POINTS, available
+from lrsearch.engine.plugins import ENTRY_POINTS, available
 
 
 @click.command("trainers")

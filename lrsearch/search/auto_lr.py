@@ -10,13 +10,13 @@ import dataclasses
 
 import optuna
 
-from lrsearch.config import TrainConfig
+from lrsearch.engine import Problem
+from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.lr_find import lr_range_test
 from lrsearch.errors import ConfigError, RuntimeFailure
-from lrsearch.lr_find import lr_range_test
-from lrsearch.search.space import WITH_MOMENTUM, FloatRange
+from lrsearch.spec.space import WITH_MOMENTUM, FloatRange
+from lrsearch.spec.studies import StudySpec
 from lrsearch.storage import retrying
-from lrsearch.studies import StudySpec
-from lrsearch.trainers import Problem
 
 __all__ = ["LR_RANGE", "resolve_auto_lr"]
 

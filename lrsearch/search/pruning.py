@@ -25,72 +25,22 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.checks import MAX_COUNT, MAX_STEPS, integer, number
 from lrsearch.errors import ConfigError
+from lrsearch.spec.choices import PRUNERS
 from lrsearch.storage import CompletedValues, values_at
 
-__all__ = ["PRUNERS", "PercentilePruner", "PruningView", "create_pruner"]
-
-PRUNERS = {
-    "median": "prune below the median of completed trials at the same epoch (the default)",
-    "percentile": "prune below a percentile (setting: percentile, 25) of completed trials at the same epoch",
-    "asha": "asynchronous successive halving: keep the best 1/reduction_factor at each rung",
-    "none": "train every trial to the end",
-}
-#: Each pruner's settings and their ranges (Optuna checks few of them, and not their types).
-_SETTINGS: dict[str, dict[str, tuple[type, float, float]]] = {
-    "median": {
-        "n_startup_trials": (int, 0, MAX_COUNT),
-        "n_warmup_steps": (int, 0, MAX_STEPS),
-        "interval_steps": (int, 1, MAX_STEPS),
-        "n_min_trials": (int, 1, MAX_COUNT),
-    },
-    "percentile": {
-        "percentile": (float, 0.0, 100.0),
-        "n_startup_trials": (int, 0, MAX_COUNT),
-        "n_warmup_steps": (int, 0, MAX_STEPS),
-        "interval_steps": (int, 1, MAX_STEPS),
-        "n_min_trials": (int, 1, MAX_COUNT),
-    },
-    "asha": {
-        "min_resource": (int, 1, MAX_STEPS),
-        "reduction_factor": (int, 2, 100),
-        "min_early_stopping_rate": (int, 0, 100),
-        "bootstrap_count": (int, 0, MAX_COUNT),
-    },
-    "none": {},
-}
+__all__ = ["PercentilePruner", "PruningView", "create_pruner"]
 
 
-def create_pruner(
-    name: str, settings: Mapping[str, Any] | None = None, *, epochs: int, population: int
-) -> optuna.pruners.BasePruner:
-    """A pruner; unset settings are sized to the run (epochs) and to the population."""
-    if not isinstance(name, str) or name not in PRUNERS:
-        raise ConfigError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
-    given = dict(settings or {})
-    unknown = sorted(set(given) - set(_SETTINGS[name]))
-    if unknown:
-        raise ConfigError(
-            f"pruner {name} has no setting {unknown[0]!r} (it takes: {', '.join(sorted(_SETTINGS[name])) or 'none'})"
-        )
-    for key, value in given.items():
-        kind, low, high = _SETTINGS[name][key]
-        if key == "min_resource" and value == "auto":
-            continue
-        given[key] = integer(key, value, int(low), int(high)) if kind is int else number(key, value, low, high)
-    try:  # what Optuna checks across settings (bootstrap_count with an automatic min_resource)
-        if name == "none":
-            return optuna.pruners.NopPruner()
-        if name == "asha":
-            given.setdefault("min_resource", max(1, round(epochs / 27)))
-            return optuna.pruners.SuccessiveHalvingPruner(**given)
-        given.setdefault("n_startup_trials", min(5, population))
-        given.setdefault("n_warmup_steps", max(1, epochs // 10))
-        given.setdefault("percentile", 50.0 if name == "median" else 25.0)
-        return PercentilePruner(**given)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"pruner {name}: {exc}") from None
+def create_pruner(name: str, settings: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner ``name`` with ``settings`` as ``spec.choices.pruner_settings`` checked and sized them."""
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(**settings)
+    if name in ("median", "percentile"):
+        return PercentilePruner(**settings)
+    raise ConfigError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
 
 
 class _RecordingStorage:

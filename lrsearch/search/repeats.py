@@ -14,8 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import RuntimeFailure
 from lrsearch.schema import REPEAT_OF, repeat_keys
+from lrsearch.spec.studies import StudySpec
 from lrsearch.storage import claim, fail_stale, retrying
-from lrsearch.studies import StudySpec
 
 __all__ = ["REPEAT_SEED_BASE", "best_per_group", "enqueue_repeats", "group_of", "schedule_repeats"]
 

@@ -31,19 +31,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.artifacts import ArtifactWriter
-from lrsearch.config import TrainConfig
+from lrsearch.engine import EpochMetrics, EpochReport, MemberResult, Population, Problem
+from lrsearch.engine.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
-from lrsearch.search.pruning import PercentilePruner, PruningView, create_pruner
+from lrsearch.search.pruning import PercentilePruner, PruningView
 from lrsearch.search.samplers import FixingSampler
-from lrsearch.search.space import Choice, SearchSpace
 from lrsearch.search.telling import Teller, finished_view
+from lrsearch.spec.space import Choice, SearchSpace
+from lrsearch.spec.studies import StudySpec
 from lrsearch.storage import (
     Heartbeat,
     TrialRecord,
@@ -59,14 +61,19 @@ from lrsearch.storage import (
     retrying,
     write_finished,
 )
-from lrsearch.studies import StudySpec
-from lrsearch.trainers import EpochReport, MemberResult, Population, Problem
 
-__all__ = ["Search", "Tally", "worker_id"]
+__all__ = ["Search", "Tally", "TrialArtifacts", "worker_id"]
 
 #: What counts towards ``n_trials``: the search trials finished, running and enqueued (a failed trial does
 #: not count; its retry does).
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+class TrialArtifacts(Protocol):
+    """Where a finished trial's curves go (``review.artifacts.ArtifactWriter``): ``prepare`` returns the
+    system attrs that name them, written with the trial."""
+
+    def prepare(self, number: int, history: Sequence[EpochMetrics], metric: str) -> dict[str, Any]: ...
 
 
 def worker_id() -> str:
@@ -182,13 +189,13 @@ class Search:
         problem: Problem,
         *,
         on_progress: Callable[[Tally], None] | None = None,
-        artifacts: ArtifactWriter | None = None,
+        artifacts: TrialArtifacts | None = None,
         max_retry: int = Heartbeat.max_retry,
     ) -> None:
         self.spec, self.study, self.problem, self.artifacts = spec, study, problem, artifacts
         self.max_retry = max_retry  # for the trials it fails itself (Ctrl-C, an error), whatever the storage
         self.space: SearchSpace = spec.space
-        self.pruner = create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
+        self.pruner = study.pruner  # made once, by join_study, from the spec's checked settings
         self._direction = study.direction
         self._maximize = study.direction == StudyDirection.MAXIMIZE
         self.worker = worker_id()

@@ -12,18 +12,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
 from lrsearch.search.tpe import PopulationTPESampler
+from lrsearch.spec.choices import SAMPLERS
 
-__all__ = ["SAMPLERS", "FixingSampler", "create_sampler"]
-
-# CMA-ES is left out on purpose: Optuna's CmaEsSampler unpickles its state from the database, which is
-# only safe on a database you trust, and a shared study database is exactly the one you may not.
-SAMPLERS = {
-    "tpe": "TPE, multivariate over the parameters chosen together (the default)",
-    "random": "independent uniform / log-uniform draws",
-    "qmc": "quasi-Monte Carlo (Sobol) over the space",
-    "gp": "Gaussian-process Bayesian optimisation (slower to ask, for small budgets)",
-    "grid": "every combination of the listed values (all searched parameters must be lists)",
-}
+__all__ = ["FixingSampler", "create_sampler"]
 
 
 class _GridSampler(optuna.samplers.GridSampler):

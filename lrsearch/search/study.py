@@ -11,8 +11,8 @@ from lrsearch.errors import ConfigError
 from lrsearch.schema import METADATA
 from lrsearch.search.pruning import create_pruner
 from lrsearch.search.samplers import create_sampler
-from lrsearch.search.space import Choice
-from lrsearch.studies import StudySpec
+from lrsearch.spec.space import Choice
+from lrsearch.spec.studies import StudySpec
 
 __all__ = ["join_study", "load_existing", "metadata", "metric_of", "sampler_seed"]
 
@@ -42,7 +42,7 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
         study_name=spec.name,
         storage=storage,
         sampler=create_sampler(spec.sampler, seed=sampler_seed(spec, worker), grid=grid),
-        pruner=create_pruner(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population),
+        pruner=create_pruner(spec.pruner, spec.pruner_config),
         direction="maximize" if spec.resolved_trainer.maximize else "minimize",
         load_if_exists=True,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrsearch.schedules import create_schedule
+from lrsearch.engine.schedules import create_schedule
 from tests.cli.conftest import Outcome, assert_one_line_error
 
 

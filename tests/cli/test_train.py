@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lrsearch.trainers.data import FASHION_MNIST_FILES
+from lrsearch.engine.data import FASHION_MNIST_FILES
 from tests.cli.conftest import Outcome, assert_one_line_error, run_process
 
 

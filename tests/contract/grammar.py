@@ -14,8 +14,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from lrsearch.optim import OPTIMIZERS
-from lrsearch.schedules import SCHEDULES, param_types
+from lrsearch.engine.optim import OPTIMIZERS
+from lrsearch.engine.schedules import SCHEDULES, param_types
 
 # --- values that do not fit anywhere a number, a count or a name is expected ------------------------------
 

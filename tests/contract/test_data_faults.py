@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrsearch.trainers.data import FASHION_MNIST_FILES
+from lrsearch.engine.data import FASHION_MNIST_FILES
 from tests.conftest import write_study
 from tests.contract.conftest import Contract, snapshot
 

@@ -24,7 +24,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from lrsearch.cli import _register_commands, cli
-from lrsearch.schedules import SCHEDULES
+from lrsearch.engine.schedules import SCHEDULES
 from tests.conftest import fresh_postgres, write_study
 from tests.contract.conftest import Contract, fuzz_settings, snapshot
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lrsearch.errors import ConfigError
 from lrsearch.search.study import join_study
-from lrsearch.studies import load_study_file
+from lrsearch.spec.studies import load_study_file
 from tests.contract.conftest import Contract, fuzz_settings, snapshot
 from tests.contract.grammar import mangled, study_files, to_toml
 

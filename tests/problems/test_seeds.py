@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lrsearch
-from lrsearch.plugins import available, resolve
+from lrsearch.engine.plugins import available, resolve
 
 
 @pytest.mark.parametrize("name", ["seed004_identity", "seed004_affine", "seed002_identity"])

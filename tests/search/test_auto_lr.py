@@ -4,14 +4,14 @@ from pathlib import Path
 
 import torch
 
+from lrsearch.engine import load_problem
 from lrsearch.search.auto_lr import LR_RANGE, resolve_auto_lr
 from lrsearch.search.runner import worker_id
-from lrsearch.search.space import FloatRange
 from lrsearch.search.study import join_study
+from lrsearch.spec.space import FloatRange
+from lrsearch.spec.studies import load_study_file
 from lrsearch.storage import open_storage
 from lrsearch.storage.urls import resolve_url
-from lrsearch.studies import load_study_file
-from lrsearch.trainers import load_problem
 from tests.conftest import write_study
 
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from lrsearch.engine import Problem, load_problem
+from lrsearch.engine.models import MLP
 from lrsearch.schema import REPEAT_OF
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
+from lrsearch.spec.studies import StudySpec, load_study_file
 from lrsearch.storage import Heartbeat, open_storage
 from lrsearch.storage.urls import resolve_url
-from lrsearch.studies import StudySpec, load_study_file
-from lrsearch.trainers import Problem, load_problem
-from lrsearch.trainers.models import MLP
 from tests.conftest import write_study
 
 

@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from lrsearch.errors import ConfigError
-from lrsearch.search.samplers import SAMPLERS, FixingSampler, create_sampler
+from lrsearch.search.samplers import FixingSampler, create_sampler
+from lrsearch.spec.choices import SAMPLERS
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

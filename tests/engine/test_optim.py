@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lrsearch.engine.optim import OPTIMIZERS, create_optimizer, optimizer_settings
+from lrsearch.errors import ConfigError
+
+# Per optimizer: each member's settings and the torch.optim constructor that should give the same numbers.
+MEMBERS = {
+    "sgd": [
+        ({}, lambda p, lr: torch.optim.SGD(p, lr=lr)),
+        ({"momentum": 0.9}, lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)),
+        ({"momentum": 0.5, "nesterov": True}, lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.5, nesterov=True)),
+        (
+            {"weight_decay": 0.1, "momentum": 0.3},
+            lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.3, weight_decay=0.1),
+        ),
+    ],
+    "rmsprop": [
+        ({}, lambda p, lr: torch.optim.RMSprop(p, lr=lr)),
+        ({"alpha": 0.9, "eps": 1e-7}, lambda p, lr: torch.optim.RMSprop(p, lr=lr, alpha=0.9, eps=1e-7)),
+        (
+            {"momentum": 0.8, "weight_decay": 0.01},
+            lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.8, weight_decay=0.01),
+        ),
+    ],
+    "adagrad": [
+        ({}, lambda p, lr: torch.optim.Adagrad(p, lr=lr)),
+        ({"eps": 1e-7, "weight_decay": 0.05}, lambda p, lr: torch.optim.Adagrad(p, lr=lr, eps=1e-7, weight_decay=0.05)),
+    ],
+    "adam": [
+        ({}, lambda p, lr: torch.optim.Adam(p, lr=lr)),
+        (
+            {"beta1": 0.5, "beta2": 0.9, "eps": 1e-6},
+            lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.5, 0.9), eps=1e-6),
+        ),
+        ({"weight_decay": 0.1}, lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=0.1)),
+    ],
+    "adamw": [
+        ({}, lambda p, lr: torch.optim.AdamW(p, lr=lr)),
+        (
+            {"weight_decay": 0.3, "beta1": 0.8},
+            lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.3, betas=(0.8, 0.999)),
+        ),
+    ],
+}
+
+SHAPES = [(3, 4), (4,), (2, 3, 3)]
+
+
+def run_both(name: str, epochs: int = 3, n_updates: int = 4) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    members = MEMBERS[name]
+    count = len(members)
+    rng = torch.Generator().manual_seed(0)
+    init = [torch.randn(count, *shape, generator=rng, dtype=torch.float64).float() for shape in SHAPES]
+    stacked = [t.clone() for t in init]
+    optimizer = create_optimizer(name, [optimizer_settings(name, s) for s, _ in members], stacked)
+    singles = [[t[m].clone().requires_grad_() for t in init] for m in range(count)]
+    rates = np.geomspace(0.05, 0.01, epochs * n_updates).reshape(epochs, n_updates)
+    references = [make(singles[m], 1.0) for m, (_, make) in enumerate(members)]
+    for epoch in range(epochs):
+        # Members get different rates: member m at (m + 1) times the base table.
+        lr = np.stack([rates[epoch] * (m + 1) for m in range(count)])
+        optimizer.begin_epoch(lr, np.full(count, epoch * n_updates))
+        for b in range(n_updates):
+            grads = [torch.randn(count, *shape, generator=rng) for shape in SHAPES]
+            for m in range(count):
+                for group in references[m].param_groups:
+                    group["lr"] = lr[m, b]
+                for p, g in zip(singles[m], grads, strict=True):
+                    p.grad = g[m].clone()
+                references[m].step()
+            optimizer.step(stacked, [g.clone() for g in grads], b)
+    return stacked, singles
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_member_matches_torch_optim(name: str) -> None:
+    stacked, singles = run_both(name)
+    for m, single in enumerate(singles):
+        for p_stacked, p_single in zip(stacked, single, strict=True):
+            torch.testing.assert_close(p_stacked[m], p_single.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_select_and_extend_keep_state_rows_with_their_members() -> None:
+    params = [torch.zeros(3, 2)]
+    optimizer = create_optimizer("sgd", [optimizer_settings("sgd", {"momentum": m}) for m in (0.1, 0.5, 0.9)], params)
+    optimizer.state["momentum_buffer"][0] += torch.tensor([[1.0], [2.0], [3.0]])
+    optimizer.select([2, 0])
+    assert optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.1])
+    assert optimizer.state["momentum_buffer"][0][:, 0].tolist() == [3.0, 1.0]
+    optimizer.extend([optimizer_settings("sgd", {"momentum": 0.7})])
+    assert optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.1, 0.7])
+    assert optimizer.state["momentum_buffer"][0][:, 0].tolist() == [3.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "message"),
+    [
+        ("sgdx", {}, "unknown optimizer 'sgdx'; choose from sgd"),
+        ("adam", {"momentum": 0.9}, "optimizer adam has no parameter 'momentum'"),
+        ("sgd", {"momentum": 1.0}, r"momentum must be a number in \[0, 1\) but got 1.0"),
+        ("sgd", {"momentum": -0.1}, r"momentum must be a number in \[0, 1\)"),
+        ("sgd", {"nesterov": True}, "nesterov needs momentum > 0"),
+        ("sgd", {"nesterov": "yes"}, "nesterov must be true or false"),
+        ("rmsprop", {"alpha": "x"}, r"alpha must be a number in \[0, 1\) but got 'x'"),
+        ("adamw", {"weight_decay": -1.0}, r"weight_decay must be a number in \[0, 100\]"),
+    ],
+)
+def test_bad_settings_name_the_problem(name: str, given: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        optimizer_settings(name, given)
