@@ -173,7 +173,7 @@ def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int
     examples = len(problem.dataset.train) * spec.epochs
 
     def objective(trial: optuna.Trial) -> float:
-        config = spec.space.sample(trial, seed=spec.seed + trial.number)
+        config = spec.space.sample(trial, seed=spec.trial_seed(trial.number))
 
         def report(metrics: EpochMetrics) -> None:
             trial.report(metrics.val_metric, metrics.epoch)
@@ -244,8 +244,8 @@ def bench_sampler(*, finished: int = 512, running: int = 448, population: int = 
         return made
 
     def round_of_asks(sampler: optuna.samplers.BaseSampler) -> tuple[float, list[dict]]:
-        asked = study()
-        asked.sampler = sampler
+        made = study()
+        asked = optuna.load_study(study_name=made.study_name, storage=made._storage, sampler=sampler)
         started = time.perf_counter()
         params = []
         for _ in range(population):

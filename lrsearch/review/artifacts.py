@@ -20,9 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore, GCSArtifactStore
+from optuna.artifacts import ArtifactMeta, Boto3ArtifactStore, FileSystemArtifactStore, GCSArtifactStore
 from optuna.artifacts._protocol import ArtifactStore
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
 
 from lrsearch.engine import EpochMetrics
 from lrsearch.errors import ConfigError, RuntimeFailure

@@ -15,7 +15,6 @@ view keeps (``decide``) and one trial as Optuna's ``PercentilePruner`` does, by 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.errors import ConfigError
 from lrsearch.spec.choices import PRUNERS
 from lrsearch.storage import CompletedValues, values_at
+from lrsearch.storage.records import replaced
 
 __all__ = ["PercentilePruner", "PruningView", "create_pruner"]
 
@@ -68,7 +68,8 @@ class PruningView:
         values = values_at(study, steps)
         if values is not None:
             trials = [
-                _with_values(t, values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t for t in trials
+                replaced(t, intermediate_values=values.get(t._trial_id, {})) if t.state == TrialState.COMPLETE else t
+                for t in trials
             ]
         self._trials = trials
         self._storage = _RecordingStorage(study._storage, mirrors)
@@ -143,9 +144,3 @@ class PercentilePruner(optuna.pruners.BasePruner):
                 and (best < threshold if direction == StudyDirection.MAXIMIZE else best > threshold)
             )
         return decisions
-
-
-def _with_values(trial: FrozenTrial, values: dict[int, float]) -> FrozenTrial:
-    shallow = copy.copy(trial)
-    shallow.intermediate_values = values
-    return shallow

@@ -19,7 +19,7 @@ from lrsearch.storage import claim, fail_stale, retrying
 
 __all__ = ["REPEAT_SEED_BASE", "best_per_group", "enqueue_repeats", "group_of", "schedule_repeats"]
 
-#: Repeat k of trial n gets seed REPEAT_SEED_BASE * (k + 1) + n: never a search trial's seed (seed + number).
+#: Repeat k of trial n gets seed REPEAT_SEED_BASE * (k + 1) + n: never a search trial's seed (``StudySpec.trial_seed``).
 REPEAT_SEED_BASE = 1_000_000
 
 

@@ -42,7 +42,7 @@ from lrsearch.engine.config import TrainConfig
 from lrsearch.errors import ConfigError
 from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
 from lrsearch.search.pruning import PercentilePruner, PruningView
-from lrsearch.search.samplers import FixingSampler
+from lrsearch.search.samplers import GroupSampler
 from lrsearch.search.telling import Teller, finished_view
 from lrsearch.spec.space import Choice, SearchSpace
 from lrsearch.spec.studies import StudySpec
@@ -203,15 +203,15 @@ class Search:
         self.on_progress = on_progress or (lambda tally: None)
         self._live: dict[int, _Live] = {}
         self._asking: optuna.Trial | None = None
-        self._sampler = study.sampler
         beats = heartbeat_of(study._storage)
         self._beating = beats is not None
         self._poll = min(5.0, float(beats.interval if beats is not None else 5))
         compared = self.space.find(spec.compare)
-        # A grid sampler covers every group by itself, and must not be wrapped.
+        # The study's sampler gives each new trial its group where join_study made it a GroupSampler.
+        self._grouping = study.sampler if isinstance(study.sampler, GroupSampler) else None
         self._groups = (
-            [Choice.encode(v) for v in compared.values]
-            if isinstance(compared, Choice) and spec.sampler != "grid"
+            [Choice.encode(v) for v in compared.values]  # type: ignore[union-attr]
+            if self._grouping is not None and isinstance(compared, Choice)
             else []
         )
         self._unused = {group: frozenset(self.space.other_branches(spec.compare, group)) for group in self._groups}
@@ -277,16 +277,23 @@ class Search:
     def _ask(
         self, population: Population, group: object | None = None, started: Callable[[int], None] = lambda i: None
     ) -> None:
-        if group is not None:
-            # Fix the compared parameter for this trial only; the sampler chooses everything else but the
-            # branches of the other groups. Optuna samples when a parameter is suggested, so the fixing
-            # sampler stays until the config is drawn.
-            self.study.sampler = FixingSampler({self.spec.compare: group}, self._sampler, unused=self._unused[group])
+        # Fix the compared parameter for this trial only; the sampler chooses everything else but the branches
+        # of the other groups. Optuna samples when a parameter is suggested, so it stays fixed until the config
+        # is drawn.
+        fixing = (
+            self._grouping.fixing({self.spec.compare: group}, unused=self._unused[group])
+            if group is not None and self._grouping is not None
+            else contextlib.nullcontext()
+        )
+        with fixing:
+            self._ask_fixed(population, started)
+
+    def _ask_fixed(self, population: Population, started: Callable[[int], None]) -> None:
         try:
             trial = self.study.ask()
             self._asking = trial  # from here on, a failure must end it (``_fail_live``)
             started(trial._trial_id)
-            seed = trial.user_attrs.get("seed", self.spec.seed + trial.number)
+            seed = trial.user_attrs.get("seed", self.spec.trial_seed(trial.number))
             config = self.space.sample(trial, seed=int(seed))
             began = time.perf_counter()
             member = population.add(config)
@@ -297,8 +304,6 @@ class Search:
             self._end(trial, {}, {"error": str(exc), "worker": self.worker}, TrialState.FAIL)
             self.tally.failed += 1
             return
-        finally:
-            self.study.sampler = self._sampler
         self._asking = None
         self._live[member] = _Live(trial, config, repeat=REPEAT_OF in trial.user_attrs)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -14,7 +15,7 @@ from lrsearch.errors import ConfigError
 from lrsearch.search.tpe import PopulationTPESampler
 from lrsearch.spec.choices import SAMPLERS
 
-__all__ = ["FixingSampler", "create_sampler"]
+__all__ = ["GroupSampler", "create_sampler"]
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -27,27 +28,54 @@ class _GridSampler(optuna.samplers.GridSampler):
         pass
 
 
-class FixingSampler(optuna.samplers.PartialFixedSampler):
-    """Optuna's PartialFixedSampler (fixed values for some parameters, the base sampler for the rest) that
-    also leaves out of the relative sampling the parameters the trial will never suggest (``unused``: the
-    other branches of a fixed choice). TPE with groups samples every group at each ask, the branches not
-    taken too, and shares those values with other workers' constant liar as if the trial used them."""
+class GroupSampler(optuna.samplers.BaseSampler):
+    """A sampler that, for the trial being asked, fixes some parameters (``fixing``: the compared group the
+    search gives the trial) and leaves out of the relative sampling the ones the trial will never suggest
+    (the other branches of a fixed choice); the base sampler chooses everything else. TPE with groups
+    samples every group at each ask, the branches not taken too, and shares those values with other
+    workers' constant liar as if the trial used them. Optuna's PartialFixedSampler, with the fixed values
+    changed between asks by its owner rather than by swapping the study's sampler."""
 
-    def __init__(
-        self,
-        fixed_params: Mapping[str, Any],
-        base_sampler: optuna.samplers.BaseSampler,
-        *,
-        unused: Container[str] = frozenset(),
-    ) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            super().__init__(dict(fixed_params), base_sampler)
-        self._unused = unused
+    def __init__(self, base: optuna.samplers.BaseSampler) -> None:
+        self.base = base
+        self._fixed: Mapping[str, Any] = {}
+        self._unused: Container[str] = frozenset()
+
+    @contextlib.contextmanager
+    def fixing(self, fixed: Mapping[str, Any], *, unused: Container[str] = frozenset()) -> Iterator[None]:
+        """Within the block (one ask and its sampling), ``fixed`` parameters take their values."""
+        self._fixed, self._unused = dict(fixed), unused
+        try:
+            yield
+        finally:
+            self._fixed, self._unused = {}, frozenset()
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        space = super().infer_relative_search_space(study, trial)
-        return {name: d for name, d in space.items() if name not in self._unused}
+        space = self.base.infer_relative_search_space(study, trial)
+        return {name: d for name, d in space.items() if name not in self._fixed and name not in self._unused}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        if param_name in self._fixed:
+            return self._fixed[param_name]
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self.base.after_trial(study, trial, state, values)
 
 
 def create_sampler(

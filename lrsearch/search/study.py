@@ -10,7 +10,7 @@ import optuna
 from lrsearch.errors import ConfigError
 from lrsearch.schema import METADATA
 from lrsearch.search.pruning import create_pruner
-from lrsearch.search.samplers import create_sampler
+from lrsearch.search.samplers import GroupSampler, create_sampler
 from lrsearch.spec.space import Choice
 from lrsearch.spec.studies import StudySpec
 
@@ -20,6 +20,15 @@ __all__ = ["join_study", "load_existing", "metadata", "metric_of", "sampler_seed
 def sampler_seed(spec: StudySpec, worker: str) -> int:
     """Different for every worker: equal seeds would make workers suggest the same configurations."""
     return int(np.random.SeedSequence([spec.seed, *worker.encode()]).generate_state(1)[0])
+
+
+def _sampler(spec: StudySpec, worker: str, grid: dict[str, list] | None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, in a ``GroupSampler`` where the search gives each trial its compared group (a
+    grid sampler covers every group by itself, and must not be wrapped)."""
+    sampler = create_sampler(spec.sampler, seed=sampler_seed(spec, worker), grid=grid)
+    if isinstance(spec.space.find(spec.compare), Choice) and spec.sampler != "grid":
+        return GroupSampler(sampler)
+    return sampler
 
 
 def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker: str) -> optuna.Study:
@@ -41,7 +50,7 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
-        sampler=create_sampler(spec.sampler, seed=sampler_seed(spec, worker), grid=grid),
+        sampler=_sampler(spec, worker, grid),
         pruner=create_pruner(spec.pruner, spec.pruner_config),
         direction="maximize" if spec.resolved_trainer.maximize else "minimize",
         load_if_exists=True,

@@ -104,6 +104,11 @@ class StudySpec:
         """The study with command-line overrides (None leaves a value as the file has it), re-validated."""
         return _check_run(dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}))
 
+    def trial_seed(self, number: int) -> int:
+        """The seed search trial ``number`` trains with (a member's seeds follow from it:
+        ``engine.population.member_seeds``); a repeat carries its own (``search.repeats``)."""
+        return self.seed + number
+
     def definition(self) -> dict[str, Any]:
         """What makes trials comparable (stored with the study; a different one under the same name is refused)."""
         return {

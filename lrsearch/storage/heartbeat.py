@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import warnings
 
@@ -11,6 +10,7 @@ import optuna
 from lrsearch.checks import integer
 from lrsearch.errors import ConfigError
 from lrsearch.schema import FAILURE_ATTRS
+from lrsearch.storage.records import replaced
 
 __all__ = ["Heartbeat"]
 
@@ -45,6 +45,5 @@ class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
     failed run's account of itself: a retry that completed would still say ``interrupted``."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        kept = copy.copy(trial)
-        kept.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in FAILURE_ATTRS}
-        super().__call__(study, kept)
+        kept = {k: v for k, v in trial.user_attrs.items() if k not in FAILURE_ATTRS}
+        super().__call__(study, replaced(trial, user_attrs=kept))

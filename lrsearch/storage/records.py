@@ -1,13 +1,32 @@
-"""How a trial ends, as a worker hands it to the storage."""
+"""How a trial ends, as a worker hands it to the storage; a trial with some of its fields replaced."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["TrialRecord"]
+__all__ = ["TrialRecord", "replaced"]
+
+
+def replaced(trial: FrozenTrial, **changes: Any) -> FrozenTrial:
+    """A new FrozenTrial: ``trial`` with the fields named in ``changes`` (its constructor's) replaced."""
+    fields: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state,
+        "value": None,
+        "values": trial.values,
+        "datetime_start": trial.datetime_start,
+        "datetime_complete": trial.datetime_complete,
+        "params": trial.params,
+        "distributions": trial.distributions,
+        "user_attrs": trial.user_attrs,
+        "system_attrs": trial.system_attrs,
+        "intermediate_values": trial.intermediate_values,
+        "trial_id": trial._trial_id,
+    }
+    return FrozenTrial(**{**fields, **changes})
 
 
 class TrialRecord:

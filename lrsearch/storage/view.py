@@ -18,10 +18,10 @@ the view is what the sampler, the pruner, the teller and the budget see:
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Container, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
@@ -29,6 +29,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.storage import tables
+from lrsearch.storage.records import replaced
 
 __all__ = ["CompletedValues", "StudyView"]
 
@@ -182,26 +183,35 @@ class StudyView:
             known = self._distributions.setdefault(name, distribution)
         check_distribution_compatibility(known, distribution)
 
+    def _change(self, trial_id: int, **changes: Any) -> None:
+        # A new FrozenTrial: the one held may be in a list a caller holds (Optuna's samplers keep them).
+        trial = self._trials.get(trial_id)
+        if trial is not None and not trial.state.is_finished():
+            self._trials[trial_id] = replaced(trial, **changes)
+            self._sorted = None
+
     def set_param(self, trial_id: int, name: str, internal: float, distribution: BaseDistribution) -> None:
         with self._lock:
             trial = self._trials.get(trial_id)
             if trial is not None:
-                trial.distributions = {**trial.distributions, name: distribution}
-                trial.params = {**trial.params, name: distribution.to_external_repr(internal)}
+                self._change(
+                    trial_id,
+                    distributions={**trial.distributions, name: distribution},
+                    params={**trial.params, name: distribution.to_external_repr(internal)},
+                )
 
     def set_attr(self, trial_id: int, key: str, value: object, *, system: bool) -> None:
         with self._lock:
             trial = self._trials.get(trial_id)
-            if trial is not None:
-                (trial.system_attrs if system else trial.user_attrs)[key] = value
+            if trial is not None and system:
+                self._change(trial_id, system_attrs={**trial.system_attrs, key: value})
+            elif trial is not None:
+                self._change(trial_id, user_attrs={**trial.user_attrs, key: value})
 
     def set_state(self, trial_id: int, state: TrialState) -> None:
         """A state change this worker made, or learnt of (a waiting trial another worker took: RUNNING)."""
         with self._lock:
-            trial = self._trials.get(trial_id)
-            if trial is not None and not trial.state.is_finished():
-                trial.state = state
-                self._sorted = None
+            self._change(trial_id, state=state)
 
     def finishing(self, trials: Sequence[FrozenTrial], completed: Mapping[int, Mapping[int, float]]) -> None:
         """Trials this worker ended whose end is not yet written, as it ended them, and the per-epoch values
@@ -209,7 +219,7 @@ class StudyView:
         with self._lock:
             for trial in trials:
                 if trial._trial_id in self._unfinished:
-                    self._finishing[trial._trial_id] = copy.copy(trial)
+                    self._finishing[trial._trial_id] = trial
             for trial_id, values in completed.items():
                 self.completed.add_one(trial_id, values)
             self._sorted = None

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from lrsearch.errors import ConfigError
-from lrsearch.search.samplers import FixingSampler, create_sampler
+from lrsearch.search.samplers import GroupSampler, create_sampler
 from lrsearch.spec.choices import SAMPLERS
 
 
@@ -42,12 +42,15 @@ def test_a_fixing_sampler_samples_only_the_branch_the_trial_takes() -> None:
         branch = trial.suggest_float(f"{schedule}.x", 0, 1)
         return trial.suggest_float("lr", 1e-3, 1, log=True) + branch
 
-    base = create_sampler("tpe", seed=0)
-    study = optuna.create_study(sampler=base)
+    sampler = GroupSampler(create_sampler("tpe", seed=0))
+    study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=30)
-    study.sampler = FixingSampler({"schedule": "cosine"}, base, unused={"step.x"})
-    trial = study.ask()
-    objective(trial)
+    with sampler.fixing({"schedule": "cosine"}, unused={"step.x"}):
+        trial = study.ask()
+        objective(trial)
     assert trial.params["schedule"] == "cosine" and "step.x" not in trial.params
     # TPE samples the groups of the relative space up front: the other branch's is not among them.
     assert set(trial.relative_params) == {"lr", "cosine.x"}
+    free = study.ask()  # outside the block: the base sampler's choice, every group sampled
+    objective(free)
+    assert {"lr", "cosine.x", "step.x"} <= set(free.relative_params)
