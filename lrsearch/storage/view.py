@@ -12,8 +12,9 @@ the view is what the sampler, the pruner, the teller and the budget see:
 - the trials this worker finished whose end is not yet written (``finishing``), shown finished over a
   database that still says RUNNING; once the database says the trial ended, its word stands (another
   worker may have failed it as stale);
-- the completed trials' per-epoch values as arrays (``completed``), for the median and percentile pruners:
-  this worker's as it finishes them, the others' read once each.
+- the completed trials' per-epoch values as arrays (``completed()``), for the median and percentile
+  pruners: this worker's as it finished them, the others' read once each, and only once asked for (a
+  study pruned otherwise, or not at all, never reads them).
 """
 
 from __future__ import annotations
@@ -67,10 +68,6 @@ class CompletedValues:
         self._present = np.vstack([np.pad(self._present, ((0, 0), (0, pad))), present])
         self._rows.update((int(i), len(self._rows) + k) for k, i in enumerate(fresh))
 
-    def add_one(self, trial_id: int, values: Mapping[int, float]) -> None:
-        steps = np.fromiter(values, dtype=np.int64, count=len(values))
-        self.add([trial_id], (np.full(len(values), trial_id), steps, np.array(list(values.values()), dtype=float)))
-
     def at(self, step: int) -> np.ndarray:
         """The values at ``step`` of the trials that have one."""
         if step >= self._values.shape[1]:
@@ -83,7 +80,9 @@ class StudyView:
 
     def __init__(self, backend: RDBStorage, study_id: int, *, with_steps: bool) -> None:
         self.backend, self.study_id, self.with_steps = backend, study_id, with_steps
-        self.completed = CompletedValues()
+        self._completed = CompletedValues()
+        self._known: dict[int, Mapping[int, float]] = {}  # completed trials' values not yet in _completed
+        self._unread: list[int] = []  # completed trials whose values are not read yet
         self._lock = threading.RLock()  # a storage may serve several threads (the gRPC proxy's)
         self._trials: dict[int, FrozenTrial] = {}  # by id, as read or as this worker changed them
         self._unfinished: set[int] = set()
@@ -110,22 +109,25 @@ class StudyView:
                 running=self._memo,
             )
             self.read_at = time.monotonic()
-            completed = []
             for trial in read:
                 self._add(trial)
                 if trial.state.is_finished():
                     self._last_finished = max(self._last_finished, trial._trial_id)
                     self._unfinished.discard(trial._trial_id)
                     self._finishing.pop(trial._trial_id, None)  # the database's word stands
-                    if trial.state == TrialState.COMPLETE and trial._trial_id not in self.completed:
-                        completed.append(trial)
+                    if trial.state == TrialState.COMPLETE:
+                        self._completed_now(trial._trial_id, trial.intermediate_values if self.with_steps else None)
                 else:
                     self._unfinished.add(trial._trial_id)
-            if completed and self.with_steps:
-                for trial in completed:
-                    self.completed.add_one(trial._trial_id, trial.intermediate_values)
-            elif completed:
-                self._read_curves([t._trial_id for t in completed])
+
+    def _completed_now(self, trial_id: int, values: Mapping[int, float] | None) -> None:
+        """A trial found completed, with its values (None: to be read when they are asked for)."""
+        if trial_id in self._completed or trial_id in self._known:
+            return
+        if values is None:
+            self._unread.append(trial_id)
+        else:
+            self._known[trial_id] = values
 
     def refresh_completed(self) -> None:
         """Read the per-epoch values of the trials completed since the last read, and nothing else: what the
@@ -134,11 +136,23 @@ class StudyView:
         with self._lock:
             ids = tables.completed_ids(self.backend, self.study_id, self._unfinished, self._last_finished)
             self.completed_at = time.monotonic()
-            self._read_curves([i for i in ids if i not in self.completed])
+            for trial_id in ids:
+                self._completed_now(trial_id, None)
 
-    def _read_curves(self, ids: list[int]) -> None:
-        if ids:
-            self.completed.add(ids, tables.completed_curves(self.backend, ids))
+    def completed(self) -> CompletedValues:
+        """The completed trials' per-epoch values (those found since last asked read now, in one query)."""
+        with self._lock:
+            unread = list(dict.fromkeys(i for i in self._unread if i not in self._completed and i not in self._known))
+            if unread:
+                self._completed.add(unread, tables.completed_curves(self.backend, unread))
+            if self._known:
+                ids = list(self._known)
+                rows = [(i, step, v) for i in ids for step, v in self._known[i].items()]
+                trial, step, value = zip(*rows) if rows else ((), (), ())
+                arrays = (np.array(trial, dtype=np.int64), np.array(step, dtype=np.int64), np.array(value, dtype=float))
+                self._completed.add(ids, arrays)
+            self._unread, self._known = [], {}
+            return self._completed
 
     def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         """The trials by number (as Optuna's samplers expect), those ended here shown as they ended."""
@@ -221,5 +235,5 @@ class StudyView:
                 if trial._trial_id in self._unfinished:
                     self._finishing[trial._trial_id] = trial
             for trial_id, values in completed.items():
-                self.completed.add_one(trial_id, values)
+                self._completed_now(trial_id, values)
             self._sorted = None

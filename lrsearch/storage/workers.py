@@ -119,7 +119,7 @@ def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:
     """The study's completed trials' per-epoch values, read again unless read less than ``max_age`` seconds
     ago; None where the storage is not lrsearch's."""
     if isinstance(study._storage, StudyStorage):
-        return study._storage.refresh_completed(study._study_id, max_age=max_age).completed
+        return study._storage.refresh_completed(study._study_id, max_age=max_age).completed()
     return None
 
 

@@ -156,7 +156,7 @@ def test_this_workers_unwritten_trials_show_as_finished_until_the_database_says_
             (TrialState.COMPLETE, 0.5),
             (TrialState.COMPLETE, 0.25),
         ]
-        assert sorted(storage.view(study._study_id).completed.at(1)) == [0.25, 0.5]  # the pruner's values, at once
+        assert sorted(storage.view(study._study_id).completed().at(1)) == [0.25, 0.5]  # the pruner's values, at once
         other = optuna.load_study(study_name="s", storage=_open(storage_url))
         other.tell(failed.number, state=TrialState.FAIL)  # another worker failed it as stale meanwhile
         assert write_finished(storage, records) == [done._trial_id]
@@ -175,10 +175,10 @@ def test_reading_the_completed_values_alone_leaves_the_trials_to_the_next_full_r
         done.report(0.5, 1)
         other.tell(done, 0.5)
         view = storage.refresh_completed(study._study_id, max_age=0)
-        assert study.get_trials() == [] and view.completed.at(1).tolist() == [0.5]  # the pruner's values only
+        assert study.get_trials() == [] and view.completed().at(1).tolist() == [0.5]  # the pruner's values only
         storage.refresh(study._study_id)
         assert [(t.number, t.state) for t in study.get_trials()] == [(0, TrialState.RUNNING), (1, TrialState.COMPLETE)]
         started.report(0.25, 1)
         other.tell(started, 0.25)
-        assert len(storage.refresh_completed(study._study_id, max_age=3600).completed) == 1  # read just now
-        assert sorted(storage.refresh_completed(study._study_id, max_age=0).completed.at(1)) == [0.25, 0.5]
+        assert len(storage.refresh_completed(study._study_id, max_age=3600).completed()) == 1  # read just now
+        assert sorted(storage.refresh_completed(study._study_id, max_age=0).completed().at(1)) == [0.25, 0.5]
