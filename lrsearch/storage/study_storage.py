@@ -162,8 +162,9 @@ class StudyStorage(BaseStorage):
                 round_.user_attrs,
                 beating=self.heartbeat is not None,
             )
-            self.view(study_id).created(round_.created)
         trial = round_.created.pop(0)
+        # Shown as it is handed out, not before: TPE sees each ask add one running trial to what it saw.
+        self.view(study_id).created([trial])
         round_.fresh[trial._trial_id] = trial
         round_.asked += 1
         return trial._trial_id

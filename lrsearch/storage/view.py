@@ -90,7 +90,8 @@ class StudyView:
         self._memo: dict[int, tuple[tables.Stamp, FrozenTrial]] = {}  # running trials as read, with their stamps
         self._finishing: dict[int, FrozenTrial] = {}  # ended here, not yet written
         self._distributions: dict[str, BaseDistribution] = {}
-        self._sorted: list[FrozenTrial] | None = None
+        self._sorted: list[FrozenTrial] | None = None  # the trials shown, by number; rebuilt when None
+        self._position: dict[int, int] = {}  # trial id -> its place in _sorted
         self.read_at = -float("inf")  # time.monotonic() of the last full read
         self.completed_at = -float("inf")  # ... and of the last read of the completed trials' values
 
@@ -110,11 +111,12 @@ class StudyView:
             )
             self.read_at = time.monotonic()
             for trial in read:
+                if trial.state.is_finished() and self._finishing.pop(trial._trial_id, None) is not None:
+                    self._sorted = None  # the database's word stands over what this worker showed
                 self._add(trial)
                 if trial.state.is_finished():
                     self._last_finished = max(self._last_finished, trial._trial_id)
                     self._unfinished.discard(trial._trial_id)
-                    self._finishing.pop(trial._trial_id, None)  # the database's word stands
                     if trial.state == TrialState.COMPLETE:
                         self._completed_now(trial._trial_id, trial.intermediate_values if self.with_steps else None)
                 else:
@@ -160,6 +162,7 @@ class StudyView:
             if self._sorted is None:
                 shown = (self._finishing.get(tid, t) for tid, t in self._trials.items())
                 self._sorted = sorted(shown, key=lambda t: t.number)
+                self._position = {t._trial_id: i for i, t in enumerate(self._sorted)}
             if states is None:
                 return list(self._sorted)
             return [t for t in self._sorted if t.state in states]
@@ -172,10 +175,21 @@ class StudyView:
     # --- this worker's changes ----------------------------------------------------------------------------
 
     def _add(self, trial: FrozenTrial) -> None:
-        self._trials[trial._trial_id] = trial
+        trial_id = trial._trial_id
+        self._trials[trial_id] = trial
         for name, distribution in trial.distributions.items():
             self._distributions.setdefault(name, distribution)
-        self._sorted = None
+        # The sorted list kept where it can be (every ask changes a trial or adds the newest): samplers that
+        # keep the lists they read (TPE) tell what changed by the trials' identity.
+        if self._sorted is None or trial_id in self._finishing:
+            return
+        if trial_id in self._position:
+            self._sorted[self._position[trial_id]] = trial
+        elif not self._sorted or trial.number > self._sorted[-1].number:
+            self._position[trial_id] = len(self._sorted)
+            self._sorted.append(trial)
+        else:
+            self._sorted = None
 
     def created(self, trials: Sequence[FrozenTrial]) -> None:
         """Trials this worker created (running: they are read again at the next refresh)."""
@@ -201,8 +215,7 @@ class StudyView:
         # A new FrozenTrial: the one held may be in a list a caller holds (Optuna's samplers keep them).
         trial = self._trials.get(trial_id)
         if trial is not None and not trial.state.is_finished():
-            self._trials[trial_id] = replaced(trial, **changes)
-            self._sorted = None
+            self._add(replaced(trial, **changes))
 
     def set_param(self, trial_id: int, name: str, internal: float, distribution: BaseDistribution) -> None:
         with self._lock:

@@ -182,3 +182,22 @@ def test_reading_the_completed_values_alone_leaves_the_trials_to_the_next_full_r
         other.tell(started, 0.25)
         assert len(storage.refresh_completed(study._study_id, max_age=3600).completed()) == 1  # read just now
         assert sorted(storage.refresh_completed(study._study_id, max_age=0).completed().at(1)) == [0.25, 0.5]
+
+
+def test_each_ask_of_a_round_changes_only_the_trial_it_asks(storage_url: str) -> None:
+    """TPE tells what changed since its last ask by the trials' identity (``search.tpe``): the trials shown
+    before an ask are the same objects after it but the one asked, and the round's next trials appear only
+    as they are handed out."""
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.ask(X).suggest_float("x", 0, 1)
+    with storage.hold(study._study_id):
+        storage.refresh(study._study_id)
+        with asking(study, 3, WHO):
+            seen = [study.get_trials(deepcopy=False)]
+            for _ in range(3):
+                study.ask(X).suggest_float("x", 0, 1)
+                seen.append(study.get_trials(deepcopy=False))
+        for before, after in zip(seen, seen[1:], strict=False):
+            assert len(after) == len(before) + 1 and all(a is b for a, b in zip(after, before, strict=False))
+        assert [t.number for t in seen[-1]] == [0, 1, 2, 3] and all("x" in t.params for t in seen[-1])
