@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import itertools
 from pathlib import Path
 
 import optuna
@@ -198,6 +199,6 @@ def test_each_ask_of_a_round_changes_only_the_trial_it_asks(storage_url: str) ->
             for _ in range(3):
                 study.ask(X).suggest_float("x", 0, 1)
                 seen.append(study.get_trials(deepcopy=False))
-        for before, after in zip(seen, seen[1:], strict=False):
+        for before, after in itertools.pairwise(seen):
             assert len(after) == len(before) + 1 and all(a is b for a, b in zip(after, before, strict=False))
         assert [t.number for t in seen[-1]] == [0, 1, 2, 3] and all("x" in t.params for t in seen[-1])
