@@ -106,24 +106,23 @@ class StudyStorage(BaseStorage):
     @contextlib.contextmanager
     def asking(self, study_id: int, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True) -> Iterator[None]:
         """A round of up to ``asks`` asks (see the module), each started trial given ``user_attrs`` and a
-        first heartbeat. The study is read once: as last refreshed where the view is held, else now. Enqueued trials are taken first; once the round has created its trials it takes
-        no more (a retry enqueued meanwhile waits for the next round, so no created trial is left over), and
-        trials a failure leaves unasked end FAIL (nothing ran, nothing to retry). Without ``batch`` every
-        write goes through at once, as Optuna makes it (the grid sampler's)."""
+        first heartbeat. The study is read once: as last refreshed where the view is held, else now.
+        Enqueued trials are taken first; once the round has created its trials it takes no more (a retry
+        enqueued meanwhile waits for the next round, so no created trial is left over), and trials a failure
+        leaves unasked end FAIL (nothing ran, nothing to retry). Without ``batch`` every write goes through
+        at once, as Optuna makes it (the grid sampler's)."""
         if self._round is not None:
             raise RuntimeError("a round of asks is already in progress on this storage")
-        held = study_id in self._held
-        if not held:  # a round reads the study once, at its start
-            self.refresh(study_id)
-            self._held.add(study_id)
-        self._round = round_ = _Round(study_id, asks, dict(user_attrs), batch)
-        try:
-            yield
-        finally:
-            self._round = None
-            if not held:
-                self._held.discard(study_id)
-            self._end_round(round_)
+        with contextlib.ExitStack() as held:
+            if study_id not in self._held:
+                self.refresh(study_id)
+                held.enter_context(self.hold(study_id))
+            self._round = round_ = _Round(study_id, asks, dict(user_attrs), batch)
+            try:
+                yield
+            finally:
+                self._round = None
+                self._end_round(round_)
 
     def _end_round(self, round_: _Round) -> None:
         # A worker that dies before this leaves trials without parameters, and without heartbeats: they are
@@ -164,7 +163,7 @@ class StudyStorage(BaseStorage):
             )
         trial = round_.created.pop(0)
         # Shown as it is handed out, not before: TPE sees each ask add one running trial to what it saw.
-        self.view(study_id).created([trial])
+        self.view(study_id).running(trial)
         round_.fresh[trial._trial_id] = trial
         round_.asked += 1
         return trial._trial_id
@@ -239,7 +238,7 @@ class StudyStorage(BaseStorage):
             return held
         trial = self.backend.get_trial(trial_id)
         if view is not None:
-            view.replace(trial)
+            view.running(trial)
         return trial
 
     def get_all_trials(

@@ -191,15 +191,9 @@ class StudyView:
         else:
             self._sorted = None
 
-    def created(self, trials: Sequence[FrozenTrial]) -> None:
-        """Trials this worker created (running: they are read again at the next refresh)."""
-        with self._lock:
-            for trial in trials:
-                self._add(trial)
-                self._unfinished.add(trial._trial_id)
-
-    def replace(self, trial: FrozenTrial) -> None:
-        """A running trial as this worker has just read it by itself."""
+    def running(self, trial: FrozenTrial) -> None:
+        """A running trial as this worker created it or has just read it by itself (read again at the next
+        refresh); a finished one is left to the refresh."""
         with self._lock:
             if not trial.state.is_finished():
                 self._add(trial)
