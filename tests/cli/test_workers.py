@@ -92,12 +92,13 @@ def worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
 def test_four_workers_reach_the_study_wide_total(
     lrsearch: Callable[..., Outcome], tmp_path: Path, postgres_url: str
 ) -> None:
-    # Populations long enough (seconds) that a worker whose start-up lags still finds trials to run.
-    study = write_study(tmp_path, n_trials=12, population=2, epochs=200)
+    # Populations of seconds, none pruned, and two rounds of them for each worker: one whose start-up lags
+    # a round behind the others (2 s in a CI run, with pruning) still finds trials to run.
+    study = write_study(tmp_path, n_trials=16, population=2, epochs=1500, pruner='"none"')
     outcome = lrsearch("run", "--study", str(study), "--storage", postgres_url, "--workers", "4", "--device", "cpu")
     assert outcome.code == 0, outcome.err
     found = trials(postgres_url)
-    assert 12 <= len(found) <= 12 + 4 * 2  # at most one population of overshoot per worker
+    assert 16 <= len(found) <= 16 + 4 * 2  # at most one population of overshoot per worker
     assert sorted(t.number for t in found) == list(range(len(found)))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
     assert len({t.user_attrs["worker"] for t in found}) == 4 and "Verdict:" in outcome.out
