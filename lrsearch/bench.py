@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -219,7 +220,7 @@ class SamplerTiming:
     population: int
     ours: float  # seconds
     optuna: float
-    same: bool  # whether both suggested the same parameters
+    same: bool  # whether both suggested the same parameters (floats to float precision)
 
     @property
     def ratio(self) -> float:
@@ -259,7 +260,17 @@ def bench_sampler(*, finished: int = 512, running: int = 448, population: int = 
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # TPE's group, chosen knowingly
         optunas = optuna.samplers.TPESampler(seed=1, multivariate=True, group=True)
     theirs, their_params = round_of_asks(optunas)
-    return SamplerTiming(finished, running, population, ours, theirs, ours_params == their_params)
+    same = len(ours_params) == len(their_params) and all(map(same_suggestions, ours_params, their_params))
+    return SamplerTiming(finished, running, population, ours, theirs, same)
+
+
+def same_suggestions(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
+    """The same parameters, choices and integers, and floats to float precision (lrsearch's TPE computes
+    the truncated normal with SciPy, Optuna with its own port of it)."""
+    return ours.keys() == theirs.keys() and all(
+        math.isclose(v, theirs[k], rel_tol=1e-9, abs_tol=1e-12) if isinstance(v, float) else v == theirs[k]
+        for k, v in ours.items()
+    )
 
 
 @dataclasses.dataclass(frozen=True)

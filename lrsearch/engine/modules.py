@@ -24,6 +24,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lrsearch.engine.data import Split
+from lrsearch.engine.devices import manual_seed
 from lrsearch.engine.models import Params, Seeds, StackedModel
 from lrsearch.engine.networks import seeded
 from lrsearch.errors import ConfigError, one_line
@@ -141,7 +142,7 @@ class ModuleModel(StackedModel):
             self._check_vmap(tensors, x if shared else x[0])
         if self.strategy == "vmap":
             if seeds is not None:
-                torch.manual_seed(hash(tuple(seeds)) % (1 << 63))  # ints hash the same in every process
+                manual_seed(hash(tuple(seeds)) % (1 << 63), x.device)  # ints hash the same in every process
             return self._batched(tensors, x, shared)
         return self._looped(tensors, x, shared, seeds)
 
@@ -163,7 +164,7 @@ class ModuleModel(StackedModel):
         outputs = []
         for m, (state, xs) in enumerate(zip(members, inputs, strict=True)):
             if seeds is not None:
-                torch.manual_seed(seeds[m])
+                manual_seed(seeds[m], xs.device)
             outputs.append(functional_call(self.module, self._state(state), (xs,)))
         return torch.stack(outputs)
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from lrsearch.engine.devices import manual_seed
 from lrsearch.errors import ConfigError
 
 __all__ = ["blobs_mlp", "lenet", "lenet_d2l", "seeded"]
@@ -19,7 +20,7 @@ def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     """``factory()`` under torch's global seed ``seed`` (its own initialisation, as it would be trained
     alone), the caller's random state left as it was; a module whose tensors can be stacked."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        manual_seed(seed, torch.device("cpu"))
         module = factory()
     if not isinstance(module, nn.Module):
         raise ConfigError(f"the model factory must return a torch.nn.Module but got {type(module).__name__}")

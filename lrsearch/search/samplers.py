@@ -82,15 +82,15 @@ def create_sampler(
     name: str, *, seed: int, grid: Mapping[str, Sequence[Any]] | None = None
 ) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
-        # TPE's ``group`` and the QMC sampler are marked experimental; they are chosen knowingly.
+        # The QMC sampler is marked experimental; it is chosen knowingly.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _create(name, seed, grid)
 
 
 def _create(name: str, seed: int, grid: Mapping[str, Sequence[Any]] | None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        # multivariate + group: conditional branches (step.gamma only with step) are modelled together.
-        return PopulationTPESampler(seed=seed, multivariate=True, group=True)
+        # Multivariate, in groups: conditional branches (step.gamma only with step) are modelled together.
+        return PopulationTPESampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "qmc":

@@ -1,152 +1,309 @@
-"""TPE for populations: Optuna's TPESampler, with the same suggestions, for a study asked many trials at a time.
+"""TPE for populations: Optuna's multivariate, grouped TPE with the constant liar, owned here and computed
+once per set of finished trials instead of at every ask.
 
-At every ask Optuna's TPE redoes work that only the study's finished trials decide: the groups of the
-search space (a pass over every finished trial), and for each group the split of the trials into good and
-bad, the density of the good ones and the observations of the bad ones (passes over every trial). A worker
-asks a whole population between two reads of the study, so it did that work up to a population's times
-over the same inputs: on a study of 1000 trials, most of a worker's time outside training. Here it is done
-once per set of finished trials, and each ask reads only the running trials (which TPE's constant liar
-counts among the bad ones) and draws its candidates as Optuna does, from the same random stream.
+Suggestions are Optuna's (``TPESampler(multivariate=True, group=True)``, 5.0; the equivalence tests hold
+them to it): the search space in groups of parameters that always appear together; below
+``n_startup_trials`` finished trials, uniform draws; after, for each group, the finished trials split into
+the good (the best 10%, at most 25; pruned ones ranked by their last value at their last step) and the rest,
+running trials among the rest (the constant liar: a value is assumed bad until known), a Parzen estimator
+``l`` of the good and ``g`` of the rest, and of ``n_ei_candidates`` draws from ``l`` the one with the highest
+``l / g``. A trial's relatively sampled values are written as Optuna's TPE writes them (system attrs
+``tpe:relative_params:N``), so that other workers count them while it runs.
+
+What a population changes: a worker asks a whole population between two reads of the study, and most of
+an ask's work is decided by the finished trials alone (the groups, the split, ``l``, and ``g``'s finished
+observations), so it is done once per set of finished trials; each ask adds the running trials' rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
-from optuna.samplers._tpe.sampler import _split_trials, default_gamma
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["PopulationTPESampler"]
+from lrsearch.search.parzen import ParzenEstimator
 
+__all__ = ["RELATIVE_PARAMS_KEY", "PopulationTPESampler", "default_gamma"]
+
+RELATIVE_PARAMS_KEY = "tpe:relative_params"
+_ATTR_LENGTH = 2045  # a system attr's value in Optuna's RDB schema holds at most 2048 characters
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _WITH_RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
+def default_gamma(finished: int) -> int:
+    """How many of the finished trials count as good."""
+    return min(math.ceil(0.1 * finished), 25)
+
+
 @dataclasses.dataclass
 class _Split:
-    """What one group's suggestions share while the finished trials stay the same: the good trials' density,
-    and the bad finished trials' numbers and internal values (those holding every parameter of the group)."""
+    """What one group's asks share while the finished trials stay the same: ``l``, and the rest of the
+    finished trials holding every parameter of the group (numbers, and internal values by parameter)."""
 
-    below: _ParzenEstimator
+    below: ParzenEstimator
     above_numbers: np.ndarray
     above: dict[str, np.ndarray]
-    # The running trials last seen, and the numbers and internal values of those holding every parameter.
-    # Between two reads of the study each ask adds one running trial (the one asked before it).
+    # Running trials' rows by trial id: a trial's values, once all there, stay; one that lacks some is looked
+    # at again once the storage hands out a changed trial (a new FrozenTrial, or more params or attrs).
+    running_rows: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    lacking: dict[int, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
+    # The running trials last seen, and the numbers and rows of those holding every parameter: between two
+    # reads of the study each ask adds one running trial (the one asked before it).
     running: list[FrozenTrial] = dataclasses.field(default_factory=list)
-    running_numbers: list[int] = dataclasses.field(default_factory=list)
-    running_rows: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    numbers: list[int] = dataclasses.field(default_factory=list)
+    rows: list[tuple[float, ...]] = dataclasses.field(default_factory=list)
+
+    def see_running(
+        self, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
+    ) -> tuple[np.ndarray, list[tuple[float, ...]]]:
+        """The numbers and rows of the running trials holding every parameter; only those added since the
+        last ask are looked at, unless the study was read again (list equality is identity first)."""
+        seen = len(self.running)
+        if running[:seen] != self.running:
+            self.numbers, self.rows, seen = [], [], 0
+        for trial in running[seen:]:
+            row = self.running_row(trial, search_space)
+            if row is not None:
+                self.numbers.append(trial.number)
+                self.rows.append(row)
+        self.running = running
+        return np.asarray(self.numbers, dtype=np.int64), self.rows
+
+    def running_row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
+        row = self.running_rows.get(trial._trial_id)
+        if row is not None:
+            return row
+        stamp = (id(trial), len(trial.params), len(trial.system_attrs))
+        if self.lacking.get(trial._trial_id) == stamp:
+            return None
+        row = _row(trial, search_space)
+        if row is None:
+            self.lacking[trial._trial_id] = stamp
+        else:
+            self.running_rows[trial._trial_id] = row
+        return row
 
 
-class PopulationTPESampler(optuna.samplers.TPESampler):
-    """``TPESampler`` (single objective, constant liar: Optuna's defaults) that computes what a set of
-    finished trials decides once, instead of at every ask; any other use is Optuna's own code."""
+@dataclasses.dataclass(frozen=True)
+class _Seen:
+    """The trials of one ask: the finished ones, their numbers, and the others running."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._space_for: tuple[int, ...] | None = None  # the finished trials the groups were computed for
-        self._space: dict[str, BaseDistribution] = {}
-        self._splits_for: tuple[int, ...] | None = None
+    trial_id: int
+    finished: list[FrozenTrial]
+    fingerprint: tuple[int, ...]
+    running: list[FrozenTrial]
+
+
+class PopulationTPESampler(optuna.samplers.BaseSampler):
+    """Optuna's multivariate, grouped TPE with the constant liar, for single-objective studies (see the
+    module); its parameters are Optuna's, with Optuna's defaults."""
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        n_startup_trials: int = 10,
+        n_ei_candidates: int = 24,
+        prior_weight: float = 1.0,
+        consider_magic_clip: bool = True,
+        consider_endpoints: bool = False,
+    ) -> None:
+        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be a non-negative integer, but got {n_startup_trials!r}")
+        if isinstance(n_ei_candidates, bool) or not isinstance(n_ei_candidates, int) or n_ei_candidates < 1:
+            raise ValueError(f"n_ei_candidates must be a positive integer, but got {n_ei_candidates!r}")
+        if not (isinstance(prior_weight, (int, float)) and math.isfinite(prior_weight) and prior_weight >= 0):
+            raise ValueError(f"prior_weight must be a non-negative finite number, but got {prior_weight!r}")
+        self.n_startup_trials = n_startup_trials
+        self.n_ei_candidates = n_ei_candidates
+        self.prior_weight = float(prior_weight)
+        self.consider_magic_clip = consider_magic_clip
+        self.consider_endpoints = consider_endpoints
+        self._rng = np.random.RandomState(seed)
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._groups: list[dict[str, BaseDistribution]] = []
+        self._grouped: set[int] = set()  # the finished trials folded into the groups, by id
+        self._splits_for: tuple[int, ...] | None = None  # the finished trials the splits were made for
         self._splits: dict[tuple[tuple[str, BaseDistribution], ...], _Split] = {}
-        # The trials one ask samples against, read once for all its groups: (trial id, finished, their
-        # fingerprint, running).
-        self._seen: tuple[int, list[FrozenTrial], tuple[int, ...], list[FrozenTrial]] | None = None
+        self._seen: _Seen | None = None
+
+    def reseed_rng(self) -> None:
+        self._rng.seed()
+        self._random.reseed_rng()
+
+    # --- the search space ---------------------------------------------------------------------------------
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        if not self._group or not self._is_multivariate(study):
-            return super().infer_relative_search_space(study, trial)
-        # Optuna folds every finished trial into the groups again at each ask; finished trials never change,
-        # so the same finished trials mean the same groups.
-        finished = _fingerprint(study._get_trials(deepcopy=False, states=_FINISHED, use_cache=True))
-        if finished != self._space_for:
-            self._space = super().infer_relative_search_space(study, trial)
-            self._space_for = finished
-        return dict(self._space)
+        if len(study.directions) > 1:
+            raise ValueError(f"PopulationTPESampler is for one objective, but the study has {len(study.directions)}")
+        for finished in study.get_trials(deepcopy=False, states=_FINISHED):
+            if finished._trial_id not in self._grouped:
+                self._grouped.add(finished._trial_id)
+                self._groups = _refined(self._groups, finished.distributions)
+        return {name: d for group in self._groups for name, d in _sampled(group).items()}
+
+    # --- sampling -----------------------------------------------------------------------------------------
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if len(study.get_trials(deepcopy=False, states=_FINISHED)) < self.n_startup_trials:
+            return {}
+        params: dict[str, Any] = {}
+        for group in self._groups:
+            # A caller may sample less than the inferred space (lrsearch's GroupSampler fixes some of it).
+            space = {name: d for name, d in _sampled(group).items() if name in search_space}
+            if space:
+                params.update(self._sample(study, trial, space))
+        if params:
+            text = json.dumps(params)
+            for i in range(0, len(text), _ATTR_LENGTH):
+                key = f"{RELATIVE_PARAMS_KEY}:{i // _ATTR_LENGTH}"
+                study._storage.set_trial_system_attr(trial._trial_id, key, text[i : i + _ATTR_LENGTH])
+        return params
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        if len(study.get_trials(deepcopy=False, states=_FINISHED)) < self.n_startup_trials:
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        return self._sample(study, trial, {param_name: param_distribution})[param_name]
 
     def _sample(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not self._constant_liar or study._is_multi_objective():
-            return super()._sample(study, trial, search_space)
-        if self._seen is None or self._seen[0] != trial._trial_id:
-            trials = study._get_trials(deepcopy=False, states=_WITH_RUNNING, use_cache=False)
-            finished = [t for t in trials if t.state != TrialState.RUNNING]
-            self._seen = (
-                trial._trial_id,
-                finished,
-                _fingerprint(finished),
-                [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number],
-            )
-        _, finished, fingerprint, running = self._seen
-        split = self._split(study, finished, fingerprint, search_space)
-        self._see_running(study, split, running, search_space)
-        # The bad trials in the order Optuna gives them (by number): TPE weighs older observations less.
-        order = np.argsort(
-            np.concatenate([split.above_numbers, np.asarray(split.running_numbers, dtype=np.int64)]), kind="stable"
-        )
+        seen = self._read(study, trial)
+        split = self._split(study, seen, search_space)
+        numbers, rows = split.see_running(seen.running, search_space)
+        # The rest by number, as Optuna orders them: older observations weigh less.
+        order = np.argsort(np.concatenate([split.above_numbers, numbers]), kind="stable")
         above = {
-            name: _joined(split.above[name], np.asarray([row[i] for row in split.running_rows]))[order]
+            name: np.concatenate([split.above[name], [row[i] for row in rows]])[order]
             for i, name in enumerate(search_space)
         }
-        mpe_above = self._parzen_estimator_cls(above, search_space, self._parzen_estimator_parameters)
-        samples = split.below.sample(self._rng.rng, self._n_ei_candidates)
-        best = optuna.samplers.TPESampler._compare(
-            samples, self._compute_acquisition_func(samples, split.below, mpe_above)
-        )
-        return {name: distribution.to_external_repr(best[name]) for name, distribution in search_space.items()}
+        g = self._estimator(above, search_space)
+        candidates = split.below.sample(self._rng, self.n_ei_candidates)
+        best = int(np.argmax(split.below.log_pdf(candidates) - g.log_pdf(candidates)))
+        return {name: d.to_external_repr(candidates[name][best].item()) for name, d in search_space.items()}
 
-    def _split(
-        self,
-        study: optuna.Study,
-        finished: list[FrozenTrial],
-        fingerprint: tuple[int, ...],
-        search_space: dict[str, BaseDistribution],
-    ) -> _Split:
-        if fingerprint != self._splits_for:
-            self._splits_for, self._splits = fingerprint, {}
+    def _read(self, study: optuna.Study, trial: FrozenTrial) -> _Seen:
+        """The trials one ask samples against, read once for all its groups."""
+        if self._seen is None or self._seen.trial_id != trial._trial_id:
+            trials = study.get_trials(deepcopy=False, states=_WITH_RUNNING)
+            finished = [t for t in trials if t.state != TrialState.RUNNING]
+            self._seen = _Seen(
+                trial_id=trial._trial_id,
+                finished=finished,
+                # A trial only ever joins the finished ones, but for a worker's own view of a trial it finished
+                # that another worker failed as stale meanwhile: the numbers say which set this is.
+                fingerprint=tuple(t.number for t in finished),
+                running=[t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number],
+            )
+        return self._seen
+
+    def _split(self, study: optuna.Study, seen: _Seen, search_space: dict[str, BaseDistribution]) -> _Split:
+        if seen.fingerprint != self._splits_for:
+            self._splits_for, self._splits = seen.fingerprint, {}
         key = tuple(search_space.items())
         split = self._splits.get(key)
         if split is None:
-            if self._gamma is None:
-                self._gamma = default_gamma
-            # Running trials always go to the bad side, so splitting the finished ones alone is the same split.
-            below, above = _split_trials(study, finished, self._gamma(len(finished)))
-            kept = [t for t in above if search_space.keys() <= self._get_params(t, study).keys()]
+            below, above = _split_trials(seen.finished, default_gamma(len(seen.finished)), study.direction)
+            kept = [(t.number, row) for t in above if (row := _row(t, search_space)) is not None]
             split = _Split(
-                below=self._build_parzen_estimator(study, search_space, below, handle_below=True),
-                above_numbers=np.asarray([t.number for t in kept], dtype=np.int64),
-                above=self._get_internal_repr(kept, search_space, study),
+                below=self._estimator(_observations(below, search_space), search_space),
+                above_numbers=np.asarray([number for number, _ in kept], dtype=np.int64),
+                above={name: np.asarray([row[i] for _, row in kept]) for i, name in enumerate(search_space)},
             )
             self._splits[key] = split
         return split
 
-    def _see_running(
-        self, study: optuna.Study, split: _Split, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
-    ) -> None:
-        """Bring the split's running rows up to ``running``: only the trials added since the last ask, unless
-        the study was read again (list equality is identity first, else the trials' contents)."""
-        seen = len(split.running)
-        if running[:seen] != split.running:
-            split.running, split.running_numbers, split.running_rows, seen = [], [], [], 0
-        for t in running[seen:]:
-            params = self._get_params(t, study)
-            if search_space.keys() <= params.keys():
-                split.running_numbers.append(t.number)
-                split.running_rows.append(tuple(d.to_internal_repr(params[n]) for n, d in search_space.items()))
-        split.running = list(running)
+    def _estimator(self, observations: dict[str, np.ndarray], space: dict[str, BaseDistribution]) -> ParzenEstimator:
+        return ParzenEstimator(
+            observations,
+            space,
+            prior_weight=self.prior_weight,
+            consider_magic_clip=self.consider_magic_clip,
+            consider_endpoints=self.consider_endpoints,
+        )
 
 
-def _fingerprint(finished: list[FrozenTrial]) -> tuple[int, ...]:
-    """The numbers of the finished trials: a trial only ever joins them, but for a worker's own view of a
-    trial it finished (``search.telling``) that another worker had failed as stale meanwhile."""
-    return tuple(t.number for t in finished)
+def _refined(
+    groups: list[dict[str, BaseDistribution]], distributions: dict[str, BaseDistribution]
+) -> list[dict[str, BaseDistribution]]:
+    """The groups split by one more trial's parameters: each group into what the trial has of it and what it
+    lacks, and the trial's new parameters as a group after them (Optuna's order, which the random stream
+    follows)."""
+    new = set(distributions)
+    refined: list[dict[str, BaseDistribution]] = []
+    for group in groups:
+        refined.append({name: d for name, d in group.items() if name in new})
+        refined.append({name: d for name, d in group.items() if name not in new})
+        new -= group.keys()
+    refined.append({name: distributions[name] for name in distributions if name in new})
+    return [group for group in refined if group]
 
 
-def _joined(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Concatenated, keeping the dtype Optuna's single list would have had (an empty part has no say)."""
-    parts = [a for a in (first, second) if a.size]
-    return np.concatenate(parts) if parts else first
+def _sampled(group: dict[str, BaseDistribution]) -> dict[str, BaseDistribution]:
+    """A group's parameters TPE samples, by name (an order that does not depend on the hash seed)."""
+    return {name: group[name] for name in sorted(group) if not group[name].single()}
+
+
+def _params(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's values: a running one's relatively sampled values too, which it may not have suggested yet."""
+    if trial.state.is_finished():
+        return trial.params
+    chunks, i = [], 0
+    while chunk := trial.system_attrs.get(f"{RELATIVE_PARAMS_KEY}:{i}"):
+        chunks.append(chunk)
+        i += 1
+    if not chunks:
+        return trial.params
+    try:
+        params = json.loads("".join(chunks))
+    except json.JSONDecodeError:  # another worker's chunks read half written
+        return trial.params
+    return {**params, **trial.params}
+
+
+def _row(trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
+    """A trial's internal values for every parameter of the space, or None where it lacks one."""
+    params = _params(trial)
+    if not search_space.keys() <= params.keys():
+        return None
+    return tuple(d.to_internal_repr(params[name]) for name, d in search_space.items())
+
+
+def _observations(trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]) -> dict[str, np.ndarray]:
+    rows = [row for t in trials if (row := _row(t, search_space)) is not None]
+    return {name: np.asarray([row[i] for row in rows]) for i, name in enumerate(search_space)}
+
+
+def _split_trials(
+    finished: Sequence[FrozenTrial], n_below: int, direction: StudyDirection
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The good and the rest of the finished trials, each by number: the best completed ones, then (if fewer
+    than ``n_below``) the pruned ones that got furthest, best last value first."""
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    complete = sorted((t for t in finished if t.state == TrialState.COMPLETE), key=lambda t: sign * t.value)
+    pruned = sorted((t for t in finished if t.state == TrialState.PRUNED), key=lambda t: _pruned_score(t, sign))
+    n_complete = min(n_below, len(complete))
+    n_pruned = min(n_below - n_complete, len(pruned))
+    below = complete[:n_complete] + pruned[:n_pruned]
+    above = complete[n_complete:] + pruned[n_pruned:]
+    return sorted(below, key=lambda t: t.number), sorted(above, key=lambda t: t.number)
+
+
+def _pruned_score(trial: FrozenTrial, sign: float) -> tuple[float, float]:
+    if not trial.intermediate_values:
+        return 1, 0.0
+    step, value = max(trial.intermediate_values.items())
+    return -step, float("inf") if math.isnan(value) else sign * value

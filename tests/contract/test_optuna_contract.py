@@ -10,6 +10,7 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
+from lrsearch.search import tpe
 from lrsearch.storage import SCHEMA_VERSION as SCHEMA
 
 
@@ -103,18 +104,10 @@ def test_an_ask_goes_through_the_storage_calls_a_round_takes_over() -> None:
     assert created[:2] == ["create_new_trial", "get_trial"] and "set_trial_param" in created, storage.calls
 
 
-@pytest.mark.parametrize(
-    ("owner", "name"),
-    [
-        (optuna.Study, "_get_trials"),
-        (optuna.samplers.TPESampler, "_sample"),
-        (optuna.samplers.TPESampler, "_build_parzen_estimator"),
-        (optuna.samplers.TPESampler, "_compute_acquisition_func"),
-        (optuna.samplers.TPESampler, "_get_internal_repr"),
-        (optuna.samplers.TPESampler, "_get_params"),
-    ],
-)
-def test_the_private_methods_search_tpe_still_uses_exist(owner: type, name: str) -> None:
-    """search.tpe stands in for Optuna's TPE per ask, on these (the equivalence tests say whether the
-    suggestions are still the same)."""
-    assert callable(getattr(owner, name, None)), f"{owner.__name__}.{name} is gone: search.tpe breaks"
+def test_optunas_tpe_reads_the_running_values_lrsearch_shares() -> None:
+    """search.tpe shares a running trial's relatively sampled values where Optuna's TPE reads them (so a
+    worker running Optuna's TPE on the same study counts them as lrsearch's do, and back)."""
+    from optuna.samplers._tpe import sampler as optunas_tpe
+
+    assert optunas_tpe._RELATIVE_PARAMS_KEY == tpe.RELATIVE_PARAMS_KEY, "Optuna's TPE shares running values elsewhere"
+    assert optunas_tpe._SYSTEM_ATTR_MAX_LENGTH == tpe._ATTR_LENGTH
