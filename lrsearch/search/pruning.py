@@ -108,6 +108,10 @@ class PercentilePruner(optuna.pruners.BasePruner):
         )  # checks the parameters as Optuna does
         self.percentile, self.n_startup_trials, self.n_warmup_steps = percentile, n_startup_trials, n_warmup_steps
         self.interval_steps, self.n_min_trials = interval_steps, n_min_trials
+        # Each step's threshold for the completed values it was computed from: they change about once a
+        # second, the steps asked about every epoch.
+        self._thresholds_for: tuple[int, int, StudyDirection] | None = None
+        self._thresholds: dict[int, float] = {}
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         return self._optuna.prune(study, trial)
@@ -122,7 +126,8 @@ class PercentilePruner(optuna.pruners.BasePruner):
             return [False] * len(members)
         warmup, interval = self.n_warmup_steps, self.interval_steps
         percentile = 100 - self.percentile if direction == StudyDirection.MAXIMIZE else self.percentile
-        at_step: dict[int, float] = {}
+        if self._thresholds_for != (id(completed), len(completed), direction):
+            self._thresholds_for, self._thresholds = (id(completed), len(completed), direction), {}
         decisions = []
         for step, best in members:
             # Optuna's interval rule with the steps 1..step: the step before this one is the one before it.
@@ -133,12 +138,12 @@ class PercentilePruner(optuna.pruners.BasePruner):
             if math.isnan(best):
                 decisions.append(True)
                 continue
-            if step not in at_step:
+            if step not in self._thresholds:
                 values = completed.at(step)
-                at_step[step] = (
+                self._thresholds[step] = (
                     math.nan if len(values) < self.n_min_trials else float(np.nanpercentile(values, percentile))
                 )
-            threshold = at_step[step]
+            threshold = self._thresholds[step]
             decisions.append(
                 not math.isnan(threshold)
                 and (best < threshold if direction == StudyDirection.MAXIMIZE else best > threshold)

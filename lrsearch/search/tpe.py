@@ -134,6 +134,8 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         self._grouped: set[int] = set()  # the finished trials folded into the groups, by id
         self._splits_for: tuple[int, ...] | None = None  # the finished trials the splits were made for
         self._splits: dict[tuple[tuple[str, BaseDistribution], ...], _Split] = {}
+        self._division: tuple[list[FrozenTrial], list[FrozenTrial]] = ([], [])  # the good and the rest
+        self._finished_rows: dict[tuple[tuple[str, BaseDistribution], ...], dict[int, tuple[float, ...] | None]] = {}
         self._seen: _Seen | None = None
 
     def reseed_rng(self) -> None:
@@ -213,18 +215,30 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def _split(self, study: optuna.Study, seen: _Seen, search_space: dict[str, BaseDistribution]) -> _Split:
         if seen.fingerprint != self._splits_for:
             self._splits_for, self._splits = seen.fingerprint, {}
+            self._division = _split_trials(seen.finished, default_gamma(len(seen.finished)), study.direction)
         key = tuple(search_space.items())
         split = self._splits.get(key)
         if split is None:
-            below, above = _split_trials(seen.finished, default_gamma(len(seen.finished)), study.direction)
-            kept = [(t.number, row) for t in above if (row := _row(t, search_space)) is not None]
+            below, above = self._division
+            rows = self._finished_rows.setdefault(key, {})
+            below_rows = [row for t in below if (row := self._finished_row(rows, t, search_space)) is not None]
+            kept = [(t.number, row) for t in above if (row := self._finished_row(rows, t, search_space)) is not None]
             split = _Split(
-                below=self._estimator(_observations(below, search_space), search_space),
+                below=self._estimator(_columns(below_rows, search_space), search_space),
                 above_numbers=np.asarray([number for number, _ in kept], dtype=np.int64),
-                above={name: np.asarray([row[i] for _, row in kept]) for i, name in enumerate(search_space)},
+                above=_columns([row for _, row in kept], search_space),
             )
             self._splits[key] = split
         return split
+
+    @staticmethod
+    def _finished_row(
+        rows: dict[int, tuple[float, ...] | None], trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> tuple[float, ...] | None:
+        """A finished trial's row, read once: its values never change."""
+        if trial._trial_id not in rows:
+            rows[trial._trial_id] = _row(trial, search_space)
+        return rows[trial._trial_id]
 
     def _estimator(self, observations: dict[str, np.ndarray], space: dict[str, BaseDistribution]) -> ParzenEstimator:
         return ParzenEstimator(
@@ -282,8 +296,7 @@ def _row(trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple
     return tuple(d.to_internal_repr(params[name]) for name, d in search_space.items())
 
 
-def _observations(trials: list[FrozenTrial], search_space: dict[str, BaseDistribution]) -> dict[str, np.ndarray]:
-    rows = [row for t in trials if (row := _row(t, search_space)) is not None]
+def _columns(rows: list[tuple[float, ...]], search_space: dict[str, BaseDistribution]) -> dict[str, np.ndarray]:
     return {name: np.asarray([row[i] for row in rows]) for i, name in enumerate(search_space)}
 
 

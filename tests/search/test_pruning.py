@@ -171,7 +171,9 @@ def test_a_populations_decisions_are_the_pruners_own(direction: str, settings: d
         warnings.simplefilter("ignore", RuntimeWarning)  # a member whose only value is NaN: its best is NaN
         given = [(m.last_step, float(best(list(m.intermediate_values.values())))) for m in members]
     held = CompletedValues()
-    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+    for i, t in enumerate(study.get_trials(states=(TrialState.COMPLETE,))):
+        if i == 6:  # decided on half of them first: the thresholds then follow the values that come after
+            pruner.decide(held, study.direction, given)  # type: ignore[attr-defined]
         steps = list(t.intermediate_values)
         held.add(
             [t._trial_id],
