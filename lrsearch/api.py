@@ -9,6 +9,7 @@ result.history          # per-epoch DataFrame: epoch, lr, train/val loss and met
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -150,8 +151,10 @@ def train(
         seed=seed,
     )
     check_run_length(epochs, batch_size)
-    torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     trainer = _trainer(problem)
+    per_epoch = math.ceil(trainer.train_examples / (batch_size or trainer.batch_size))
+    config.build_schedule(config.horizon(epochs or trainer.epochs, per_epoch))  # the schedule, before any data
+    torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     engine = trainer.load(torch_device, data_dir)
     population = Population(engine, epochs=epochs, batch_size=batch_size)
     population.add(config)

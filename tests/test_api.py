@@ -61,6 +61,8 @@ def test_each_epoch_can_be_watched() -> None:
         (regression, {"lr": -1.0}, r"lr must be a number in \(0, 10000\] but got -1.0"),
         (regression, {"lr": 0.1, "epochs": 0}, r"epochs must be an integer in \[1, 100000\] but got 0"),
         (regression, {"lr": 0.1, "schedule": "cosinus"}, "unknown schedule 'cosinus'"),
+        # The run's own length (3 epochs here), before any data is read.
+        (lambda: "blobs", {"epochs": 3, "schedule": "cosine", "warmup": 4}, r"cosine total \(3\) must be longer"),
     ],
 )
 def test_bad_arguments_name_the_bad_value(problem: Callable[[], object], kwargs: dict, message: str) -> None:

@@ -20,7 +20,8 @@ MAX_DECAY = 1e6
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one run. Validated on construction: a bad value raises ConfigError naming it.
+    """Hyperparameters of one run. Validated on construction: a bad value raises ConfigError naming it; the
+    schedule, which depends on the run's length, once that is known (``build_schedule``).
 
     ``decay`` is Keras's time-based decay, applied per update on top of any schedule. ``weight_decay`` None
     takes the optimizer's default (0, or 0.01 for adamw). ``schedule_unit`` says whether the schedule's step
@@ -54,9 +55,8 @@ class TrainConfig:
         # Normalise the parameter maps so equal configurations compare (and hash into reports) equal.
         object.__setattr__(self, "schedule_params", coerce_params(self.schedule, self.schedule_params))
         self.optimizer_settings()
-        # Every check but those on the run's length: a missing ``total`` stands in as a long run here, and
-        # the run checks the real one when it builds the schedule.
-        self._schedule(horizon=self.warmup + 10**6)
+        # The schedule's own checks need the run's length (its default ``total``): ``build_schedule`` makes
+        # them, where the length is known (a study file's corners, ``lrsearch.train``, the population).
 
     def optimizer_settings(self) -> dict[str, Any]:
         """The optimizer's full hyperparameters, PyTorch defaults filled in."""
@@ -68,6 +68,10 @@ class TrainConfig:
         if self.weight_decay is not None:
             given["weight_decay"] = self.weight_decay
         return optimizer_settings(self.optimizer, given)
+
+    def horizon(self, epochs: int, updates_per_epoch: int) -> int:
+        """A run's length in the schedule's steps."""
+        return epochs if self.schedule_unit == "epoch" else epochs * updates_per_epoch
 
     def build_schedule(self, horizon: int) -> Schedule:
         """The schedule of a run ``horizon`` schedule units long (the default ``total``), checked over it."""

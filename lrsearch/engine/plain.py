@@ -135,8 +135,7 @@ def train_plain(
             tensor.copy_(value.reshape(tensor.shape))
     module.to(problem.device)
     optimizer = TORCH_OPTIMIZERS[config.optimizer](module.parameters(), config.optimizer_settings())
-    horizon = epochs if config.schedule_unit == "epoch" else epochs * n_updates
-    schedule = config.build_schedule(horizon)
+    schedule = config.build_schedule(config.horizon(epochs, n_updates))
     rates = update_rates(
         schedule,
         n_updates=epochs * n_updates,

@@ -281,8 +281,7 @@ class Population:
     def add(self, config: TrainConfig) -> int:
         """Queue a member; it joins at the next epoch boundary. Returns its id. Raises ConfigError first."""
         n_updates = self.epochs * self.updates_per_epoch
-        horizon = self.epochs if config.schedule_unit == "epoch" else n_updates
-        schedule = config.build_schedule(horizon)
+        schedule = config.build_schedule(config.horizon(self.epochs, self.updates_per_epoch))
         rates = _Rates(schedule, config, n_updates=n_updates, updates_per_epoch=self.updates_per_epoch)
         init_seed, data_seed, noise_seed = member_seeds(config.seed)
         init = self.problem.model.init(torch.Generator().manual_seed(init_seed))

@@ -493,10 +493,10 @@ def _check_space(spec: StudySpec) -> None:
             f"study runs; at most {MAX_CORNERS}: search fewer values together"
         )
     trainer = spec.resolved_trainer
-    updates = spec.epochs * math.ceil(trainer.train_examples / (spec.batch_size or trainer.batch_size))
+    per_epoch = math.ceil(trainer.train_examples / (spec.batch_size or trainer.batch_size))
     for config in space.corners():
         try:
-            config.build_schedule(horizon=spec.epochs if config.schedule_unit == "epoch" else updates)
+            config.build_schedule(config.horizon(spec.epochs, per_epoch))
         except ConfigError as exc:
             raise ConfigError(f"space: {exc}") from None
 

@@ -23,6 +23,17 @@ def test_schedule_params_are_normalised() -> None:
     assert a == b and a.schedule_params == {"milestones": (5, 30)}
 
 
+def test_the_schedule_is_checked_once_the_run_length_is_known() -> None:
+    config = TrainConfig(schedule="step", schedule_params={"milestones": [3], "gamma": 0})  # no stand-in run
+    with pytest.raises(ConfigError, match=r"gamma must be a number in \(0, 1000\] but got 0.0"):
+        config.build_schedule(horizon=10)
+
+
+@pytest.mark.parametrize(("unit", "horizon"), [("epoch", 5), ("update", 35)])
+def test_the_horizon_is_counted_in_the_schedules_unit(unit: str, horizon: int) -> None:
+    assert TrainConfig(schedule_unit=unit).horizon(5, updates_per_epoch=7) == horizon
+
+
 def test_a_missing_total_is_fine_until_the_run_length_is_known() -> None:
     config = TrainConfig(schedule="one_cycle", warmup=2)
     assert config.build_schedule(horizon=20)(2) == pytest.approx(0.01 / 25)
