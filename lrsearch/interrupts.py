@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Interrupted", "OncePerBurst", "ignored", "interrupts", "noted"]
+__all__ = ["Interrupted", "OncePerBurst", "check", "ignored", "interrupts", "noted"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -31,17 +31,26 @@ def _exit_at_once(signum: int, frame: FrameType | None) -> None:
     os._exit(130)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted
+class _Raising:
+    """A SIGINT handler that raises :class:`Interrupted` and keeps it ``pending`` for ``check``: one raised
+    while the main thread runs a callback whose exceptions Python ignores (a finalizer: SQLAlchemy and
+    psycopg have many) is printed and lost, and a run would go on as if Ctrl-C had never been pressed."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.pending = True
+        raise Interrupted
 
 
-class OncePerBurst:
+class OncePerBurst(_Raising):
     """A SIGINT handler that raises :class:`Interrupted`, but not again within ``window`` seconds: a local
     worker gets a terminal's Ctrl-C and, a moment later, its parent's (which passes on a notebook's), and the
-    second must not cut short its ending of its trials. A later Ctrl-C raises again (an interrupt can be
-    lost: raised inside a callback whose exceptions Python ignores)."""
+    second must not cut short its ending of its trials. A later Ctrl-C raises again."""
 
     def __init__(self, window: float = 3.0) -> None:
+        super().__init__()
         self.window = window
         self.last = -math.inf
 
@@ -49,7 +58,16 @@ class OncePerBurst:
         now = time.monotonic()
         if now - self.last >= self.window:
             self.last = now
-            raise Interrupted
+            super().__call__(signum, frame)
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if lrsearch's handler raised one that never arrived (see ``_Raising``):
+    called where a long run can stop, once an epoch."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, _Raising) and handler.pending:
+        handler.pending = False
+        raise Interrupted
 
 
 @contextmanager
@@ -90,6 +108,6 @@ def interrupts() -> Iterator[Callable[[], object]]:
         return
     previous = signal.signal(signal.SIGINT, _exit_at_once)
     try:
-        yield lambda: signal.signal(signal.SIGINT, _interrupt)
+        yield lambda: signal.signal(signal.SIGINT, _Raising())
     finally:
         signal.signal(signal.SIGINT, previous)

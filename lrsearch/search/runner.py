@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrsearch.engine import EpochMetrics, EpochReport, MemberResult, Population, Problem
 from lrsearch.engine.config import TrainConfig
 from lrsearch.errors import ConfigError
+from lrsearch.interrupts import check as check_interrupted
 from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
 from lrsearch.search.pruning import PercentilePruner, PruningView
 from lrsearch.search.samplers import GroupSampler
@@ -446,6 +447,7 @@ class Search:
                 Teller[_Finishing](self.study._storage) as teller,
             ):
                 while True:
+                    check_interrupted()  # a Ctrl-C whose exception was lost stops the run here
                     self._written(teller, wait=False)
                     free = self.spec.population - population.live
                     in_time = time.monotonic() < deadline
