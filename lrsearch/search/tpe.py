@@ -56,23 +56,29 @@ class _Split:
     # at again once the storage hands out a changed trial (a new FrozenTrial, or more params or attrs).
     running_rows: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     lacking: dict[int, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
-    # The running trials last seen, and the numbers and rows of those holding every parameter: between two
-    # reads of the study each ask adds one running trial (the one asked before it).
+    # The running trials last seen, the numbers and rows of those holding every parameter, and those that
+    # lack some (looked at again at every ask): between two reads of the study each ask adds one running
+    # trial (the one asked before it).
     running: list[FrozenTrial] = dataclasses.field(default_factory=list)
     numbers: list[int] = dataclasses.field(default_factory=list)
     rows: list[tuple[float, ...]] = dataclasses.field(default_factory=list)
+    missing: list[FrozenTrial] = dataclasses.field(default_factory=list)
 
     def see_running(
         self, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
     ) -> tuple[np.ndarray, list[tuple[float, ...]]]:
         """The numbers and rows of the running trials holding every parameter; only those added since the
-        last ask are looked at, unless the study was read again (list equality is identity first)."""
+        last ask (and those that lacked some) are looked at, unless the study was read again (list equality
+        is identity first)."""
         seen = len(self.running)
         if running[:seen] != self.running:
-            self.numbers, self.rows, seen = [], [], 0
-        for trial in running[seen:]:
+            self.numbers, self.rows, self.missing, seen = [], [], [], 0
+        candidates, self.missing = [*self.missing, *running[seen:]], []
+        for trial in candidates:
             row = self.running_row(trial, search_space)
-            if row is not None:
+            if row is None:
+                self.missing.append(trial)
+            else:
                 self.numbers.append(trial.number)
                 self.rows.append(row)
         self.running = running
