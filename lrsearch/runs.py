@@ -380,28 +380,27 @@ def _jobs(
     count: int,
     settings: dict[str, Any],
 ) -> list[tuple[str, bytes]]:
-    """Each local worker's device and job, round robin over ``devices``."""
+    """Each local worker's device and job, round robin over ``devices``; a job is pickled once per device
+    (a problem passed in may carry its data)."""
     assigned = [devices[i % len(devices)] for i in range(count)]
     cpu_workers = sum(d == "cpu" for d in assigned)
     # CPU workers share the cores: more threads than cores makes OpenMP spin against itself.
     threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
     interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-    return [
-        (
-            device,
-            _pickled(
-                _Job(
-                    study,
-                    problem,
-                    {**settings, "device": device, "workers": 1},
-                    threads if device == "cpu" else None,
-                    interruptible,
-                    optuna.logging.get_verbosity(),
-                )
-            ),
+    jobs = {
+        device: _pickled(
+            _Job(
+                study,
+                problem,
+                {**settings, "device": device, "workers": 1},
+                threads if device == "cpu" else None,
+                interruptible,
+                optuna.logging.get_verbosity(),
+            )
         )
-        for device in assigned
-    ]
+        for device in dict.fromkeys(assigned)
+    }
+    return [(device, jobs[device]) for device in assigned]
 
 
 def _final_report(spec: StudySpec, url: str) -> tuple[optuna.Study, StudyReport]:

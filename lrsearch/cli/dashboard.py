@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 import optuna_dashboard
 
-from lrsearch.cli import LOOPBACK, check_free
+from lrsearch.cli import LOOPBACK, check_free, options
 from lrsearch.review.artifacts import open_store, resolve_artifacts
 from lrsearch.storage import open_storage
 from lrsearch.storage.urls import masked, resolve_url
 
 
 @click.command("dashboard")
-@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@options.storage
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
 @click.option(

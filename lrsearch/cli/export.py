@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lrsearch.cli import options
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.search.study import load_existing
 from lrsearch.storage import open_storage
@@ -16,7 +17,7 @@ FORMATS = (".csv", ".parquet", ".json")
 
 @click.command("export")
 @click.option("--study", "study_name", required=True, help="The study's name.")
-@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@options.storage
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -7,14 +7,14 @@ import warnings
 import click
 import optuna
 
-from lrsearch.cli import LOOPBACK, check_free
+from lrsearch.cli import LOOPBACK, check_free, options
 from lrsearch.errors import RuntimeFailure
 from lrsearch.storage import open_storage
 from lrsearch.storage.urls import masked, resolve_url
 
 
 @click.command("proxy")
-@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@options.storage
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port to listen on.")
 def command(storage: str | None, host: str, port: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lrsearch.cli import options
 from lrsearch.search.study import load_existing
 from lrsearch.storage import Heartbeat, fail_stale, open_storage
 from lrsearch.storage.urls import resolve_url
@@ -11,14 +12,8 @@ from lrsearch.storage.urls import resolve_url
 
 @click.command("reap")
 @click.option("--study", "study_name", required=True, help="The study's name.")
-@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
-@click.option(
-    "--grace",
-    type=int,
-    default=Heartbeat.grace,
-    show_default=True,
-    help="Seconds without a heartbeat after which a running trial's worker counts as gone.",
-)
+@options.storage
+@options.grace
 @click.option(
     "--all",
     "all_running",
@@ -26,13 +21,7 @@ from lrsearch.storage.urls import resolve_url
     help="Every running trial counts as stale: when every worker is known to be gone (and for "
     "workers behind `lrsearch proxy`, which cannot send heartbeats).",
 )
-@click.option(
-    "--max-retry",
-    type=int,
-    default=Heartbeat.max_retry,
-    show_default=True,
-    help="How many times a trial is re-enqueued.",
-)
+@options.max_retry
 def command(study_name: str, storage: str | None, grace: int, all_running: bool, max_retry: int) -> None:
     """Fail running trials whose worker is gone and re-enqueue each with its parameters (as every worker
     does before it asks for trials; this is for when no worker is left to do it)."""

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from lrsearch.cli import options
 from lrsearch.errors import ConfigError
 from lrsearch.review.page import write_page
 from lrsearch.review.report import StudyReport, build_report
@@ -54,7 +55,7 @@ def print_report(report: StudyReport, console: Console) -> None:
 
 @click.command("report")
 @click.option("--study", "study_name", required=True, help="The study's name.")
-@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@options.storage
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write a page.")
 def command(study_name: str, storage: str | None, as_json: bool, html_path: Path | None) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lrsearch.cli import options
 from lrsearch.cli.report import print_report, report_console
 from lrsearch.runs import run
 from lrsearch.spec.choices import PRUNERS, SAMPLERS
@@ -14,7 +15,7 @@ from lrsearch.storage import Heartbeat
 
 @click.command("run")
 @click.option("--study", "study_name", required=True, metavar="NAME|PATH", help="A study name or a .toml file.")
-@click.option("--storage", help="Database URL (default: LRSEARCH_STORAGE, else sqlite:///lrsearch.db).")
+@options.storage
 @click.option("--n-trials", type=int, help="Study-wide number of search trials (overrides the file).")
 @click.option("--timeout", type=float, help="Seconds after which no new trial starts (overrides the file).")
 @click.option("--epochs", type=int, help="Epochs per trial (overrides the file; a new study definition).")
@@ -37,20 +38,8 @@ from lrsearch.storage import Heartbeat
     show_default=True,
     help="Seconds between the heartbeats of running trials.",
 )
-@click.option(
-    "--grace",
-    type=int,
-    default=Heartbeat.grace,
-    show_default=True,
-    help="Seconds without a heartbeat after which a trial's worker counts as gone.",
-)
-@click.option(
-    "--max-retry",
-    type=int,
-    default=Heartbeat.max_retry,
-    show_default=True,
-    help="How many times a failed trial is re-enqueued.",
-)
+@options.grace
+@options.max_retry
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")
 @click.option(
     "--artifacts",
