@@ -301,19 +301,20 @@ def completed_ids(
     backend: RDBStorage, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int
 ) -> list[int]:
     """The ids of the study's completed trials among ``included_trial_ids`` and those after
-    ``trial_id_greater_than``, in one query: every completed trial from the lowest of them on, the rest
-    left out here (hundreds of running trials as an ``IN`` list cost more to send than those ids to read)."""
+    ``trial_id_greater_than``, in one query."""
     trials = models.TrialModel
-    lowest = min(included_trial_ids, default=trial_id_greater_than + 1)
+    included = [i for i in included_trial_ids if i <= trial_id_greater_than]
+    where = trials.trial_id > trial_id_greater_than
+    if included:
+        where = sqlalchemy.or_(_among(trials, included), where)
     with _create_scoped_session(backend.scoped_session) as session:
-        found = session.scalars(
-            sqlalchemy.select(trials.trial_id).where(
-                trials.study_id == study_id,
-                trials.state == TrialState.COMPLETE,
-                trials.trial_id >= min(lowest, trial_id_greater_than + 1),
+        return list(
+            session.scalars(
+                sqlalchemy.select(trials.trial_id).where(
+                    trials.study_id == study_id, trials.state == TrialState.COMPLETE, where
+                )
             )
         )
-        return [i for i in found if i > trial_id_greater_than or i in included_trial_ids]
 
 
 def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
