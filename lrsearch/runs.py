@@ -219,7 +219,7 @@ class _Started:
             except EOFError:
                 self.closed = True
                 return
-            self.news[kind] = tuple(rest)  # type: ignore[assignment]
+            self.news[kind] = tuple(rest)
 
     def send(self, payload: bytes) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ class Shuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[int]:
         yield from torch.randperm(self.size, generator=self.generator).tolist()
 
 

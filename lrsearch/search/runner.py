@@ -211,7 +211,7 @@ class Search:
         # The study's sampler gives each new trial its group where join_study made it a GroupSampler.
         self._grouping = study.sampler if isinstance(study.sampler, GroupSampler) else None
         self._groups = (
-            [Choice.encode(v) for v in compared.values]  # type: ignore[union-attr]
+            [Choice.encode(v) for v in compared.values]
             if self._grouping is not None and isinstance(compared, Choice)
             else []
         )
@@ -325,7 +325,7 @@ class Search:
         values = completed(self.study, max_age=1.0) if isinstance(self.pruner, PercentilePruner) else None
         if values is not None:
             members = [(r.metrics.epoch, self._live[r.member].best) for r in prunable]
-            decisions = self.pruner.decide(values, self._direction, members)  # type: ignore[union-attr]
+            decisions = self.pruner.decide(values, self._direction, members)
         else:
             refreshed(self.study)
             mirrors = {live.trial._trial_id: live.system_attrs for live in self._live.values()}

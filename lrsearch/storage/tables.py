@@ -183,7 +183,7 @@ def read_trials(
         models.StudyModel.find_or_raise_by_id(study_id, session)  # a missing study raises, as Optuna's does
         conditions = [trials.study_id == study_id]
         if states is not None:
-            conditions.append(trials.state.in_(list(states)))  # type: ignore[arg-type]
+            conditions.append(trials.state.in_(list(states)))
         if included and trial_id_greater_than > -1:
             conditions.append(sqlalchemy.or_(_among(trials, included), trials.trial_id > trial_id_greater_than))
         elif trial_id_greater_than > -1:
