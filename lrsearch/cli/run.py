@@ -31,13 +31,7 @@ from lrsearch.storage import Heartbeat
 @click.option("--devices", help="One worker per listed device, e.g. cuda:0,cuda:1 (default: every visible GPU).")
 @click.option("--workers", type=int, help="Local worker processes (default: one per device).")
 @click.option("--seed", type=int, help="Base seed for trials and samplers (overrides the file).")
-@click.option(
-    "--heartbeat",
-    type=int,
-    default=Heartbeat.interval,
-    show_default=True,
-    help="Seconds between the heartbeats of running trials.",
-)
+@options.int_option("--heartbeat", Heartbeat.interval, "Seconds between the heartbeats of running trials.")
 @options.grace
 @options.max_retry
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder with the IDX files.")

@@ -122,19 +122,16 @@ class ParzenEstimator:
                 else:
                     continuous.append((np.log(x[:, i]) if kernel.is_log else x[:, i], kernel))
             if continuous:
-                # The normal densities' exponents, then what each kernel's are scaled by, summed once.
+                # The normal densities' exponents here; what each kernel's are scaled by, summed once.
                 per_kernel -= 0.5 * sum(np.square((v[:, np.newaxis] - k.mu) / k.sigma) for v, k in continuous)
-                per_kernel += self._continuous_scale
-                outside = np.any([(v < k.low) | (v > k.high) for v, k in continuous], axis=0)
-                per_kernel[outside] = -np.inf
-            else:
-                per_kernel += np.log(self.weights)[np.newaxis]
+                per_kernel[np.any([(v < k.low) | (v > k.high) for v, k in continuous], axis=0)] = -np.inf
+            per_kernel += self._log_scale
             top = per_kernel.max(axis=1)
             top[np.isneginf(top)] = 0  # no (-inf) - (-inf) where every kernel gives zero
             return np.log(np.exp(per_kernel - top[:, np.newaxis]).sum(axis=1)) + top
 
     @functools.cached_property
-    def _continuous_scale(self) -> np.ndarray:
+    def _log_scale(self) -> np.ndarray:
         """Per kernel: its log weight, less the log normalisers of its continuous parameters' truncated normals
         (sqrt(2 pi), the bandwidth, the mass inside the bounds)."""
         scale = np.log(self.weights)

@@ -35,7 +35,6 @@ __all__ = ["RELATIVE_PARAMS_KEY", "PopulationTPESampler", "default_gamma"]
 
 RELATIVE_PARAMS_KEY = "tpe:relative_params"
 _ATTR_LENGTH = 2045  # a system attr's value in Optuna's RDB schema holds at most 2048 characters
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _WITH_RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
@@ -86,11 +85,9 @@ class _Split:
 
     def running_row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
         row = self.running_rows.get(trial._trial_id)
-        if row is not None:
-            return row
         stamp = (id(trial), len(trial.params), len(trial.system_attrs))
-        if self.lacking.get(trial._trial_id) == stamp:
-            return None
+        if row is not None or self.lacking.get(trial._trial_id) == stamp:
+            return row
         row = _row(trial, search_space)
         if row is None:
             self.lacking[trial._trial_id] = stamp
@@ -153,7 +150,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if len(study.directions) > 1:
             raise ValueError(f"PopulationTPESampler is for one objective, but the study has {len(study.directions)}")
-        for finished in study.get_trials(deepcopy=False, states=_FINISHED):
+        for finished in self._read(study, trial).finished:
             if finished._trial_id not in self._grouped:
                 self._grouped.add(finished._trial_id)
                 self._groups = _refined(self._groups, finished.distributions)
@@ -164,7 +161,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if len(study.get_trials(deepcopy=False, states=_FINISHED)) < self.n_startup_trials:
+        if len(self._read(study, trial).finished) < self.n_startup_trials:
             return {}
         params: dict[str, Any] = {}
         for group in self._groups:
@@ -182,7 +179,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        if len(study.get_trials(deepcopy=False, states=_FINISHED)) < self.n_startup_trials:
+        if len(self._read(study, trial).finished) < self.n_startup_trials:
             return self._random.sample_independent(study, trial, param_name, param_distribution)
         return self._sample(study, trial, {param_name: param_distribution})[param_name]
 
