@@ -3,7 +3,15 @@ other workers, other releases). The names of user attrs and system attrs lrsearc
 
 from __future__ import annotations
 
-__all__ = ["FAILURE_ATTRS", "METADATA", "PER_EPOCH_SUFFIX", "REPEAT_OF", "TIMING_PREFIX", "repeat_keys"]
+__all__ = [
+    "FAILURE_ATTRS",
+    "METADATA",
+    "PER_EPOCH_SUFFIX",
+    "REPEAT_OF",
+    "SETTLED",
+    "TIMING_PREFIX",
+    "repeat_keys",
+]
 
 #: The study's user attr holding what it asks (question, trainer, compare, metric, its definition).
 METADATA = "lrsearch"
@@ -13,6 +21,9 @@ REPEAT_OF = "repeat_of"
 PER_EPOCH_SUFFIX = "_history"
 #: User attrs in which a run says how it failed: a retry is a new run, and does not inherit them.
 FAILURE_ATTRS = ("error", "interrupted", "worker")
+#: A trial's system attr, written with its parameters in one transaction: until its state changes, nothing of
+#: it changes (its pruner writes nothing while it trains), so other workers need not look at it again.
+SETTLED = "lrsearch:settled"
 #: Study system attrs: each worker's times (``Tally.timing``), one per worker id.
 TIMING_PREFIX = "lrsearch:timing:"
 

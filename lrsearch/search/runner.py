@@ -263,7 +263,9 @@ class Search:
         tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
         attrs = {"worker": self.worker, "device": str(self.problem.device)}
         # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
-        with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid") as started:
+        # Only a pruner that writes rungs (successive halving) writes to a trial while it trains.
+        settled = isinstance(self.pruner, (optuna.pruners.NopPruner, PercentilePruner))
+        with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid", settled=settled) as started:
             for i in range(wanted):
                 group = None
                 if self._groups and not drain_waiting and i >= waiting:

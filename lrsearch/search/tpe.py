@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,10 +68,10 @@ class _Split:
         self, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
     ) -> tuple[np.ndarray, list[tuple[float, ...]]]:
         """The numbers and rows of the running trials holding every parameter; only those added since the
-        last ask (and those that lacked some) are looked at, unless the study was read again (list equality
-        is identity first)."""
+        last ask (and those that lacked some) are looked at, unless the study was read again (the same
+        trials by identity: comparing trials' contents costs more than looking at them again)."""
         seen = len(self.running)
-        if running[:seen] != self.running:
+        if len(running) < seen or not all(map(operator.is_, running, self.running)):
             self.numbers, self.rows, self.missing, seen = [], [], [], 0
         candidates, self.missing = [*self.missing, *running[seen:]], []
         for trial in candidates:

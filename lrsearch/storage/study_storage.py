@@ -32,6 +32,7 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.schema import SETTLED
 from lrsearch.storage import tables
 from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.records import TrialRecord
@@ -49,6 +50,7 @@ class _Round:
     asks: int
     user_attrs: Mapping[str, Any]
     batch: bool
+    settled: bool
     asked: int = 0
     created: list[FrozenTrial] | None = None  # the trials made for this round, not yet handed out
     fresh: dict[int, FrozenTrial] = dataclasses.field(default_factory=dict)
@@ -104,20 +106,24 @@ class StudyStorage(BaseStorage):
     # --- a round of asks ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def asking(self, study_id: int, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True) -> Iterator[None]:
+    def asking(
+        self, study_id: int, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True, settled: bool = False
+    ) -> Iterator[None]:
         """A round of up to ``asks`` asks (see the module), each started trial given ``user_attrs`` and a
         first heartbeat. The study is read once: as last refreshed where the view is held, else now.
         Enqueued trials are taken first; once the round has created its trials it takes no more (a retry
         enqueued meanwhile waits for the next round, so no created trial is left over), and trials a failure
         leaves unasked end FAIL (nothing ran, nothing to retry). Without ``batch`` every write goes through
-        at once, as Optuna makes it (the grid sampler's)."""
+        at once, as Optuna makes it (the grid sampler's). ``settled``: nothing writes to the round's trials
+        until they end (their pruner writes no rungs), which their parameters' write says (``schema.SETTLED``:
+        other workers' reads of the study then skip them while they run)."""
         if self._round is not None:
             raise RuntimeError("a round of asks is already in progress on this storage")
         with contextlib.ExitStack() as held:
             if study_id not in self._held:
                 self.refresh(study_id)
                 held.enter_context(self.hold(study_id))
-            self._round = round_ = _Round(study_id, asks, dict(user_attrs), batch)
+            self._round = round_ = _Round(study_id, asks, dict(user_attrs), batch, settled)
             try:
                 yield
             finally:
@@ -128,6 +134,9 @@ class StudyStorage(BaseStorage):
         # A worker that dies before this leaves trials without parameters, and without heartbeats: they are
         # failed once their grace period is over, and their retries sample afresh.
         others = {trial_id: round_.user_attrs for trial_id in round_.others}
+        if round_.batch and round_.settled:
+            for trial_id in [*round_.fresh, *round_.others]:
+                round_.system_attrs.setdefault(trial_id, {})[SETTLED] = True
         beating = round_.others if self.heartbeat is not None else []
         if round_.params or round_.system_attrs or others:
             retrying(tables.write_round, self.backend, round_.params, round_.system_attrs, others, beating)
@@ -160,6 +169,7 @@ class StudyStorage(BaseStorage):
                 round_.asks - round_.asked,
                 round_.user_attrs,
                 beating=self.heartbeat is not None,
+                settling=round_.settled,
             )
         trial = round_.created.pop(0)
         # Shown as it is handed out, not before: TPE sees each ask add one running trial to what it saw.

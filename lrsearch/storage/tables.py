@@ -7,7 +7,7 @@ other. What it does that Optuna's storage does one call, and one transaction, at
   attribute and per-epoch value: with blobs trials of 200 epochs and eight workers, most of a worker's
   time), optionally without the per-epoch values (the intermediate values and the ``*_history`` user
   attrs: most of the data, which a worker's sampler never reads), and with the running trials built before
-  kept while their rows are unchanged (one grouped query tells);
+  kept while they are settled (``schema.SETTLED``) or their rows are unchanged (one grouped query tells);
 - a round's trials created in one transaction, numbered as Optuna numbers them; a round's parameters and
   system attrs written in one; finished trials' per-epoch values, attrs, values and states in one (on
   PostgreSQL with COPY);
@@ -37,7 +37,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import RuntimeFailure
-from lrsearch.schema import PER_EPOCH_SUFFIX
+from lrsearch.schema import PER_EPOCH_SUFFIX, SETTLED
 from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.urls import masked
 
@@ -175,8 +175,8 @@ def read_trials(
     """The study's trials in ``states`` among ``included_trial_ids`` and those after
     ``trial_id_greater_than`` (what ``RDBStorage._get_trials`` returns), read without the ORM (and without
     the per-epoch values and user attrs unless ``with_steps``). ``running``: the running trials built before,
-    by id with their stamps; those unchanged are not read again, and it is brought up to date with this
-    read."""
+    by id with their stamps; those settled or unchanged are not read again, and it is brought up to date
+    with this read."""
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session) as session:
@@ -200,12 +200,24 @@ def read_trials(
         stamps: dict[int, Stamp] = {}
         kept: dict[int, FrozenTrial] = {}
         if running is not None:
-            # Stamped before the rows are read: a change in between is read now and seen again next time.
-            stamps = _stamps(session, [h.trial_id for h in heads if h.state == TrialState.RUNNING], with_steps)
-            kept = {
-                tid: running[tid][1] for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp
+            # A settled trial read running stays as read while it runs; the others are stamped before their
+            # rows are read (a change in between is read now and seen again next time).
+            # A settling one (its round's writes to come) is read again: its few rows cost less than stamps.
+            settling = {
+                h.trial_id: running[h.trial_id][1].system_attrs.get(SETTLED)
+                for h in heads
+                if h.state == TrialState.RUNNING and h.trial_id in running
             }
+            kept = {tid: running[tid][1] for tid, settled in settling.items() if settled is True}
+            unmarked = [h.trial_id for h in heads if h.state == TrialState.RUNNING and settling.get(h.trial_id) is None]
+            stamps = _stamps(session, unmarked, with_steps)
+            kept.update(
+                (tid, running[tid][1]) for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp
+            )
         ids = [h.trial_id for h in heads if h.trial_id not in kept]
+        # The system attrs first: on PostgreSQL each statement sees what was committed when it began, so a
+        # trial read settled has its round's parameters and attrs (written with the mark) in the reads after.
+        system = _rows(session, models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), ids)
         params = _rows(
             session,
             models.TrialParamModel,
@@ -217,7 +229,6 @@ def read_trials(
         attrs = models.TrialUserAttributeModel
         per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_SUFFIX, autoescape=True)
         user = _rows(session, attrs, ("trial_id", "key", "value_json"), ids, where=per_epoch)
-        system = _rows(session, models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), ids)
         steps = (
             _rows(
                 session,
@@ -269,7 +280,7 @@ def read_trials(
     if running is not None:
         for t in out:
             if t.state == TrialState.RUNNING:
-                running[t._trial_id] = (stamps[t._trial_id], t)
+                running[t._trial_id] = (stamps.get(t._trial_id, ()), t)
             else:
                 running.pop(t._trial_id, None)
     return out
@@ -293,70 +304,64 @@ def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -
     return dict(out)
 
 
-#: A stored value's kind -> the float it stands for (FINITE: the stored value itself).
-_NOT_FINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
-
-
-def completed_ids(
-    backend: RDBStorage, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int
-) -> list[int]:
-    """The ids of the study's completed trials among ``included_trial_ids`` and those after
-    ``trial_id_greater_than``, in one query."""
+def completed_ids(backend: RDBStorage, study_id: int, from_id: int) -> list[int]:
+    """The ids of the study's completed trials from ``from_id`` on, in one query (a bound, not a list of the
+    trials in question: hundreds of ids in a statement cost more to plan than the query takes)."""
     trials = models.TrialModel
-    included = [i for i in included_trial_ids if i <= trial_id_greater_than]
-    where = trials.trial_id > trial_id_greater_than
-    if included:
-        where = sqlalchemy.or_(_among(trials, included), where)
     with _create_scoped_session(backend.scoped_session) as session:
         return list(
             session.scalars(
                 sqlalchemy.select(trials.trial_id).where(
-                    trials.study_id == study_id, trials.state == TrialState.COMPLETE, where
+                    trials.study_id == study_id, trials.state == TrialState.COMPLETE, trials.trial_id >= from_id
                 )
             )
         )
 
 
+#: The kinds of stored value without one, and the floats they stand for.
+_NOT_FINITE = {
+    models.TrialIntermediateValueModel.TrialIntermediateValueType.INF_POS: math.inf,
+    models.TrialIntermediateValueModel.TrialIntermediateValueType.INF_NEG: -math.inf,
+    models.TrialIntermediateValueModel.TrialIntermediateValueType.NAN: math.nan,
+}
+
+
 def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The per-epoch values of the trials ``ids`` as (trial id, step, value) arrays: a worker's pruner reads
     each completed trial once, hundreds of values each, so they come through the driver's own cursor as
-    plain tuples (SQLAlchemy's rows and a Python object per value took 3x as long as that, and the ids in
-    the query are integers, safe to write into it)."""
+    plain numbers (SQLAlchemy's rows and a Python object per value took 3x as long as that, and the ids in
+    the query are integers, safe to write into it), a value stored without one (inf, NaN) as its kind's
+    code."""
     values = models.TrialIntermediateValueModel
-    rows: list[tuple[int, int, float | None]] = []
-    not_finite: dict[tuple[int, int], float] = {}
+    code = sqlalchemy.case(*((values.intermediate_value_type == k, i) for i, k in enumerate(_NOT_FINITE, 1)), else_=0)
+    rows: list[tuple[int, int, float | None, int]] = []
     ids = [int(i) for i in ids]
     with _create_scoped_session(backend.scoped_session) as session:
         connection = session.connection()
         cursor = connection.connection.driver_connection.cursor()
-        kind = sqlalchemy.type_coerce(values.intermediate_value_type, sqlalchemy.String)  # its name, not the enum
         for start in range(0, len(ids), _CHUNK):
-            chunk = _among(values, ids[start : start + _CHUNK])
-            query = sqlalchemy.select(values.trial_id, values.step, values.intermediate_value).where(chunk)
+            query = sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, code).where(
+                _among(values, ids[start : start + _CHUNK])
+            )
             cursor.execute(str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})))
             rows += cursor.fetchall()
-            # Stored without a value (few): infinities and NaN.
-            not_finite.update(
-                ((t, step), _NOT_FINITE[name])
-                for t, step, name in session.execute(
-                    sqlalchemy.select(values.trial_id, values.step, kind).where(
-                        chunk,
-                        values.intermediate_value_type
-                        != models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE,
-                    )
-                )
-            )
-    table = np.array(rows, dtype=float).reshape(-1, 3)  # one C loop over the tuples; None -> NaN
-    trial_ids, steps, value = table[:, 0], table[:, 1], table[:, 2]
-    for i in np.flatnonzero(np.isnan(value)):
-        value[i] = not_finite.get((int(trial_ids[i]), int(steps[i])), math.nan)
-    return trial_ids.astype(np.int64), steps.astype(np.int64), value
+    table = np.array(rows, dtype=float).reshape(-1, 4)  # one C loop over the tuples; None -> NaN
+    value = table[:, 2]
+    for i, kind in enumerate(_NOT_FINITE, 1):
+        value[table[:, 3] == i] = _NOT_FINITE[kind]
+    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), value
 
 
 # --- writes ---------------------------------------------------------------------------------------------
 
 
-def _blank(number: int, trial_id: int, started: datetime.datetime, user_attrs: Mapping[str, Any]) -> FrozenTrial:
+def _blank(
+    number: int,
+    trial_id: int,
+    started: datetime.datetime,
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any],
+) -> FrozenTrial:
     return FrozenTrial(
         number=number,
         state=TrialState.RUNNING,
@@ -367,18 +372,25 @@ def _blank(number: int, trial_id: int, started: datetime.datetime, user_attrs: M
         params={},
         distributions={},
         user_attrs=dict(user_attrs),
-        system_attrs={},
+        system_attrs=dict(system_attrs),
         intermediate_values={},
         trial_id=trial_id,
     )
 
 
 def create_trials(
-    backend: RDBStorage, study_id: int, count: int, user_attrs: Mapping[str, Any], *, beating: bool
+    backend: RDBStorage,
+    study_id: int,
+    count: int,
+    user_attrs: Mapping[str, Any],
+    *,
+    beating: bool,
+    settling: bool = False,
 ) -> list[FrozenTrial]:
     """``count`` new RUNNING trials in one transaction, numbered as Optuna numbers them (under the same lock
-    on the study row, so no other worker's trial takes a number in between), with ``user_attrs`` and, if
-    ``beating``, their first heartbeat."""
+    on the study row, so no other worker's trial takes a number in between), with ``user_attrs``, if
+    ``beating`` their first heartbeat, and if ``settling`` the mark that they will be settled
+    (``schema.SETTLED`` false: readers look at them again until it is true)."""
     trials = models.TrialModel
     with _create_scoped_session(backend.scoped_session, True) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
@@ -393,10 +405,12 @@ def create_trials(
         session.add_all(rows)
         session.flush()
         ids = [r.trial_id for r in rows]
+        system_attrs = {SETTLED: False} if settling else {}
         _set_attrs(session, models.TrialUserAttributeModel, dict.fromkeys(ids, user_attrs))
+        _set_attrs(session, models.TrialSystemAttributeModel, dict.fromkeys(ids, system_attrs))
         if beating:
             beat(session, ids)
-        return [_blank(r.number, r.trial_id, r.datetime_start, user_attrs) for r in rows]
+        return [_blank(r.number, r.trial_id, r.datetime_start, user_attrs, system_attrs) for r in rows]
 
 
 def write_round(

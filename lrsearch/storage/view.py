@@ -82,7 +82,7 @@ class StudyView:
         self.backend, self.study_id, self.with_steps = backend, study_id, with_steps
         self._completed = CompletedValues()
         self._known: dict[int, Mapping[int, float]] = {}  # completed trials' values not yet in _completed
-        self._unread: list[int] = []  # completed trials whose values are not read yet
+        self._unread: dict[int, None] = {}  # completed trials whose values are not read yet, in order
         self._lock = threading.RLock()  # a storage may serve several threads (the gRPC proxy's)
         self._trials: dict[int, FrozenTrial] = {}  # by id, as read or as this worker changed them
         self._unfinished: set[int] = set()
@@ -127,7 +127,7 @@ class StudyView:
         if trial_id in self._completed or trial_id in self._known:
             return
         if values is None:
-            self._unread.append(trial_id)
+            self._unread[trial_id] = None
         else:
             self._known[trial_id] = values
 
@@ -136,7 +136,11 @@ class StudyView:
         median and percentile pruners need, at a fraction of a full read's cost with hundreds of trials
         running (the rest of the trials are read at the next full read)."""
         with self._lock:
-            ids = tables.completed_ids(self.backend, self.study_id, self._unfinished, self._last_finished)
+            # Every trial before the first one unfinished when last read, and before the last read, was read.
+            unknown = self._last_finished + 1
+            ids = tables.completed_ids(
+                self.backend, self.study_id, min(min(self._unfinished, default=unknown), unknown)
+            )
             self.completed_at = time.monotonic()
             for trial_id in ids:
                 self._completed_now(trial_id, None)
@@ -144,7 +148,7 @@ class StudyView:
     def completed(self) -> CompletedValues:
         """The completed trials' per-epoch values (those found since last asked read now, in one query)."""
         with self._lock:
-            unread = list(dict.fromkeys(i for i in self._unread if i not in self._completed and i not in self._known))
+            unread = [i for i in self._unread if i not in self._completed and i not in self._known]
             if unread:
                 self._completed.add(unread, tables.completed_curves(self.backend, unread))
             if self._known:
@@ -153,7 +157,7 @@ class StudyView:
                 trial, step, value = zip(*rows) if rows else ((), (), ())
                 arrays = (np.array(trial, dtype=np.int64), np.array(step, dtype=np.int64), np.array(value, dtype=float))
                 self._completed.add(ids, arrays)
-            self._unread, self._known = [], {}
+            self._unread, self._known = {}, {}
             return self._completed
 
     def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:

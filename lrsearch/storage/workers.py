@@ -98,13 +98,14 @@ def refreshed(study: optuna.Study) -> None:
 
 @contextlib.contextmanager
 def asking(
-    study: optuna.Study, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True
+    study: optuna.Study, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True, settled: bool = False
 ) -> Iterator[Callable[[int], None]]:
-    """A round of up to ``asks`` asks, each started trial given ``user_attrs`` (see ``StudyStorage.asking``).
+    """A round of up to ``asks`` asks, each started trial given ``user_attrs`` (see ``StudyStorage.asking``,
+    and for ``settled``).
     Yields what to call with the id of each trial asked: on any other storage, it sets the attrs then."""
     storage = study._storage
     if isinstance(storage, StudyStorage):
-        with storage.asking(study._study_id, asks, user_attrs, batch=batch):
+        with storage.asking(study._study_id, asks, user_attrs, batch=batch, settled=settled):
             yield lambda trial_id: None
         return
 

@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from lrsearch.schema import SETTLED
 from lrsearch.storage import Heartbeat, StudyStorage, TrialRecord, asking, finishing, open_storage, write_finished
 from lrsearch.storage.urls import resolve_url
 
@@ -89,6 +90,21 @@ def test_a_round_writes_the_samplers_system_attrs_with_the_parameters(storage_ur
         assert [t.system_attrs["shared"] for t in study.get_trials()] == ["new 0", "new 1"]
         assert all("x" in t.params for t in study.get_trials())
     assert [t.system_attrs["shared"] for t in _elsewhere(storage_url)] == ["new 0", "new 1"]  # replaced, not doubled
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_a_settled_round_marks_its_trials_with_their_parameters(storage_url: str, settled: bool) -> None:
+    study = optuna.create_study(storage=_open(storage_url), study_name="s")
+    study.enqueue_trial({"x": 0.25})
+    study._storage.refresh(study._study_id)
+    with asking(study, 2, WHO, settled=settled):
+        for _ in range(2):
+            study.ask(X)
+        before = [t.system_attrs.get(SETTLED) for t in _elsewhere(storage_url)]
+        assert before == [None, False if settled else None]  # the enqueued one, the one the round created
+    found = _elsewhere(storage_url)
+    assert [SETTLED in t.system_attrs for t in found] == [settled, settled]  # the enqueued one too
+    assert all("x" in t.params for t in found)
 
 
 def test_a_round_refuses_a_parameter_the_study_knows_otherwise(storage_url: str) -> None:

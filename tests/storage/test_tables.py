@@ -8,6 +8,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.schema import SETTLED
 from lrsearch.storage import StudyStorage, open_storage
 from lrsearch.storage.tables import completed_curves, read_trials
 from lrsearch.storage.urls import resolve_url
@@ -40,7 +41,9 @@ def populated(storage_url: str) -> tuple[RDBStorage, int]:
                 else {},
                 distributions=dists if state != TrialState.WAITING else {},
                 values=[0.5 + i / 10, math.inf if i == 5 else -i] if state == TrialState.COMPLETE else None,
-                intermediate_values={1: 0.1 * i, 2: math.nan, 3: -math.inf} if state != TrialState.WAITING else {},
+                intermediate_values={1: 0.1 * i, 2: math.nan, 3: -math.inf, 4: math.inf}
+                if state != TrialState.WAITING
+                else {},
                 user_attrs={"seed": i, "curve": [0.1, 0.2], "note": None, "lr_history": [0.1, 0.05], "a_history_x": 1},
                 system_attrs={"fixed_params": {"lr": 0.1}} if i == 4 else {"k": [i]},
             )
@@ -135,6 +138,33 @@ def test_the_reader_builds_a_running_trial_again_only_when_it_changed(storage_ur
     assert memo == {}  # a finished trial is not kept
 
 
+def test_a_settled_running_trial_is_not_read_again_until_it_ends(storage_url: str) -> None:
+    storage = open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False)
+    study = optuna.create_study(storage=storage, study_name="s")
+    settled, plain = study.ask(), study.ask()
+    for trial in (settled, plain):
+        trial.suggest_float("x", 0, 1)
+    storage.set_trial_system_attr(settled._trial_id, SETTLED, False)  # its round's writes to come
+    memo: dict = {}
+    read = lambda: {
+        t._trial_id: t for t in read_trials(storage.backend, study._study_id, None, set(), -1, running=memo)
+    }
+    settling = read()[settled._trial_id]
+    assert read()[settled._trial_id] is not settling  # read again each time, stamps or not
+    storage.set_trial_system_attr(settled._trial_id, SETTLED, True)
+    first = read()
+    assert first[settled._trial_id].system_attrs == {SETTLED: True}
+    for trial in (settled, plain):
+        storage.set_trial_system_attr(trial._trial_id, "k", 1)  # what a settled trial's writer never does
+    second = read()
+    assert second[settled._trial_id] is first[settled._trial_id]  # not looked at again
+    assert second[plain._trial_id] is not first[plain._trial_id] and second[plain._trial_id].system_attrs == {"k": 1}
+    study.tell(settled, 0.5)
+    ended = read()[settled._trial_id]
+    assert ended.state == TrialState.COMPLETE and ended.system_attrs == {SETTLED: True, "k": 1}
+    assert settled._trial_id not in memo
+
+
 def test_kept_running_trials_are_what_optunas_reader_reads(storage_url: str) -> None:
     storage = open_storage(resolve_url(storage_url), heartbeat=None)
     study = optuna.create_study(storage=storage, study_name="s")
@@ -164,6 +194,8 @@ def test_completed_curves_come_as_arrays_with_what_is_not_finite(populated: tupl
     assert found.keys() == expected.keys()
     for key, value in expected.items():
         assert found[key] == value or (math.isnan(value) and math.isnan(found[key]))
-    assert -math.inf in found.values() and any(math.isnan(v) for v in found.values())  # stored without a value
+    assert {math.inf, -math.inf} <= set(found.values()) and any(
+        math.isnan(v) for v in found.values()
+    )  # no value stored
     no_trials, _, _ = completed_curves(storage, [])
     assert no_trials.size == 0
