@@ -53,9 +53,9 @@ class _Split:
     above_numbers: np.ndarray
     above: dict[str, np.ndarray]
     # Running trials' rows by trial id: a trial's values, once all there, stay; one that lacks some is looked
-    # at again once the storage hands out a changed trial (a new FrozenTrial, or more params or attrs).
+    # at again once it has more params or system attrs (a running trial's are only ever added to).
     running_rows: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
-    lacking: dict[int, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
+    lacking: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     # The running trials last seen, the numbers and rows of those holding every parameter, and those that
     # lack some (looked at again at every ask): between two reads of the study each ask adds one running
     # trial (the one asked before it).
@@ -86,7 +86,7 @@ class _Split:
 
     def running_row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
         row = self.running_rows.get(trial._trial_id)
-        stamp = (id(trial), len(trial.params), len(trial.system_attrs))
+        stamp = (len(trial.params), len(trial.system_attrs))
         if row is not None or self.lacking.get(trial._trial_id) == stamp:
             return row
         row = _row(trial, search_space)

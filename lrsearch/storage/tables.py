@@ -170,7 +170,7 @@ def read_trials(
     trial_id_greater_than: int,
     *,
     with_steps: bool = True,
-    running: dict[int, tuple[Stamp, FrozenTrial]] | None = None,
+    running: dict[int, tuple[Stamp | None, FrozenTrial]] | None = None,
 ) -> list[FrozenTrial]:
     """The study's trials in ``states`` among ``included_trial_ids`` and those after
     ``trial_id_greater_than`` (what ``RDBStorage._get_trials`` returns), read without the ORM (and without
@@ -202,15 +202,15 @@ def read_trials(
         if running is not None:
             # A settled trial read running stays as read while it runs; the others are stamped before their
             # rows are read (a change in between is read now and seen again next time).
-            # A settling one (its round's writes to come) is read again: its few rows cost less than stamps.
+            # A settling one (its round's writes to come) is read again: its few rows cost less than stamps. One
+            # read for the first time is not stamped either (most are marked): an unmarked one is read twice.
             settling = {
                 h.trial_id: running[h.trial_id][1].system_attrs.get(SETTLED)
                 for h in heads
                 if h.state == TrialState.RUNNING and h.trial_id in running
             }
             kept = {tid: running[tid][1] for tid, settled in settling.items() if settled is True}
-            unmarked = [h.trial_id for h in heads if h.state == TrialState.RUNNING and settling.get(h.trial_id) is None]
-            stamps = _stamps(session, unmarked, with_steps)
+            stamps = _stamps(session, [tid for tid, settled in settling.items() if settled is None], with_steps)
             kept.update(
                 (tid, running[tid][1]) for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp
             )
@@ -280,7 +280,7 @@ def read_trials(
     if running is not None:
         for t in out:
             if t.state == TrialState.RUNNING:
-                running[t._trial_id] = (stamps.get(t._trial_id, ()), t)
+                running[t._trial_id] = (stamps.get(t._trial_id), t)  # None: not stamped
             else:
                 running.pop(t._trial_id, None)
     return out

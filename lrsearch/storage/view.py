@@ -19,6 +19,7 @@ the view is what the sampler, the pruner, the teller and the budget see:
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Container, Mapping, Sequence
@@ -87,7 +88,7 @@ class StudyView:
         self._trials: dict[int, FrozenTrial] = {}  # by id, as read or as this worker changed them
         self._unfinished: set[int] = set()
         self._last_finished = -1
-        self._memo: dict[int, tuple[tables.Stamp, FrozenTrial]] = {}  # running trials as read, with their stamps
+        self._memo: dict[int, tuple[tables.Stamp | None, FrozenTrial]] = {}  # running trials as read, stamps if any
         self._finishing: dict[int, FrozenTrial] = {}  # ended here, not yet written
         self._distributions: dict[str, BaseDistribution] = {}
         self._sorted: list[FrozenTrial] | None = None  # the trials shown, by number; rebuilt when None
@@ -153,9 +154,13 @@ class StudyView:
                 self._completed.add(unread, tables.completed_curves(self.backend, unread))
             if self._known:
                 ids = list(self._known)
-                rows = [(i, step, v) for i in ids for step, v in self._known[i].items()]
-                trial, step, value = zip(*rows) if rows else ((), (), ())
-                arrays = (np.array(trial, dtype=np.int64), np.array(step, dtype=np.int64), np.array(value, dtype=float))
+                curves = [self._known[i] for i in ids]
+                count = sum(map(len, curves))
+                arrays = (
+                    np.repeat(np.array(ids, dtype=np.int64), list(map(len, curves))),
+                    np.fromiter(itertools.chain.from_iterable(curves), dtype=np.int64, count=count),
+                    np.fromiter(itertools.chain.from_iterable(c.values() for c in curves), dtype=float, count=count),
+                )
                 self._completed.add(ids, arrays)
             self._unread, self._known = {}, {}
             return self._completed
