@@ -19,13 +19,14 @@ tests/contract/test_optuna_contract.py checks that Optuna still writes this sche
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import functools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,21 @@ def has_tables(engine: sqlalchemy.engine.Engine) -> bool:
 def _utc_now() -> datetime.datetime:
     """Now as Optuna 5 stores trial times: naive UTC."""
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+@contextlib.contextmanager
+def _reading(backend: RDBStorage) -> Iterator[sqlalchemy.engine.Connection]:
+    """A connection to read with. On PostgreSQL outside a transaction: under READ COMMITTED each statement
+    sees what was committed when it began, in a transaction or not, and BEGIN and COMMIT were two of a
+    simple read's three round trips (with eight workers on a busy machine each one waits for the scheduler
+    twice). SQLite reads in a transaction, as Optuna's sessions do (one snapshot for all its statements)."""
+    engine = backend.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+    else:
+        with engine.connect() as connection, connection.begin():
+            yield connection
 
 
 #: Ids per IN (...) list, below every database's limit on bound variables.
@@ -179,8 +195,7 @@ def read_trials(
     with this read."""
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
     trials = models.TrialModel
-    with _create_scoped_session(backend.scoped_session) as session:
-        models.StudyModel.find_or_raise_by_id(study_id, session)  # a missing study raises, as Optuna's does
+    with _reading(backend) as session:
         conditions = [trials.study_id == study_id]
         if states is not None:
             conditions.append(trials.state.in_(list(states)))
@@ -190,12 +205,19 @@ def read_trials(
             conditions.append(trials.trial_id > trial_id_greater_than)
         heads = session.execute(
             sqlalchemy.select(
-                trials.trial_id, trials.number, trials.state, trials._datetime_start_utc, trials._datetime_complete_utc
+                trials.trial_id,
+                trials.number,
+                trials.state,
+                trials._datetime_start_utc.label("started"),
+                trials._datetime_complete_utc.label("completed"),
             )
             .where(*conditions)
             .order_by(trials.trial_id)
         ).all()
         if not heads:
+            study = models.StudyModel
+            if session.scalar(sqlalchemy.select(study.study_id).where(study.study_id == study_id)) is None:
+                raise KeyError(models.NOT_FOUND_MSG)  # as Optuna's reader raises
             return []
         stamps: dict[int, Stamp] = {}
         kept: dict[int, FrozenTrial] = {}
@@ -262,8 +284,8 @@ def read_trials(
                 state=head.state,
                 value=None,
                 values=trial_values,
-                datetime_start=_local(head._datetime_start_utc),
-                datetime_complete=_local(head._datetime_complete_utc),
+                datetime_start=_local(head.started),
+                datetime_complete=_local(head.completed),
                 params={p.param_name: dists[p.param_name].to_external_repr(p.param_value) for p in by_trial["p"][tid]},
                 distributions=dists,
                 user_attrs={a.key: json.loads(a.value_json) for a in by_trial["u"][tid]},
@@ -290,7 +312,7 @@ def completed_values(backend: RDBStorage, study_id: int, steps: Iterable[int]) -
     """trial id -> {step: value} of the study's completed trials at ``steps``: what a median or percentile
     pruner compares a running trial with, in one query."""
     trials, values = models.TrialModel, models.TrialIntermediateValueModel
-    with _create_scoped_session(backend.scoped_session) as session:
+    with _reading(backend) as session:
         rows = session.execute(
             sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, values.intermediate_value_type)
             .join(trials, trials.trial_id == values.trial_id)
@@ -308,7 +330,7 @@ def completed_ids(backend: RDBStorage, study_id: int, from_id: int) -> list[int]
     """The ids of the study's completed trials from ``from_id`` on, in one query (a bound, not a list of the
     trials in question: hundreds of ids in a statement cost more to plan than the query takes)."""
     trials = models.TrialModel
-    with _create_scoped_session(backend.scoped_session) as session:
+    with _reading(backend) as session:
         return list(
             session.scalars(
                 sqlalchemy.select(trials.trial_id).where(
@@ -336,8 +358,7 @@ def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarra
     code = sqlalchemy.case(*((values.intermediate_value_type == k, i) for i, k in enumerate(_NOT_FINITE, 1)), else_=0)
     rows: list[tuple[int, int, float | None, int]] = []
     ids = [int(i) for i in ids]
-    with _create_scoped_session(backend.scoped_session) as session:
-        connection = session.connection()
+    with _reading(backend) as connection:
         cursor = connection.connection.driver_connection.cursor()
         for start in range(0, len(ids), _CHUNK):
             query = sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, code).where(
@@ -556,18 +577,17 @@ def silent_trials(backend: RDBStorage, study_id: int, grace: datetime.timedelta)
     """The study's running trials with no heartbeat for ``grace`` (by the database's clock), or, for a trial
     whose first heartbeat never came (its worker died at once), started longer ago than ``grace``."""
     trials, beats = models.TrialModel, models.TrialHeartbeatModel
-    with _create_scoped_session(backend.scoped_session) as session:
-        db_now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+    with _reading(backend) as session:
         rows = session.execute(
-            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc, beats.heartbeat)
+            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc, beats.heartbeat, sqlalchemy.func.now())
             .outerjoin(beats, beats.trial_id == trials.trial_id)
             .where(trials.study_id == study_id, trials.state == TrialState.RUNNING)
         ).all()
     now = _utc_now()  # Optuna stores start times in UTC, from the clock of the worker that started the trial
     return [
         trial_id
-        for trial_id, started, heartbeat in rows
-        if (heartbeat is not None and db_now - heartbeat.replace(tzinfo=None) > grace)
+        for trial_id, started, heartbeat, db_now in rows
+        if (heartbeat is not None and db_now.replace(tzinfo=None) - heartbeat.replace(tzinfo=None) > grace)
         or (heartbeat is None and started is not None and now - started > grace)
     ]
 
@@ -597,5 +617,5 @@ def count_trials(
     if user_attr is not None:
         marked = sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key == user_attr)
         query = query.where(marked if present else ~marked)
-    with _create_scoped_session(backend.scoped_session) as session:
+    with _reading(backend) as session:
         return int(session.scalar(query))
