@@ -262,10 +262,11 @@ def read_trials(
             else []
         )
 
-    by_trial: dict[str, dict[int, list[Any]]] = {name: defaultdict(list) for name in ("p", "v", "u", "s", "i")}
-    for name, rows in (("p", params), ("v", values), ("u", user), ("s", system), ("i", steps)):
+    by_trial: dict[str, dict[int, list[Any]]] = {name: defaultdict(list) for name in ("p", "v", "i")}
+    for name, rows in (("p", params), ("v", values), ("i", steps)):
         for row in rows:
             by_trial[name][row.trial_id].append(row)
+    user_attrs, system_attrs = _attrs_by_trial(user), _attrs_by_trial(system)
     out = []
     for head in heads:
         tid = head.trial_id
@@ -288,8 +289,8 @@ def read_trials(
                 datetime_complete=_local(head.completed),
                 params={p.param_name: dists[p.param_name].to_external_repr(p.param_value) for p in by_trial["p"][tid]},
                 distributions=dists,
-                user_attrs={a.key: json.loads(a.value_json) for a in by_trial["u"][tid]},
-                system_attrs={a.key: json.loads(a.value_json) for a in by_trial["s"][tid]},
+                user_attrs=user_attrs.get(tid, {}),
+                system_attrs=system_attrs.get(tid, {}),
                 intermediate_values={
                     i.step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
                         i.intermediate_value, i.intermediate_value_type
@@ -305,6 +306,16 @@ def read_trials(
                 running[t._trial_id] = (stamps.get(t._trial_id), t)  # None: not stamped
             else:
                 running.pop(t._trial_id, None)
+    return out
+
+
+def _attrs_by_trial(rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """Attr rows (trial id, key, JSON text) by trial, the values parsed in one call: each row holds valid
+    JSON, so their texts joined are one JSON list (a call per value, thousands per read, cost more than the
+    parsing)."""
+    out: dict[int, dict[str, Any]] = defaultdict(dict)
+    for row, value in zip(rows, json.loads(f"[{','.join(row.value_json for row in rows)}]"), strict=True):
+        out[row.trial_id][row.key] = value
     return out
 
 
