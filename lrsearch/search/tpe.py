@@ -56,29 +56,25 @@ class _Split:
     # at again once it has more params or system attrs (a running trial's are only ever added to).
     running_rows: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     lacking: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
-    # The running trials last seen, the numbers and rows of those holding every parameter, and those that
-    # lack some (looked at again at every ask): between two reads of the study each ask adds one running
-    # trial (the one asked before it).
+    # The running trials last seen, and the numbers and rows of those holding every parameter: between two
+    # reads of the study each ask adds one running trial (the one asked before it), and the others are the
+    # same FrozenTrials (the storage hands out a new one for any change), so their rows stand.
     running: list[FrozenTrial] = dataclasses.field(default_factory=list)
     numbers: list[int] = dataclasses.field(default_factory=list)
     rows: list[tuple[float, ...]] = dataclasses.field(default_factory=list)
-    missing: list[FrozenTrial] = dataclasses.field(default_factory=list)
 
     def see_running(
         self, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
     ) -> tuple[np.ndarray, list[tuple[float, ...]]]:
         """The numbers and rows of the running trials holding every parameter; only those added since the
-        last ask (and those that lacked some) are looked at, unless the study was read again (the same
-        trials by identity: comparing trials' contents costs more than looking at them again)."""
+        last ask are looked at, unless the study was read again (the same trials by identity: comparing
+        trials' contents costs more than looking at them again)."""
         seen = len(self.running)
         if len(running) < seen or not all(map(operator.is_, running, self.running)):
-            self.numbers, self.rows, self.missing, seen = [], [], [], 0
-        candidates, self.missing = [*self.missing, *running[seen:]], []
-        for trial in candidates:
+            self.numbers, self.rows, seen = [], [], 0
+        for trial in running[seen:]:
             row = self.running_row(trial, search_space)
-            if row is None:
-                self.missing.append(trial)
-            else:
+            if row is not None:
                 self.numbers.append(trial.number)
                 self.rows.append(row)
         self.running = running
@@ -204,16 +200,25 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def _read(self, study: optuna.Study, trial: FrozenTrial) -> _Seen:
         """The trials one ask samples against, read once for all its groups."""
         if self._seen is None or self._seen.trial_id != trial._trial_id:
-            trials = study.get_trials(deepcopy=False, states=_WITH_RUNNING)
-            finished = [t for t in trials if t.state != TrialState.RUNNING]
-            self._seen = _Seen(
-                trial_id=trial._trial_id,
-                finished=finished,
-                # A trial only ever joins the finished ones, but for a worker's own view of a trial it finished
-                # that another worker failed as stale meanwhile: the numbers say which set this is.
-                fingerprint=tuple(t.number for t in finished),
-                running=[t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number],
-            )
+            finished, running = [], []
+            for t in study.get_trials(deepcopy=False, states=_WITH_RUNNING):
+                if t.state != TrialState.RUNNING:
+                    finished.append(t)
+                elif t._trial_id != trial._trial_id:
+                    running.append(t)
+            # A trial only ever joins the finished ones, but for a worker's own view of a trial it finished
+            # that another worker failed as stale meanwhile: the numbers say which set this is (the same
+            # FrozenTrials as the last ask's, most often: the same numbers).
+            last = self._seen
+            if (
+                last is not None
+                and len(last.finished) == len(finished)
+                and all(map(operator.is_, finished, last.finished))
+            ):
+                fingerprint = last.fingerprint
+            else:
+                fingerprint = tuple(t.number for t in finished)
+            self._seen = _Seen(trial._trial_id, finished, fingerprint, running)
         return self._seen
 
     def _split(self, study: optuna.Study, seen: _Seen, search_space: dict[str, BaseDistribution]) -> _Split:
