@@ -438,10 +438,11 @@ def create_trials(
         session.flush()
         ids = [r.trial_id for r in rows]
         system_attrs = {SETTLED: False} if settling else {}
-        _set_attrs(session, models.TrialUserAttributeModel, dict.fromkeys(ids, user_attrs))
-        _set_attrs(session, models.TrialSystemAttributeModel, dict.fromkeys(ids, system_attrs))
+        # New trials have no attrs or heartbeats to replace: inserts alone, the fewer round trips under the lock.
+        _insert(session, models.TrialUserAttributeModel, _attr_rows(dict.fromkeys(ids, user_attrs)))
+        _insert(session, models.TrialSystemAttributeModel, _attr_rows(dict.fromkeys(ids, system_attrs)))
         if beating:
-            beat(session, ids)
+            beat(session, ids, new=True)
         return [_blank(r.number, r.trial_id, r.datetime_start, user_attrs, system_attrs) for r in rows]
 
 
@@ -552,30 +553,39 @@ def _set_attrs(session: Any, model: Any, attrs: Mapping[int, Mapping[str, Any]])
             by_keys.setdefault(frozenset(values), []).append(trial_id)
     for keys, ids in by_keys.items():
         session.execute(sqlalchemy.delete(model).where(model.trial_id.in_(ids), model.key.in_(sorted(keys))))
-    _insert(
-        session,
-        model,
-        [
-            {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-            for trial_id, values in attrs.items()
-            for k, v in values.items()
-        ],
-    )
+    _insert(session, model, _attr_rows(attrs))
+
+
+def _attr_rows(attrs: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+        for trial_id, values in attrs.items()
+        for k, v in values.items()
+    ]
 
 
 # --- heartbeats, claims, counts -------------------------------------------------------------------------
 
 
-def beat(session: Any, trial_ids: Sequence[int]) -> None:
-    """Record a heartbeat, stamped by the database's clock, for each trial, in the session's transaction."""
-    now = session.execute(sqlalchemy.func.now()).scalar()
+def beat(session: Any, trial_ids: Sequence[int], *, new: bool = False) -> None:
+    """Record a heartbeat, stamped by the database's clock, for each trial, in the session's transaction:
+    the beats there updated in one statement and the others inserted in another (only the latter for
+    ``new`` trials, which have none)."""
     model = models.TrialHeartbeatModel
-    beats = {b.trial_id: b for b in session.query(model).filter(model.trial_id.in_(list(trial_ids))).with_for_update()}
-    for trial_id in trial_ids:
-        if trial_id in beats:
-            beats[trial_id].heartbeat = now
-        else:
-            session.add(model(trial_id=trial_id, heartbeat=now))
+    ids = [int(i) for i in trial_ids]
+    if not new:
+        updated = session.execute(
+            sqlalchemy.update(model)
+            .where(model.trial_id.in_(ids))
+            .values(heartbeat=sqlalchemy.func.now())
+            .returning(model.trial_id)
+        )
+        beating = set(updated.scalars())
+        ids = [i for i in ids if i not in beating]
+    if ids:
+        session.execute(
+            sqlalchemy.insert(model).values([{"trial_id": i, "heartbeat": sqlalchemy.func.now()} for i in ids])
+        )
 
 
 def record_heartbeats(backend: RDBStorage, trial_ids: Sequence[int]) -> None:
