@@ -351,7 +351,9 @@ def run(
         )
     # A worker never needs other trials' per-epoch values but at the epochs its pruner decides. Every
     # storage call survives a database restart (retried), those of start-up and of the report included.
-    joined = retrying(join_study, spec, open_storage(url, beats, per_epoch_values=False), worker=worker_id())
+    joined = retrying(
+        join_study, spec, open_storage(url, beats, per_epoch_values=False, retried=True), worker=worker_id()
+    )
     store = open_store(location) if location else None
     if report and not retrying(optuna_dashboard.get_note, joined):
         retrying(publish, joined, spec)  # the question, before any answer

@@ -41,12 +41,16 @@ def sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
     sqlalchemy.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
 
 
-def engine_kwargs(url: str) -> dict[str, Any]:
+def engine_kwargs(url: str, *, ping: bool = True) -> dict[str, Any]:
+    """The engine's settings; with ``ping``, connections are checked before each use, so that one a restarted
+    server or a firewall dropped is noticed before a call, not in it. A worker, which retries every call,
+    goes without: the check is a round trip per call (with eight workers on a busy machine, longer than
+    most of the queries), and a dropped connection fails one call, which SQLAlchemy takes as a sign to
+    replace the whole pool."""
     if make_url(url).get_backend_name() == "sqlite":
         database = sqlite_file(url)
         return {"creator": functools.partial(_sqlite_connection, database)} if database else {}
-    # Connections dropped by a restarted server or a firewall are noticed before use, not mid-trial.
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4, "pool_recycle": 1800}
+    kwargs: dict[str, Any] = {"pool_pre_ping": ping, "pool_size": 2, "max_overflow": 4, "pool_recycle": 1800}
     kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     return kwargs
 

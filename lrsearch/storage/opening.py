@@ -33,14 +33,21 @@ _HEARTBEAT = Heartbeat()
 
 
 def open_storage(
-    url: str, heartbeat: Heartbeat | None = _HEARTBEAT, *, per_epoch_values: bool = True, create: bool = True
+    url: str,
+    heartbeat: Heartbeat | None = _HEARTBEAT,
+    *,
+    per_epoch_values: bool = True,
+    create: bool = True,
+    retried: bool = False,
 ) -> optuna.storages.BaseStorage:
     """Open the study database (on first use, with ``create``, creating it), or connect to ``lrsearch
     proxy``. Without ``create`` (the commands that only read) a database lrsearch has not written is a
     ConfigError, and nothing is written. One that cannot be reached is one RuntimeFailure within about
     ``CONNECT_TIMEOUT_S`` + ``_RESTART_PATIENCE_S`` seconds, with the password masked.
     Through the proxy there are no heartbeats (Optuna's gRPC API has none): see ``lrsearch reap --all``.
-    A worker opens it without ``per_epoch_values``: its trials are read without them (see ``tables``)."""
+    A worker opens it without ``per_epoch_values``: its trials are read without them (see ``tables``), and
+    ``retried``: it retries every call through a restart (``retries``), so its connections are not checked
+    before each use (see ``engine.engine_kwargs``)."""
     if url.startswith(GRPC):
         return _proxy(url)
     database = sqlite_file(url)
@@ -53,7 +60,9 @@ def open_storage(
         if not create and not _has_studies(url):
             raise ConfigError(f"{masked(url)} holds no studies (lrsearch run creates them)")
         with one_creator(database):
-            backend = _created(lambda: _checked(RDBStorage(url, engine_kwargs=engine_kwargs(url)), url))
+            backend = _created(
+                lambda: _checked(RDBStorage(url, engine_kwargs=engine_kwargs(url, ping=not retried)), url)
+            )
         if database is not None:
             sqlite_transactions(backend.engine)
         return StudyStorage(backend, heartbeat=heartbeat, with_steps=per_epoch_values)
