@@ -9,7 +9,7 @@ import optuna
 
 from lrsearch.checks import integer
 from lrsearch.errors import ConfigError
-from lrsearch.schema import FAILURE_ATTRS
+from lrsearch.schema import FAILURE_ATTRS, SETTLED
 from lrsearch.storage.records import replaced
 
 __all__ = ["Heartbeat"]
@@ -42,8 +42,10 @@ class Heartbeat:
 
 class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a failed trial (its parameters, ``failed_trial``, ``retry_history``), without the
-    failed run's account of itself: a retry that completed would still say ``interrupted``."""
+    failed run's account of itself (a retry that completed would still say ``interrupted``) or its mark
+    of being settled (the retry's round writes to it: ``schema.SETTLED``)."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         kept = {k: v for k, v in trial.user_attrs.items() if k not in FAILURE_ATTRS}
-        super().__call__(study, replaced(trial, user_attrs=kept))
+        system = {k: v for k, v in trial.system_attrs.items() if k != SETTLED}
+        super().__call__(study, replaced(trial, user_attrs=kept, system_attrs=system))

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from lrsearch.engine import Problem, load_problem
 from lrsearch.engine.models import MLP
-from lrsearch.schema import REPEAT_OF
+from lrsearch.schema import REPEAT_OF, SETTLED
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
@@ -218,8 +218,10 @@ def test_a_retry_does_not_inherit_how_its_original_failed(tmp_path: Path, storag
     spec.space.sample(original, seed=5)
     for key, value in {"interrupted": True, "worker": "gone:1", "seed": 5}.items():
         original.set_user_attr(key, value)
+    study._storage.set_trial_system_attr(original._trial_id, SETTLED, True)
     study.tell(original, state=TrialState.FAIL)
     Heartbeat().retry_callback()(study, study.get_trials()[0])
+    assert SETTLED not in study.get_trials()[1].system_attrs  # its round is still to write to it
     Search(spec, study, blobs).run(n_trials=1, timeout=None)
     retry = study.get_trials()[1]
     assert retry.state == TrialState.COMPLETE and retry.params == study.get_trials()[0].params
