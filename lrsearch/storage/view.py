@@ -7,7 +7,8 @@ read of the study, which with hundreds of trials running was most of a worker's 
 the view is what the sampler, the pruner, the teller and the budget see:
 
 - the trials as the database had them, each finished trial read once (a finished trial never changes) and
-  each running one read again only when its rows changed (``tables.read_trials``);
+  each running one read again only while it is settling or when its rows changed; a settled one not until
+  it ends (``tables.read_trials``, ``schema.SETTLED``);
 - what this worker wrote since, applied as it wrote it (new trials, parameters, attrs, states);
 - the trials this worker finished whose end is not yet written (``finishing``), shown finished over a
   database that still says RUNNING; once the database says the trial ended, its word stands (another
