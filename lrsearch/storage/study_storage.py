@@ -37,7 +37,7 @@ from lrsearch.storage import tables
 from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.retries import retrying
-from lrsearch.storage.view import StudyView
+from lrsearch.storage.view import CompletedValues, StudyView
 
 __all__ = ["StudyStorage"]
 
@@ -102,6 +102,11 @@ class StudyStorage(BaseStorage):
         if max(view.read_at, view.completed_at) + max_age <= time.monotonic():
             retrying(view.refresh_completed)
         return view
+
+    def completed(self, study_id: int, *, max_age: float) -> CompletedValues:
+        """The completed trials' per-epoch values (``StudyView.completed``), the study's completed trials
+        looked for again as ``refresh_completed`` says; both reads retried."""
+        return retrying(self.refresh_completed(study_id, max_age=max_age).completed)
 
     # --- a round of asks ----------------------------------------------------------------------------------
 

@@ -222,10 +222,10 @@ def read_trials(
         stamps: dict[int, Stamp] = {}
         kept: dict[int, FrozenTrial] = {}
         if running is not None:
-            # A settled trial read running stays as read while it runs; the others are stamped before their
-            # rows are read (a change in between is read now and seen again next time).
-            # A settling one (its round's writes to come) is read again: its few rows cost less than stamps. One
-            # read for the first time is not stamped either (most are marked): an unmarked one is read twice.
+            # A settled trial stays as read while it runs; a settling one (its round's writes to come) is read
+            # again, its few rows costing less than stamps; an unmarked one is stamped before its rows are read
+            # (a change in between is read now and seen again next time), from its second read on (most are
+            # marked, and a trial read for the first time is read anyway).
             settling = {
                 h.trial_id: running[h.trial_id][1].system_attrs.get(SETTLED)
                 for h in heads
@@ -233,9 +233,7 @@ def read_trials(
             }
             kept = {tid: running[tid][1] for tid, settled in settling.items() if settled is True}
             stamps = _stamps(session, [tid for tid, settled in settling.items() if settled is None], with_steps)
-            kept.update(
-                (tid, running[tid][1]) for tid, stamp in stamps.items() if tid in running and running[tid][0] == stamp
-            )
+            kept.update((tid, running[tid][1]) for tid, stamp in stamps.items() if running[tid][0] == stamp)
         ids = [h.trial_id for h in heads if h.trial_id not in kept]
         # The system attrs first: on PostgreSQL each statement sees what was committed when it began, so a
         # trial read settled has its round's parameters and attrs (written with the mark) in the reads after.
@@ -366,21 +364,21 @@ def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarra
     the query are integers, safe to write into it), a value stored without one (inf, NaN) as its kind's
     code."""
     values = models.TrialIntermediateValueModel
-    code = sqlalchemy.case(*((values.intermediate_value_type == k, i) for i, k in enumerate(_NOT_FINITE, 1)), else_=0)
+    kind = sqlalchemy.case(*((values.intermediate_value_type == k, i) for i, k in enumerate(_NOT_FINITE, 1)), else_=0)
     rows: list[tuple[int, int, float | None, int]] = []
     ids = [int(i) for i in ids]
     with _reading(backend) as connection:
         cursor = connection.connection.driver_connection.cursor()
         for start in range(0, len(ids), _CHUNK):
-            query = sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, code).where(
+            query = sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, kind).where(
                 _among(values, ids[start : start + _CHUNK])
             )
             cursor.execute(str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})))
             rows += cursor.fetchall()
     table = np.array(rows, dtype=float).reshape(-1, 4)  # one C loop over the tuples; None -> NaN
     value = table[:, 2]
-    for i, kind in enumerate(_NOT_FINITE, 1):
-        value[table[:, 3] == i] = _NOT_FINITE[kind]
+    for code, number in enumerate(_NOT_FINITE.values(), 1):
+        value[table[:, 3] == code] = number
     return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), value
 
 

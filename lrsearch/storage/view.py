@@ -139,10 +139,7 @@ class StudyView:
         running (the rest of the trials are read at the next full read)."""
         with self._lock:
             # Every trial before the first one unfinished when last read, and before the last read, was read.
-            unknown = self._last_finished + 1
-            ids = tables.completed_ids(
-                self.backend, self.study_id, min(min(self._unfinished, default=unknown), unknown)
-            )
+            ids = tables.completed_ids(self.backend, self.study_id, min([self._last_finished + 1, *self._unfinished]))
             self.completed_at = time.monotonic()
             for trial_id in ids:
                 self._completed_now(trial_id, None)

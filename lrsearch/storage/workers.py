@@ -18,7 +18,6 @@ from optuna.trial import TrialState
 from lrsearch.storage import tables
 from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.records import TrialRecord
-from lrsearch.storage.retries import retrying
 from lrsearch.storage.study_storage import StudyStorage
 from lrsearch.storage.view import CompletedValues
 
@@ -121,7 +120,7 @@ def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:
     """The study's completed trials' per-epoch values, read again unless read less than ``max_age`` seconds
     ago; None where the storage is not lrsearch's."""
     if isinstance(study._storage, StudyStorage):
-        return retrying(study._storage.refresh_completed(study._study_id, max_age=max_age).completed)
+        return study._storage.completed(study._study_id, max_age=max_age)
     return None
 
 

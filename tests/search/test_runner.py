@@ -85,6 +85,21 @@ def test_trials_after_the_first_wave_are_pruned(tmp_path: Path, blobs: Problem, 
     assert all(t.number >= 2 for t in pruned)  # the first wave has no completed trial to be compared with
 
 
+@pytest.mark.parametrize(
+    ("pruner", "settled"),
+    [('"median"', True), ('"none"', True), ('{ name = "asha", min_resource = 2 }', False)],
+    ids=["median", "none", "asha"],
+)
+def test_trials_are_marked_settled_unless_their_pruner_writes_to_them(
+    tmp_path: Path, blobs: Problem, pruner: str, settled: bool
+) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=4, population=2, epochs=6, pruner=pruner))
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
+    Search(spec, study, blobs).run(n_trials=4, timeout=None)
+    trials = optuna.load_study(study_name="small", storage=f"sqlite:///{tmp_path / 's.db'}").get_trials()
+    assert len(trials) == 4 and [t.system_attrs.get(SETTLED) for t in trials] == [settled or None] * 4
+
+
 def test_diverged_trials_end_pruned_and_say_so(tmp_path: Path, blobs: Problem) -> None:
     spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, lr_low=50.0, lr_high=100.0, pruner='"none"'))
     study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
