@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.engine import Problem as EngineProblem
 from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.faults import injected_oom_epoch
 from lrsearch.engine.problem import Problem
 from lrsearch.errors import ConfigError, RuntimeFailure, one_line
 from lrsearch.interrupts import Interrupted, OncePerBurst, ignored, noted
@@ -303,6 +304,7 @@ def run(
     problem: a problem passed in must then pickle and be importable by them (a module-level function in a
     file, not a lambda or a notebook's). Returns the report (None with ``report=False``: a worker only)."""
     worker_devices = _devices(devices, device)
+    injected_oom_epoch()  # a fault switch set wrong is refused before anything is written
     if workers is not None:
         integer("workers", workers, 1, MAX_WORKERS)
     if progress not in (True, False, "lines"):
@@ -437,7 +439,15 @@ def _work(
             soft_wrap=True,
         )
     display = _Display(console, spec.n_trials, f"{device} {worker_id()}")
-    search = Search(spec, study, problem, on_progress=display.update, artifacts=artifacts, max_retry=max_retry)
+    search = Search(
+        spec,
+        study,
+        problem,
+        on_progress=display.update,
+        artifacts=artifacts,
+        max_retry=max_retry,
+        on_notice=lambda text: console.print(f"{device} {worker_id()}: {text}", highlight=False, soft_wrap=True),
+    )
     with display.progress:
         search.run(n_trials=spec.n_trials, timeout=spec.timeout)
         if spec.repeats:

@@ -97,6 +97,10 @@ def test_workers_reserve_a_gpu_each_and_scale(compose: dict[str, Any]) -> None:
         assert compose["services"][name]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+def test_a_worker_that_dies_is_restarted_and_one_that_finished_is_not(compose: dict[str, Any]) -> None:
+    assert compose["services"]["worker"]["restart"] == "on-failure"
+
+
 def test_the_worker_command_is_a_valid_lrsearch_run(compose: dict[str, Any]) -> None:
     args = compose["services"]["worker"]["command"]
     assert args[0] == "run"

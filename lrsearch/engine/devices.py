@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import re
 
 import torch
 
 from lrsearch.errors import ConfigError
 
-__all__ = ["manual_seed", "resolve_device"]
+__all__ = ["manual_seed", "release_memory", "resolve_device"]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -35,3 +36,11 @@ def manual_seed(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda" or torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(seed)
+
+
+def release_memory(device: torch.device) -> None:
+    """Hand back what a device's allocator caches, once what held it is let go (after an out-of-memory
+    error: the next population allocates from scratch)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

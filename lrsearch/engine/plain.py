@@ -59,11 +59,12 @@ class PerItemImages(torch.utils.data.Dataset):
     """Images converted one item at a time, as torchvision's ToTensor + Normalize do in d2l's loader."""
 
     def __init__(self, split: Split, mean: float, std: float) -> None:
-        # Back to uint8 pixels, so that every item pays the conversion the way a torchvision dataset does.
+        # Back to uint8 pixels, so that every item pays the conversion the way a torchvision dataset does;
+        # read from the host whatever device the split is on (a DataLoader's items are made there).
         self.mean, self.std = mean, std
         raw = split.x.squeeze(1).cpu().numpy() * std + mean
         self.pixels = np.round(raw * 255).clip(0, 255).astype(np.uint8)
-        self.labels = split.y.numpy()
+        self.labels = split.y.cpu().numpy()
         self._scale = 1.0 / 255.0
 
     def __len__(self) -> int:

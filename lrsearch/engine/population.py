@@ -28,6 +28,7 @@ import torch
 
 from lrsearch.checks import integer
 from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.faults import INJECT_OOM
 from lrsearch.engine.optim import StackedOptimizer, create_optimizer
 from lrsearch.engine.problems import Problem
 from lrsearch.engine.schedules import PlateauState, Schedule, update_rates
@@ -266,9 +267,18 @@ def check_run_length(epochs: int | None, batch_size: int | None) -> None:
 
 
 class Population:
-    """Trains members together; ``add`` configurations, then ``run`` (or ``run_epoch`` one at a time)."""
+    """Trains members together; ``add`` configurations, then ``run`` (or ``run_epoch`` one at a time).
+    ``out_of_memory_at``: the fault switch (``faults.INJECT_OOM``): raise ``torch.OutOfMemoryError`` at the
+    start of this epoch of the population's, once."""
 
-    def __init__(self, problem: Problem, *, epochs: int | None = None, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        out_of_memory_at: int | None = None,
+    ) -> None:
         check_run_length(epochs, batch_size)
         self.problem = problem
         self.epochs = problem.epochs if epochs is None else epochs
@@ -277,6 +287,8 @@ class Population:
         self._groups: dict[str, _Group] = {}
         self._pending: list[tuple[_Member, list[torch.Tensor]]] = []
         self._next_id = 0
+        self._epochs_run = 0
+        self._out_of_memory_at = out_of_memory_at
 
     def add(self, config: TrainConfig) -> int:
         """Queue a member; it joins at the next epoch boundary. Returns its id. Raises ConfigError first."""
@@ -314,6 +326,10 @@ class Population:
 
     def run_epoch(self, on_epoch: OnEpoch | None = None) -> list[MemberResult]:
         """Train every live member one epoch; returns the members that finished in it."""
+        self._epochs_run += 1
+        if self._epochs_run == self._out_of_memory_at:
+            self._out_of_memory_at = None
+            raise torch.OutOfMemoryError(f"injected at epoch {self._epochs_run} ({INJECT_OOM})")
         self._join_pending()
         groups = [g for g in self._groups.values() if g.members]
         epoch_stats = [g.train_epoch(self.batch_size) for g in groups]

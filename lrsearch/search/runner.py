@@ -16,7 +16,9 @@ population), and fails the trials of vanished workers (re-enqueued with their pa
 for more. Storage calls survive a database restart (retried). The compared parameter is balanced: each
 new trial is given the least-tried group (study-wide) and the sampler searches the rest, so no group wins
 by having been searched more. On Ctrl-C every trial in training ends FAIL, is re-enqueued with its
-parameters (as Optuna's RetryHeartbeatStaleTrialCallback does), and the interrupt goes on up.
+parameters (as Optuna's RetryHeartbeatStaleTrialCallback does), and the interrupt goes on up. A device out
+of memory in training ends only the population's trials FAIL (``error`` says so), re-enqueues them, halves
+the population for the rest of the run and carries on (``faults.INJECT_OOM`` tests it on any device).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import os
 import socket
@@ -39,7 +42,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.engine import EpochMetrics, EpochReport, MemberResult, Population, Problem
 from lrsearch.engine.config import TrainConfig
-from lrsearch.errors import ConfigError
+from lrsearch.engine.devices import release_memory
+from lrsearch.engine.faults import injected_oom_epoch, is_out_of_memory
+from lrsearch.errors import ConfigError, one_line
 from lrsearch.interrupts import check as check_interrupted
 from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
 from lrsearch.search.pruning import PercentilePruner, PruningView
@@ -64,6 +69,8 @@ from lrsearch.storage import (
 )
 
 __all__ = ["Search", "Tally", "TrialArtifacts", "worker_id"]
+
+_log = logging.getLogger(__name__)
 
 #: What counts towards ``n_trials``: the search trials finished, running and enqueued (a failed trial does
 #: not count; its retry does).
@@ -192,9 +199,15 @@ class Search:
         on_progress: Callable[[Tally], None] | None = None,
         artifacts: TrialArtifacts | None = None,
         max_retry: int = Heartbeat.max_retry,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.spec, self.study, self.problem, self.artifacts = spec, study, problem, artifacts
         self.max_retry = max_retry  # for the trials it fails itself (Ctrl-C, an error), whatever the storage
+        # Trials trained at once: the study's population, halved for the rest of the run by each
+        # out-of-memory error (``_out_of_memory``).
+        self.population_size = spec.population
+        self._out_of_memory_at = injected_oom_epoch()
+        self.on_notice = on_notice or _log.warning
         self.space: SearchSpace = spec.space
         self.pruner = study.pruner  # made once, by join_study, from the spec's checked settings
         self._direction = study.direction
@@ -414,28 +427,51 @@ class Search:
         self._count(teller.written(wait=wait))
         self.tally.telling += time.perf_counter() - started
 
-    def _fail_live(self, cause: BaseException) -> None:
-        """End every trial in training, and one being asked, as FAIL (why: ``interrupted``, or the
-        ``error``), and enqueue a retry of each with its parameters."""
-        retry = Heartbeat(max_retry=self.max_retry).retry_callback()
-        interrupted = isinstance(cause, KeyboardInterrupt)
-        why = {"interrupted": True} if interrupted else {"error": f"{type(cause).__name__}: {cause}"[:500]}
+    def _fail_live(self, why: dict[str, object], *, retry: bool = True) -> int:
+        """End every trial in training, and one being asked, as FAIL (saying ``why``), and unless ``retry`` is
+        false enqueue a retry of each with its parameters (as ``--max-retry`` allows); how many ended."""
+        retried = Heartbeat(max_retry=self.max_retry).retry_callback()
         ending = [(live.trial, live.values, {"seed": live.config.seed}) for live in self._live.values()]
         if self._asking is not None:
             ending.append((self._asking, {}, {}))
         for trial, values, attrs in ending:
             self._end(trial, values, {"worker": self.worker, **why, **attrs}, TrialState.FAIL)
-            retry(self.study, self.study._storage.get_trial(trial._trial_id))
+            if retry:
+                retried(self.study, self.study._storage.get_trial(trial._trial_id))
             self.tally.failed += 1
         self._live.clear()
         self._asking = None
+        return len(ending)
+
+    def _out_of_memory(self, cause: BaseException) -> None:
+        """The device ran out of memory in training: the population's trials end FAIL saying so and, while
+        the population can shrink, are re-enqueued and the population halved for the rest of the run; a
+        trial that runs out of memory alone fails for good."""
+        size, device = self.population_size, self.problem.device
+        if size > 1:
+            self.population_size = size // 2
+            error = f"out of memory on {device} with a population of {size}; retried with {self.population_size}"
+        else:
+            error = f"out of memory on {device} training one trial alone; it fails for good"
+        ended = self._fail_live({"error": f"{error} ({one_line(cause)})"[:500]}, retry=size > 1)
+        self.on_notice(f"{error}: {ended} trial(s) ended FAIL{', re-enqueued' if size > 1 else ''}")
+
+    def _population(self) -> Population:
+        # The fault switch fires in the first population only.
+        out_of_memory_at, self._out_of_memory_at = self._out_of_memory_at, None
+        return Population(
+            self.problem,
+            epochs=self.spec.epochs,
+            batch_size=self.spec.batch_size,
+            out_of_memory_at=out_of_memory_at,
+        )
 
     # --- the loop -----------------------------------------------------------------------------------------
 
     def run(self, *, n_trials: int | None, timeout: float | None, drain_waiting: bool = False) -> Tally:
         """Search until ``n_trials`` search trials exist study-wide or ``timeout`` seconds have passed; with
         ``drain_waiting``, run only the enqueued trials (the repeats)."""
-        population = Population(self.problem, epochs=self.spec.epochs, batch_size=self.spec.batch_size)
+        population = self._population()
         deadline = time.monotonic() + timeout if timeout is not None else math.inf
         live_ids = lambda: [live.trial._trial_id for live in list(self._live.values())]
         started = time.perf_counter()
@@ -451,7 +487,7 @@ class Search:
                 while True:
                     check_interrupted()  # a Ctrl-C whose exception was lost stops the run here
                     self._written(teller, wait=False)
-                    free = self.spec.population - population.live
+                    free = self.population_size - population.live
                     in_time = time.monotonic() < deadline
                     if free > 0 and in_time and not (exhausted and population.live):
                         asking_started, training_before = time.perf_counter(), self.tally.training
@@ -473,13 +509,26 @@ class Search:
                             continue
                         break
                     epoch_started, pruning_before = time.perf_counter(), self.tally.pruning
-                    results = population.run_epoch(self._on_epoch)
+                    try:
+                        results: list[MemberResult] | None = population.run_epoch(self._on_epoch)
+                    except Exception as exc:
+                        if not is_out_of_memory(exc):
+                            raise
+                        self._out_of_memory(exc)
+                        results = None
                     telling_started = time.perf_counter()
                     self.tally.training += telling_started - epoch_started - (self.tally.pruning - pruning_before)
+                    if results is None:
+                        # A new population, once the old one and what the error held are let go.
+                        population = self._population()
+                        release_memory(self.problem.device)
+                        exhausted = False
+                        continue
                     self._finish(teller, results)
                     self.tally.telling += time.perf_counter() - telling_started
         except BaseException as exc:
-            self._fail_live(exc)
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            self._fail_live({"interrupted": True} if interrupted else {"error": f"{type(exc).__name__}: {exc}"[:500]})
             raise
         finally:
             self.tally.wall += time.perf_counter() - started

@@ -344,3 +344,50 @@ def test_a_regression_is_a_minimized_study_end_to_end(
     best = re.findall(r"best ([0-9.]+) \(trial (\d+)\)", outcome.err)[-1]
     lowest = min((t for t in loaded.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert int(best[1]) == lowest.number and float(best[0]) == pytest.approx(lowest.value, abs=1e-4)
+
+
+@pytest.mark.parametrize(("population", "max_retry", "failed", "retried"), [(4, 3, 4, 4), (4, 0, 4, 0), (1, 3, 1, 0)])
+def test_out_of_memory_fails_the_round_halves_the_population_and_carries_on(
+    tmp_path: Path, population: int, max_retry: int, failed: int, retried: int
+) -> None:
+    """In a worker process of its own, through the fault switch: the population's trials end FAIL saying
+    why, come back as retries (as --max-retry allows; never where one trial alone ran out of memory), and the
+    run reaches its total with the smaller population."""
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.db"
+    study = write_study(tmp_path, n_trials=6, population=population, epochs=4, pruner='"none"')
+    command = [sys.executable, "-m", "lrsearch", "run", "--study", str(study), "--storage", f"sqlite:///{db}"]
+    run = subprocess.run(
+        [*command, "--device", "cpu", "--no-report", "--max-retry", str(max_retry)],
+        env={**os.environ, "LRSEARCH_INJECT_OOM": "2"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    said = "with a population of 4; retried with 2" if population > 1 else "training one trial alone; it fails for good"
+    assert f"out of memory on cpu {said}" in run.stderr
+    trials = optuna.load_study(study_name="small", storage=f"sqlite:///{db}").trials
+    fail = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(fail) == failed and all("out of memory" in t.user_attrs["error"] for t in fail)
+    assert all(t.user_attrs["worker"] and t.user_attrs["device"] == "cpu" for t in fail)
+    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert len(retries) == retried and all(t.state == TrialState.COMPLETE for t in retries)
+    by_number = {t.number: t for t in fail}
+    assert all(t.params == by_number[t.system_attrs["failed_trial"]].params for t in retries)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6  # the total, the retries counted in it
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_fault_switch_set_wrong_is_one_line_and_writes_nothing(
+    lrsearch: Callable[..., Outcome], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LRSEARCH_INJECT_OOM", "soon")
+    db = tmp_path / "s.db"
+    outcome = lrsearch("run", "--study", str(write_study(tmp_path)), "--storage", f"sqlite:///{db}")
+    assert_one_line_error(outcome, 2, "LRSEARCH_INJECT_OOM must be an epoch", "'soon'")
+    assert not db.exists()
