@@ -37,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.engine import Problem as EngineProblem
-from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.devices import resolve_device, worker_visibility
 from lrsearch.engine.faults import injected_oom_epoch
 from lrsearch.engine.problem import Problem
 from lrsearch.errors import ConfigError, RuntimeFailure, one_line
@@ -179,9 +179,10 @@ class _RemoteTraceback(Exception):
         return str(self.args[0])
 
 
-def _worker(parent: Connection) -> None:
-    """A spawned local worker: receives its job from ``parent``, runs ``run`` for one worker and sends back
-    its exit code and error (if any)."""
+def _worker(parent: Connection, visible: str) -> None:
+    """A spawned local worker: sees the GPUs ``visible`` (``CUDA_VISIBLE_DEVICES``) alone, receives its job
+    from ``parent``, runs ``run`` for one worker and sends back its exit code and error (if any)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible  # before anything can start CUDA here
     code, message, details = 0, "", ""
     try:
         job: _Job = pickle.loads(parent.recv_bytes())
@@ -241,7 +242,8 @@ def _run_workers(jobs: list[tuple[str, bytes]]) -> None:
     with noted(stop):
         for device, _ in jobs:
             ours, theirs = context.Pipe()
-            process = context.Process(target=_worker, args=(theirs,), name=f"lrsearch-worker-{len(started)}")
+            visible, _ = worker_visibility(device, os.environ.get("CUDA_VISIBLE_DEVICES"))
+            process = context.Process(target=_worker, args=(theirs, visible), name=f"lrsearch-worker-{len(started)}")
             with ignored():
                 process.start()
             theirs.close()
@@ -325,6 +327,11 @@ def run(
     url = resolve_url(storage)
     location = resolve_artifacts(artifacts, url)
     count = workers or len(worker_devices)
+    if count < len(worker_devices):
+        raise ConfigError(
+            f"--workers {count} is fewer than the {len(worker_devices)} devices listed: give --workers "
+            f"{len(worker_devices)} or more (a worker per device at least), or list fewer devices"
+        )
     if count > 1 and url in ("sqlite://", "sqlite:///:memory:"):
         raise ConfigError("several workers need a storage they can share; an in-memory SQLite database is not")
     # The data is read (and checked) before the study is written: bad data must not leave an empty study.
@@ -387,17 +394,18 @@ def _jobs(
     """Each local worker's device and job, round robin over ``devices``; a job is pickled once per device
     (a problem passed in may carry its data)."""
     assigned = [devices[i % len(devices)] for i in range(count)]
-    cpu_workers = sum(d == "cpu" for d in assigned)
-    # CPU workers share the cores: more threads than cores makes OpenMP spin against itself.
-    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+    # The workers share the cores: more threads than cores makes OpenMP spin against itself. A GPU worker's
+    # threads feed its GPU and run its share of the host's work (the sampler, the writes).
+    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // count)
     interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     jobs = {
         device: _pickled(
             _Job(
                 study,
                 problem,
-                {**settings, "device": device, "workers": 1},
-                threads if device == "cpu" else None,
+                {**settings, "device": worker_visibility(device, visible)[1], "workers": 1},
+                threads,
                 interruptible,
                 optuna.logging.get_verbosity(),
             )

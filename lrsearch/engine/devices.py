@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
 import re
 
 import torch
 
 from lrsearch.errors import ConfigError
 
-__all__ = ["manual_seed", "release_memory", "resolve_device"]
+__all__ = ["free_memory", "host_device", "manual_seed", "release_memory", "resolve_device", "worker_visibility"]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -29,6 +30,32 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def _visible(env: str | None) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` as a list (None: not set, every GPU visible)."""
+    return None if env is None else [d.strip() for d in env.split(",") if d.strip()]
+
+
+def worker_visibility(device: str, env: str | None) -> tuple[str, str]:
+    """For a worker process of its own on ``device`` (``cpu`` or ``cuda:N`` as this process numbers its
+    GPUs, ``env`` its ``CUDA_VISIBLE_DEVICES``): the ``CUDA_VISIBLE_DEVICES`` to start it with, so that it
+    sees its own GPU alone (no context lands on another) or, on the CPU, none; and the device it then names."""
+    if device == "cpu":
+        return "", "cpu"
+    index = torch.device(device).index or 0
+    visible = _visible(env)
+    return (visible[index] if visible is not None else str(index)), "cuda:0"
+
+
+def host_device(device: torch.device, env: str | None = None) -> str:
+    """``device`` as the host numbers its GPUs (``cuda:0`` of a process that sees only GPU 3 is ``cuda:3``),
+    from ``env``, else this process's ``CUDA_VISIBLE_DEVICES``."""
+    if device.type != "cuda":
+        return str(device)
+    visible = _visible(env if env is not None else os.environ.get("CUDA_VISIBLE_DEVICES"))
+    index = device.index or 0
+    return f"cuda:{visible[index]}" if visible is not None and index < len(visible) else f"cuda:{index}"
+
+
 def manual_seed(seed: int, device: torch.device) -> None:
     """Seed the CPU's random ops and ``device``'s, and a started CUDA's: what ``torch.manual_seed`` does for
     them, without its cost per call (it queues a lazy seeding of each accelerator type not started, each
@@ -44,3 +71,16 @@ def release_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes a new allocation on ``device`` can take: a GPU's free memory and what PyTorch's allocator holds
+    unused; the host's available memory for the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))

@@ -20,6 +20,7 @@ import torch
 from lrsearch.checks import MAX_RATE, integer, number
 from lrsearch.engine import Problem, check_run_length, member_seeds, update_seed
 from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.flat import FlatLayout
 from lrsearch.engine.optim import create_optimizer
 from lrsearch.errors import ConfigError
 
@@ -87,11 +88,13 @@ def lr_range_test(
         inits.append(model.init(torch.Generator().manual_seed(init_seed)))
         generators.append(torch.Generator().manual_seed(data_seed))
         noise_seeds.append(noise_seed)
-    params = [torch.stack([init[i] for init in inits]).to(device) for i in range(len(inits[0]))]
-    for tensor in params[: model.trainable]:
-        tensor.requires_grad_(model.needs_autograd)
-    trained = params[: model.trainable]
-    optimizer = create_optimizer(config.optimizer, [m.optimizer_settings() for m in members], trained)
+    stacked = [torch.stack([init[i] for init in inits]).to(device) for i in range(len(inits[0]))]
+    layout = FlatLayout([shape for _, shape in model.shapes[: model.trainable]])
+    flat = layout.pack(stacked[: model.trainable]).contiguous()
+    # The trained tensors as leaves sharing the flat buffer the optimizer updates.
+    params = [v.detach().requires_grad_(model.needs_autograd) for v in layout.views(flat)]
+    params += stacked[model.trainable :]
+    optimizer = create_optimizer(config.optimizer, [m.optimizer_settings() for m in members], flat)
     optimizer.begin_epoch(np.tile(rates, (seeds, 1)), np.zeros(seeds, dtype=int))
     order = torch.empty(seeds, 0, dtype=torch.long)
     raw = np.full((seeds, updates), np.nan)
@@ -105,7 +108,7 @@ def lr_range_test(
         order = order[:, batch:]
         loss, _, grads = model.loss_and_grads(params, x, target, functools.partial(_update_seeds, noise_seeds, u))
         with torch.no_grad():
-            optimizer.step(trained, grads, u)
+            optimizer.step(flat, layout.pack(grads), u)
         raw[:, u] = (loss / batch).cpu().numpy()
         smoothed = float(np.mean(_smooth(raw[:, : u + 1])[:, -1]))
         if not math.isfinite(smoothed) or smoothed > DIVERGED * best:

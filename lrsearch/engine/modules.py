@@ -24,12 +24,21 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lrsearch.engine.data import Split
-from lrsearch.engine.devices import manual_seed
+from lrsearch.engine.devices import free_memory, manual_seed
 from lrsearch.engine.models import Params, Seeds, StackedModel
 from lrsearch.engine.networks import seeded
 from lrsearch.errors import ConfigError, one_line
 
-__all__ = ["LOSSES", "METRICS", "STRATEGIES", "ModuleModel", "PerExample", "loss_function", "metric_function"]
+__all__ = [
+    "LOSSES",
+    "METRICS",
+    "STRATEGIES",
+    "ModuleModel",
+    "PerExample",
+    "eval_chunk",
+    "loss_function",
+    "metric_function",
+]
 
 #: (output [N, ...], target [N, ...]) -> one value per example [N].
 PerExample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,6 +62,12 @@ LOSSES: dict[str, PerExample] = {
 METRICS: dict[str, PerExample] = {
     "accuracy": lambda out, y: (out.argmax(-1) == y).to(out.dtype),
 }
+
+
+def eval_chunk(preferred: int, example_bytes: int, free_bytes: int) -> int:
+    """Examples per evaluation call: ``preferred``, or as many as fit in half of ``free_bytes`` at
+    ``example_bytes`` each (the whole population's activations for one example); at least one."""
+    return max(1, min(preferred, free_bytes // 2 // max(1, example_bytes)))
 
 
 def loss_function(loss: str | PerExample) -> PerExample:
@@ -99,9 +114,12 @@ class ModuleModel(StackedModel):
         convolutional = any(isinstance(m, _CONVOLUTIONS) for m in module.modules())
         self.strategy = ("loop" if device.type == "cpu" and convolutional else "vmap") if self.auto else strategy
         self._checked = self.strategy == "loop"
-        # Examples per evaluation call: on a CPU small chunks keep each layer's activations in cache (LeNet's
-        # validation runs 1.9x faster in chunks of 256 than of 2048).
+        # Examples per evaluation call, at most: on a CPU small chunks keep each layer's activations in cache
+        # (LeNet's validation runs 1.9x faster in chunks of 256 than of 2048); fewer where the population's
+        # activations would not fit (``eval_chunk``).
         self.eval_chunk = eval_chunk or (4096 if device.type == "cuda" else 256)
+        self._sized = eval_chunk is None
+        self._example_bytes: int | None = None
         self.loss = loss_function(loss)
         self.metric = metric_function(metric, self.loss)
         self._random: bool | None = None  # whether training draws random numbers: found on the first batch
@@ -232,14 +250,45 @@ class ModuleModel(StackedModel):
             metric = self.metric(out.flatten(0, 1), target.flatten(0, 1)).view(members, batch).sum(1)
         return losses.detach().sum(1), metric, grads
 
+    def example_bytes(self, params: Params, x: torch.Tensor) -> int:
+        """What one member's evaluation of one example of ``x`` holds in activations (every leaf module's
+        output, twice over for what a forward computes between them), measured once."""
+        if self._example_bytes is None:
+            sizes: list[int] = []
+
+            def record(module: nn.Module, inputs: object, output: object) -> None:
+                if isinstance(output, torch.Tensor):
+                    sizes.append(output.numel() * output.element_size())
+
+            leaves = [m for m in self.module.modules() if next(m.children(), None) is None]
+            hooks = [m.register_forward_hook(record) for m in leaves]
+            try:
+                with torch.no_grad():
+                    self._looped([t[:1] for t in params], x[:1].unsqueeze(0), False, None)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            self._example_bytes = 2 * sum(sizes)
+        return self._example_bytes
+
+    def chunk_for(self, params: Params, split: Split) -> int:
+        """Examples per evaluation call for this population: ``eval_chunk``, or fewer where the members'
+        activations for it would take more than half the device's free memory (LeNet at P = 1024 in chunks
+        of 1,000 would need about 40 GB for its first layer's output alone)."""
+        if not self._sized:
+            return self.eval_chunk
+        members = params[0].shape[0]
+        return eval_chunk(self.eval_chunk, members * self.example_bytes(params, split.x), free_memory(split.x.device))
+
     @torch.no_grad()
     def evaluate(self, params: Params, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         members = params[0].shape[0]
         self.module.eval()
+        chunk = self.chunk_for(params, split)
         loss = torch.zeros(members, device=split.y.device)
         metric = torch.zeros(members, device=split.y.device)
-        for start in range(0, len(split), self.eval_chunk):
-            x, y = split.x[start : start + self.eval_chunk], split.y[start : start + self.eval_chunk]
+        for start in range(0, len(split), chunk):
+            x, y = split.x[start : start + chunk], split.y[start : start + chunk]
             out = self.outputs(params, x, shared=True).flatten(0, 1)
             target = y.unsqueeze(0).expand(members, *y.shape).flatten(0, 1)
             loss += self.loss(out, target).view(members, -1).sum(1)

@@ -1,10 +1,11 @@
-"""Optimizers for stacked parameters: every tensor is [P, ...], row p belongs to member p, and every
-hyperparameter is per member.
+"""Optimizers for stacked parameters: a population's trained tensors as one flat [P, D] buffer
+(``flat.FlatLayout``), row p member p's, and every hyperparameter per member.
 
 ``torch.optim`` takes one rate per parameter group, so a population of P members with P rates would need P
-optimizers and P times the kernel launches. These write PyTorch's update rules out with ``torch._foreach_*``
-ops over [P, 1, ...] coefficient columns instead: a handful of ops per step whatever P is, and the same
-numbers as ``torch.optim`` (the tests compare them member by member).
+optimizers and P times the kernel launches. These write PyTorch's update rules out as whole-buffer ops with
+[P, 1] coefficient columns instead: a handful of ops (kernels) per step whatever P is and however many
+tensors the network has (SGD with momentum: 3; Adam: 8), and the same numbers as ``torch.optim`` (the tests
+compare them member by member, and count the ops).
 
 Rates vary per update; ``begin_epoch`` receives the epoch's rate table [P, n_updates] and precomputes
 every per-update coefficient (bias corrections, decoupled decay), so ``step`` only slices.
@@ -27,11 +28,6 @@ __all__ = ["OPTIMIZERS", "StackedOptimizer", "create_optimizer", "optimizer_sett
 Settings = Mapping[str, Any]
 
 
-def _column_views(values: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """[P] values as [P, 1, ...] views that broadcast against each [P, ...] tensor in ``like``."""
-    return [values.view(-1, *([1] * (t.dim() - 1))) for t in like]
-
-
 class StackedOptimizer(ABC):
     """One update rule for a population of members; state rows follow the members (``select``/``extend``)."""
 
@@ -39,11 +35,9 @@ class StackedOptimizer(ABC):
     defaults: dict[str, Any]
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, settings: Sequence[Settings], params: Sequence[torch.Tensor]) -> None:
-        self.device = params[0].device
-        self.state: dict[str, list[torch.Tensor]] = {
-            name: [torch.zeros_like(p) for p in params] for name in self.state_names
-        }
+    def __init__(self, settings: Sequence[Settings], params: torch.Tensor) -> None:
+        self.device = params.device
+        self.state: dict[str, torch.Tensor] = {name: torch.zeros_like(params) for name in self.state_names}
         # Hyperparameters live on the host, in float64 as torch.optim has them; which ops a step needs is
         # decided from them, so a step never reads the device (no per-step sync on a GPU).
         self.host = {key: np.array([float(s[key]) for s in settings]) for key in self.defaults}
@@ -52,17 +46,16 @@ class StackedOptimizer(ABC):
 
     def _members_changed(self) -> None:
         self._flags = {key: bool(np.any(v != 0)) for key, v in self.host.items()}
-        self._views: dict[str, list[torch.Tensor]] = {}
+        self._columns: dict[str, torch.Tensor] = {}
 
-    def _hyper_views(self, key: str, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        if key not in self._views:
-            values = torch.tensor(self._derived(key), dtype=torch.float32, device=self.device)
-            self._views[key] = _column_views(values, params)
-        return self._views[key]
+    def _column(self, key: str) -> torch.Tensor:
+        """A hyperparameter as a [P, 1] column on the device (made once until the members change)."""
+        if key not in self._columns:
+            self._columns[key] = torch.tensor(self._derived(key), dtype=torch.float32, device=self.device).view(-1, 1)
+        return self._columns[key]
 
     def _derived(self, key: str) -> np.ndarray:
-        """A hyperparameter column, or one computed from them (cached as device views until the members
-        change)."""
+        """A hyperparameter's values, or values computed from them."""
         if key.startswith("1-"):
             return 1 - self.host[key[2:]]
         return self.host[key]
@@ -75,15 +68,13 @@ class StackedOptimizer(ABC):
         rows = list(keep)
         self.host = {key: v[rows] for key, v in self.host.items()}
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
-        for name in self.state:
-            self.state[name] = [t.index_select(0, index) for t in self.state[name]]
+        self.state = {name: t.index_select(0, index) for name, t in self.state.items()}
         self._members_changed()
 
     def extend(self, settings: Sequence[Settings]) -> None:
         """Append members with fresh state."""
         self.host = {key: np.concatenate([v, [float(s[key]) for s in settings]]) for key, v in self.host.items()}
-        for name in self.state:
-            self.state[name] = [torch.cat([t, t.new_zeros((len(settings), *t.shape[1:]))]) for t in self.state[name]]
+        self.state = {name: torch.cat([t, t.new_zeros((len(settings), t.shape[1]))]) for name, t in self.state.items()}
         self._members_changed()
 
     def begin_epoch(self, lr: np.ndarray, steps_done: np.ndarray) -> None:
@@ -99,16 +90,18 @@ class StackedOptimizer(ABC):
         """Per-update coefficient tables [P, n]; the first is the rate."""
         return [lr]
 
-    def _coefficient(self, k: int, b: int, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return _column_views(self._coefficients[k, b], params)
+    def _coefficient(self, k: int, b: int) -> torch.Tensor:
+        """Coefficient ``k`` of update ``b`` as a [P, 1] column."""
+        return self._coefficients[k, b].view(-1, 1)
 
-    def _coupled_weight_decay(self, params: Sequence[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    def _coupled_weight_decay(self, params: torch.Tensor, grads: torch.Tensor) -> None:
         if self._any("weight_decay"):
-            torch._foreach_addcmul_(grads, params, self._hyper_views("weight_decay", params))
+            grads.addcmul_(params, self._column("weight_decay"))
 
     @abstractmethod
-    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
-        """Apply update ``b`` of the epoch in place; ``grads`` are scratch and may be overwritten."""
+    def step(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> None:
+        """Apply update ``b`` of the epoch in place to ``params`` [P, D]; ``grads`` [P, D] are scratch and may
+        be overwritten."""
 
 
 class SGD(StackedOptimizer):
@@ -124,22 +117,19 @@ class SGD(StackedOptimizer):
             return 1 - nesterov + nesterov * self.host["momentum"]
         return super()._derived(key)
 
-    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+    def step(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> None:
         self._coupled_weight_decay(params, grads)
         direction = grads
         if self._any("momentum"):
             buf = self.state["momentum_buffer"]
-            momentum = self._hyper_views("momentum", params)
-            torch._foreach_mul_(buf, momentum)
-            torch._foreach_add_(buf, grads)
+            buf.mul_(self._column("momentum")).add_(grads)
             if self._any("nesterov"):
                 # d = buf * (1 - n + n * momentum) + n * g, with n = 1 for Nesterov members and 0 otherwise.
-                keep = self._hyper_views("nesterov_keep", params)
-                direction = torch._foreach_mul(buf, keep)
-                torch._foreach_addcmul_(direction, grads, self._hyper_views("nesterov", params))
+                direction = torch.mul(buf, self._column("nesterov_keep"))
+                direction.addcmul_(grads, self._column("nesterov"))
             else:
                 direction = buf
-        torch._foreach_addcmul_(params, direction, self._coefficient(0, b, params), value=-1)
+        params.addcmul_(direction, self._coefficient(0, b), value=-1)
 
 
 class RMSprop(StackedOptimizer):
@@ -149,19 +139,17 @@ class RMSprop(StackedOptimizer):
     defaults: ClassVar[dict[str, float | bool]] = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0}
     state_names = ("square_avg", "momentum_buffer")
 
-    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+    def step(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> None:
         self._coupled_weight_decay(params, grads)
         square_avg = self.state["square_avg"]
-        torch._foreach_lerp_(square_avg, torch._foreach_mul(grads, grads), self._hyper_views("1-alpha", params))
-        avg = torch._foreach_sqrt(square_avg)
-        torch._foreach_add_(avg, self._hyper_views("eps", params))
-        direction = torch._foreach_div(grads, avg)
+        square_avg.lerp_(torch.mul(grads, grads), self._column("1-alpha"))
+        avg = torch.sqrt(square_avg).add_(self._column("eps"))
+        direction = grads.div_(avg)
         if self._any("momentum"):
             buf = self.state["momentum_buffer"]
-            torch._foreach_mul_(buf, self._hyper_views("momentum", params))
-            torch._foreach_add_(buf, direction)
+            buf.mul_(self._column("momentum")).add_(direction)
             direction = buf
-        torch._foreach_addcmul_(params, direction, self._coefficient(0, b, params), value=-1)
+        params.addcmul_(direction, self._coefficient(0, b), value=-1)
 
 
 class Adagrad(StackedOptimizer):
@@ -171,13 +159,12 @@ class Adagrad(StackedOptimizer):
     defaults: ClassVar[dict[str, float | bool]] = {"eps": 1e-10, "weight_decay": 0.0}
     state_names = ("sum",)
 
-    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+    def step(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> None:
         self._coupled_weight_decay(params, grads)
         total = self.state["sum"]
-        torch._foreach_addcmul_(total, grads, grads)
-        std = torch._foreach_sqrt(total)
-        torch._foreach_add_(std, self._hyper_views("eps", params))
-        torch._foreach_addcmul_(params, torch._foreach_div(grads, std), self._coefficient(0, b, params), value=-1)
+        total.addcmul_(grads, grads)
+        std = torch.sqrt(total).add_(self._column("eps"))
+        params.addcmul_(grads.div_(std), self._coefficient(0, b), value=-1)
 
 
 class Adam(StackedOptimizer):
@@ -195,19 +182,17 @@ class Adam(StackedOptimizer):
         shrink = 1 - lr * weight_decay if self.decoupled else np.ones_like(lr)
         return [step_size, inv_sqrt_bias2, shrink]
 
-    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], b: int) -> None:
+    def step(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> None:
         if self.decoupled:
             if self._any("weight_decay"):
-                torch._foreach_mul_(params, self._coefficient(2, b, params))
+                params.mul_(self._coefficient(2, b))
         else:
             self._coupled_weight_decay(params, grads)
         exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
-        torch._foreach_lerp_(exp_avg, grads, self._hyper_views("1-beta1", params))
-        torch._foreach_lerp_(exp_avg_sq, torch._foreach_mul(grads, grads), self._hyper_views("1-beta2", params))
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_mul_(denom, self._coefficient(1, b, params))
-        torch._foreach_add_(denom, self._hyper_views("eps", params))
-        torch._foreach_addcmul_(params, torch._foreach_div(exp_avg, denom), self._coefficient(0, b, params), value=-1)
+        exp_avg.lerp_(grads, self._column("1-beta1"))
+        exp_avg_sq.lerp_(grads.mul_(grads), self._column("1-beta2"))
+        denom = torch.sqrt(exp_avg_sq).mul_(self._coefficient(1, b)).add_(self._column("eps"))
+        params.addcmul_(exp_avg.div(denom), self._coefficient(0, b), value=-1)
 
 
 class AdamW(Adam):
@@ -257,6 +242,6 @@ def optimizer_settings(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def create_optimizer(name: str, settings: Sequence[Settings], params: Sequence[torch.Tensor]) -> StackedOptimizer:
-    """An optimizer for members whose (validated) settings are ``settings``, over stacked ``params``."""
+def create_optimizer(name: str, settings: Sequence[Settings], params: torch.Tensor) -> StackedOptimizer:
+    """An optimizer for members whose (validated) settings are ``settings``, over flat ``params`` [P, D]."""
     return _optimizer_class(name)(settings, params)

@@ -29,6 +29,7 @@ import torch
 from lrsearch.checks import integer
 from lrsearch.engine.config import TrainConfig
 from lrsearch.engine.faults import INJECT_OOM
+from lrsearch.engine.flat import FlatLayout
 from lrsearch.engine.optim import StackedOptimizer, create_optimizer
 from lrsearch.engine.problems import Problem
 from lrsearch.engine.schedules import PlateauState, Schedule, update_rates
@@ -157,34 +158,45 @@ class _Member:
 
 
 class _Group:
-    """Members that share an optimizer kind, their parameters stacked row by row."""
+    """Members that share an optimizer kind, their parameters stacked row by row: the trained ones as views
+    of one flat [P, D] buffer (``flat``), which the optimizer updates whole."""
 
     def __init__(self, problem: Problem, optimizer: str) -> None:
         self.problem = problem
         self.optimizer_name = optimizer
+        model = problem.model
+        self.layout = FlatLayout([shape for _, shape in model.shapes[: model.trainable]])
         self.members: list[_Member] = []
+        self.flat = torch.empty(0)
         self.params: list[torch.Tensor] = []
         self.best: list[torch.Tensor] = []  # the best-validation weights, where the problem restores them
         self.optimizer: StackedOptimizer | None = None
 
-    def _leaves(self, tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    def _hold(self, flat: torch.Tensor, buffers: Iterable[torch.Tensor]) -> None:
+        """Hold ``flat`` and ``buffers`` as the parameters: the trained ones as leaves sharing ``flat``'s
+        memory (the optimizer's updates of ``flat`` are theirs)."""
         model = self.problem.model
-        return [t.detach().requires_grad_(model.needs_autograd and i < model.trainable) for i, t in enumerate(tensors)]
+        self.flat = flat
+        self.params = [
+            *(v.detach().requires_grad_(model.needs_autograd) for v in self.layout.views(flat)),
+            *(b.detach() for b in buffers),
+        ]
 
     @property
-    def trained(self) -> list[torch.Tensor]:
-        """The parameters the optimizer steps (the buffers follow)."""
-        return self.params[: self.problem.model.trainable]
+    def buffers(self) -> list[torch.Tensor]:
+        return self.params[self.problem.model.trainable :]
 
     def join(self, members: Sequence[_Member], inits: Sequence[Sequence[torch.Tensor]]) -> None:
-        device = self.problem.device
+        device, trainable = self.problem.device, self.problem.model.trainable
         new = [torch.stack([init[i] for init in inits]).to(device) for i in range(len(inits[0]))]
         settings = [m.config.optimizer_settings() for m in members]
+        packed = self.layout.pack(new[:trainable]).contiguous()
         if self.optimizer is None:
-            self.params = self._leaves(new)
-            self.optimizer = create_optimizer(self.optimizer_name, settings, self.trained)
+            self._hold(packed, new[trainable:])
+            self.optimizer = create_optimizer(self.optimizer_name, settings, self.flat)
         else:
-            self.params = self._leaves(torch.cat([p, n]) for p, n in zip(self.params, new, strict=True))
+            buffers = (torch.cat([b, n]) for b, n in zip(self.buffers, new[trainable:], strict=True))
+            self._hold(torch.cat([self.flat, packed]), buffers)
             self.optimizer.extend(settings)
         if self.problem.restore_best:
             self.best = [p.detach().clone() for p in self.params]
@@ -192,7 +204,7 @@ class _Group:
 
     def keep(self, rows: Sequence[int]) -> None:
         index = torch.tensor(rows, dtype=torch.long, device=self.problem.device)
-        self.params = self._leaves(p.index_select(0, index) for p in self.params)
+        self._hold(self.flat.index_select(0, index), (b.index_select(0, index) for b in self.buffers))
         self.best = [b.index_select(0, index) for b in self.best]
         assert self.optimizer is not None
         self.optimizer.select(rows)
@@ -216,7 +228,7 @@ class _Group:
             loss_sum += loss
             correct += hits
             with torch.no_grad():
-                optimizer.step(self.trained, grads, b)
+                optimizer.step(self.flat, self.layout.pack(grads), b)
         val_loss, val_acc = model.evaluate(self.params, problem.dataset.val)
         stats = torch.stack([loss_sum / n, correct / n, val_loss, val_acc]).cpu().numpy().astype(np.float64)
         for m in self.members:

@@ -42,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.engine import EpochMetrics, EpochReport, MemberResult, Population, Problem
 from lrsearch.engine.config import TrainConfig
-from lrsearch.engine.devices import release_memory
+from lrsearch.engine.devices import host_device, release_memory
 from lrsearch.engine.faults import injected_oom_epoch, is_out_of_memory
 from lrsearch.errors import ConfigError, one_line
 from lrsearch.interrupts import check as check_interrupted
@@ -274,7 +274,7 @@ class Search:
         if wanted == 0:
             return True
         tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
-        attrs = {"worker": self.worker, "device": str(self.problem.device)}
+        attrs = {"worker": self.worker, "device": host_device(self.problem.device)}
         # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
         # Only a pruner that writes rungs (successive halving) writes to a trial while it trains.
         settled = isinstance(self.pruner, (optuna.pruners.NopPruner, PercentilePruner))
@@ -361,7 +361,7 @@ class Search:
             "selected_epoch": result.selected_epoch,
             "diverged": result.diverged,
             "train_seconds": round(result.seconds, 3),
-            "device": str(self.problem.device),
+            "device": host_device(self.problem.device),
             "seed": live.config.seed,
             "worker": self.worker,
             "lr_history": [m.lr for m in history],

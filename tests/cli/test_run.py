@@ -105,6 +105,10 @@ def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path
         (["--study", "cosine_vs_step", "--epochs", "1000000000000"], ["epochs: must be an integer in [1, 100000]"]),
         (["--study", "cosine_vs_step", "--workers", "0"], ["workers must be an integer in [1, 256] but got 0"]),
         (["--study", "cosine_vs_step", "--heartbeat", "0"], ["heartbeat interval must be an integer in [1, 3600]"]),
+        (
+            ["--study", "cosine_vs_step", "--workers", "1", "--devices", "cpu,cpu"],
+            ["--workers 1 is fewer than the 2 devices listed"],
+        ),
         (["--study", "cosine_vs_step", "--data-dir", "/nonexistent"], ["data folder /nonexistent does not exist"]),
         (
             ["--study", "cosine_vs_step", "--storage", "postgresql://u:pw@h:port/db"],

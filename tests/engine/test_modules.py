@@ -13,7 +13,8 @@ from torch import nn
 from lrsearch.engine import MemberResult, member_seeds, train_population, update_seed
 from lrsearch.engine.config import TrainConfig
 from lrsearch.engine.data import Dataset, Split
-from lrsearch.engine.modules import LOSSES, ModuleModel
+from lrsearch.engine.devices import free_memory
+from lrsearch.engine.modules import LOSSES, ModuleModel, eval_chunk
 from lrsearch.engine.networks import lenet
 from lrsearch.engine.plain import TORCH_OPTIMIZERS
 from lrsearch.engine.problems import Problem
@@ -275,3 +276,35 @@ def test_a_record_reads_each_member_s_parameters_after_every_epoch() -> None:
     for member in (a, b):
         assert [sorted(m.recorded) for m in member.history] == [["mean", "out_bias"]] * EPOCHS
     assert a.history[-1].recorded != b.history[-1].recorded  # each member's own parameters
+
+
+@pytest.mark.parametrize(
+    ("preferred", "example_bytes", "free", "chunk"),
+    [(256, 1_000, 10**9, 256), (4096, 10**6, 10**9, 500), (4096, 10**10, 10**9, 1), (1000, 0, 0, 1)],
+)
+def test_the_evaluation_chunk_fits_half_the_free_memory(
+    preferred: int, example_bytes: int, free: int, chunk: int
+) -> None:
+    assert eval_chunk(preferred, example_bytes, free) == chunk
+
+
+def test_lenet_s_activations_per_example_are_its_layers_outputs() -> None:
+    model = ModuleModel(lenet)
+    params = [t.unsqueeze(0) for t in model.init(torch.Generator().manual_seed(0))]
+    # conv 6x28x28, its activation, pool 6x14x14, conv 16x10x10, activation, pool 16x5x5, flatten 400,
+    # 120 and its activation, 84 and its activation, 10: floats, twice over.
+    floats = 2 * 4704 + 1176 + 2 * 1600 + 400 + 400 + 2 * 120 + 2 * 84 + 10
+    assert model.example_bytes(params, torch.randn(3, 1, 28, 28)) == 2 * 4 * floats
+
+
+def test_a_population_too_large_for_memory_evaluates_in_smaller_chunks() -> None:
+    model = ModuleModel(lenet)
+    one = [t.unsqueeze(0) for t in model.init(torch.Generator().manual_seed(0))]
+    split = Split(torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,)))
+    assert model.chunk_for(one, split) == 256
+    per_member = model.example_bytes(one, split.x)
+    members = free_memory(torch.device("cpu")) // (per_member * 64)  # half the memory holds about 32 examples
+    many = [t.expand(members, *t.shape[1:]) for t in one]  # a population by shape only
+    assert 16 <= model.chunk_for(many, split) <= 40
+    fixed = ModuleModel(lenet, eval_chunk=100)
+    assert fixed.chunk_for(many, split) == 100  # a chunk the user chose stands

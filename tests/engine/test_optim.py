@@ -4,6 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from lrsearch.engine.flat import FlatLayout
+from lrsearch.engine.kernels import count_kernels
+from lrsearch.engine.models import MLP, StackedModel
+from lrsearch.engine.modules import ModuleModel
+from lrsearch.engine.networks import lenet
 from lrsearch.engine.optim import OPTIMIZERS, create_optimizer, optimizer_settings
 from lrsearch.errors import ConfigError
 
@@ -55,8 +60,9 @@ def run_both(name: str, epochs: int = 3, n_updates: int = 4) -> tuple[list[torch
     count = len(members)
     rng = torch.Generator().manual_seed(0)
     init = [torch.randn(count, *shape, generator=rng, dtype=torch.float64).float() for shape in SHAPES]
-    stacked = [t.clone() for t in init]
-    optimizer = create_optimizer(name, [optimizer_settings(name, s) for s, _ in members], stacked)
+    layout = FlatLayout(SHAPES)
+    flat = layout.pack(init).clone()
+    optimizer = create_optimizer(name, [optimizer_settings(name, s) for s, _ in members], flat)
     singles = [[t[m].clone().requires_grad_() for t in init] for m in range(count)]
     rates = np.geomspace(0.05, 0.01, epochs * n_updates).reshape(epochs, n_updates)
     references = [make(singles[m], 1.0) for m, (_, make) in enumerate(members)]
@@ -72,8 +78,8 @@ def run_both(name: str, epochs: int = 3, n_updates: int = 4) -> tuple[list[torch
                 for p, g in zip(singles[m], grads, strict=True):
                     p.grad = g[m].clone()
                 references[m].step()
-            optimizer.step(stacked, [g.clone() for g in grads], b)
-    return stacked, singles
+            optimizer.step(flat, layout.pack(grads), b)
+    return layout.views(flat), singles
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
@@ -85,15 +91,15 @@ def test_each_member_matches_torch_optim(name: str) -> None:
 
 
 def test_select_and_extend_keep_state_rows_with_their_members() -> None:
-    params = [torch.zeros(3, 2)]
+    params = torch.zeros(3, 2)
     optimizer = create_optimizer("sgd", [optimizer_settings("sgd", {"momentum": m}) for m in (0.1, 0.5, 0.9)], params)
-    optimizer.state["momentum_buffer"][0] += torch.tensor([[1.0], [2.0], [3.0]])
+    optimizer.state["momentum_buffer"] += torch.tensor([[1.0], [2.0], [3.0]])
     optimizer.select([2, 0])
     assert optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.1])
-    assert optimizer.state["momentum_buffer"][0][:, 0].tolist() == [3.0, 1.0]
+    assert optimizer.state["momentum_buffer"][:, 0].tolist() == [3.0, 1.0]
     optimizer.extend([optimizer_settings("sgd", {"momentum": 0.7})])
     assert optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.1, 0.7])
-    assert optimizer.state["momentum_buffer"][0][:, 0].tolist() == [3.0, 1.0, 0.0]
+    assert optimizer.state["momentum_buffer"][:, 0].tolist() == [3.0, 1.0, 0.0]
 
 
 @pytest.mark.parametrize(
@@ -112,3 +118,41 @@ def test_select_and_extend_keep_state_rows_with_their_members() -> None:
 def test_bad_settings_name_the_problem(name: str, given: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         optimizer_settings(name, given)
+
+
+#: Kernels per optimizer step on the flat buffer, whatever the population or the network: (momentum for SGD).
+STEP_KERNELS = {"sgd": 3, "rmsprop": 6, "adagrad": 5, "adam": 8, "adamw": 9}
+
+
+def _stacked(model: StackedModel, members: int) -> list[torch.Tensor]:
+    inits = [model.init(torch.Generator().manual_seed(m)) for m in range(members)]
+    return [torch.stack([init[i] for init in inits]) for i in range(model.trainable)]
+
+
+@pytest.mark.parametrize("members", [4, 64])
+@pytest.mark.parametrize("network", ["lenet", "mlp"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_an_update_is_a_few_kernels_whatever_the_population_and_the_network(
+    name: str, network: str, members: int
+) -> None:
+    """LeNet's ten tensors (its gradients as autograd gives them) and the blobs MLP's four: the same few
+    kernels per step (before the flat buffer, a step was a kernel per tensor per op: 30 for LeNet's SGD)."""
+    model: StackedModel = ModuleModel(lenet) if network == "lenet" else MLP()
+    layout = FlatLayout([shape for _, shape in model.shapes[: model.trainable]])
+    stacked = [t.requires_grad_(model.needs_autograd) for t in _stacked(model, members)]
+    if network == "lenet":
+        x, y = torch.randn(members, 8, 1, 28, 28), torch.randint(0, 10, (members, 8))
+    else:
+        x, y = torch.randn(members, 2, 8), torch.eye(3)[torch.randint(0, 3, (members, 8))].transpose(1, 2)
+    _, _, grads = model.loss_and_grads(stacked, x, y)
+    flat = layout.pack([t.detach() for t in stacked]).contiguous()
+    settings = optimizer_settings(name, {"momentum": 0.9} if name == "sgd" else {})
+    optimizer = create_optimizer(name, [settings] * members, flat)
+    optimizer.begin_epoch(np.full((members, 1), 0.01), np.zeros(members, dtype=int))
+    scratch = layout.pack(grads)
+    with torch.no_grad():
+        step = count_kernels(lambda: optimizer.step(flat, scratch, 0))
+    assert sum(step.values()) == STEP_KERNELS[name], step
+    # Packing the gradients: one concatenation, and a copy of each one autograd gave with other strides.
+    strided = sum(not g.is_contiguous() for g in grads)
+    assert sum(count_kernels(lambda: layout.pack(grads)).values()) <= 1 + strided
