@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("spec", ("lrsearch.spec",)),
     ("search", ("lrsearch.search",)),
     ("review", ("lrsearch.review",)),
-    ("api", ("lrsearch.api", "lrsearch.runs", "lrsearch.bench", "lrsearch.problems", "lrsearch")),
+    ("api", ("lrsearch.api", "lrsearch.runs", "lrsearch.bench", "lrsearch.doctor", "lrsearch.problems", "lrsearch")),
     ("cli", ("lrsearch.cli", "lrsearch.__main__")),
 ]
 

@@ -166,3 +166,27 @@ def test_waiting_for_local_workers_costs_no_cpu_once_one_has_ended(tmp_path: Pat
     _run_workers([job("short", 1), job("long", 400)])
     wall, cpu = time.monotonic() - started, time.process_time() - cpu
     assert wall > 5 and cpu < 0.2 * wall, (cpu, wall)
+
+
+@pytest.mark.parametrize(
+    ("devices", "count", "named"),
+    [
+        (["cuda:0", "cuda:1"], 2, ["cuda:0", "cuda:0"]),  # each sees its own GPU alone, as its cuda:0
+        (["cuda:1"], 3, ["cuda:0"] * 3),
+        (["cpu"], 2, ["cpu", "cpu"]),
+    ],
+)
+def test_each_local_worker_s_job_names_its_own_device_and_shares_the_cores(
+    monkeypatch: pytest.MonkeyPatch, devices: list[str], count: int, named: list[str]
+) -> None:
+    import os
+    import pickle
+
+    from lrsearch.runs import _jobs
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    jobs = _jobs(STUDY, None, devices, count, {"name": "s"})
+    assert [device for device, _ in jobs] == [devices[i % len(devices)] for i in range(count)]
+    unpacked = [pickle.loads(payload) for _, payload in jobs]
+    assert [job.settings["device"] for job in unpacked] == named
+    assert all(job.threads == max(1, (os.cpu_count() or 1) // count) for job in unpacked)

@@ -48,6 +48,7 @@ def _register_commands(debug: bool) -> None:
     from lrsearch.cli import (
         bench,
         dashboard,
+        doctor,
         export,
         lr_find,
         proxy,
@@ -62,7 +63,21 @@ def _register_commands(debug: bool) -> None:
 
     # lrsearch reports progress itself; Optuna's per-trial INFO lines would drown it.
     optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
-    for module in (run, studies, trainers, report, dashboard, export, reap, proxy, lr_find, train, schedule, bench):
+    for module in (
+        run,
+        studies,
+        trainers,
+        report,
+        dashboard,
+        export,
+        reap,
+        proxy,
+        lr_find,
+        train,
+        schedule,
+        bench,
+        doctor,
+    ):
         cli.add_command(module.command)
 
 

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_sampler, bench_search, bench_workers
 from lrsearch.checks import MAX_WORKERS, integer
-from lrsearch.engine.devices import resolve_device
+from lrsearch.engine.devices import describe_device, resolve_device
 from lrsearch.engine.population import MAX_EPOCHS
 from lrsearch.spec.choices import PRUNERS, SAMPLERS
 from lrsearch.spec.studies import MAX_POPULATION
 from lrsearch.storage.urls import masked, resolve_url
-
-
-def _describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 @click.command("bench")
@@ -123,7 +115,7 @@ def command(
         results["fashion_mnist"] = bench_lenet(torch_device, population=population, data_dir=data_dir)
     if as_json:
         payload = {
-            "device": _describe(torch_device),
+            "device": describe_device(torch_device),
             **{
                 name: {
                     "measurements": [
@@ -142,7 +134,7 @@ def command(
         click.echo(json.dumps(payload, indent=2))
         return
     console = Console()
-    console.print(f"device: {_describe(torch_device)}")
+    console.print(f"device: {describe_device(torch_device)}")
     for name, ms in results.items():
         table = Table(title=name, show_edge=False)
         for column in ("", "trials", "seconds", "trials/s", "examples/s"):

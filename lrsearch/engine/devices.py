@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
 import re
 
 import torch
 
 from lrsearch.errors import ConfigError
 
-__all__ = ["free_memory", "host_device", "manual_seed", "release_memory", "resolve_device", "worker_visibility"]
+__all__ = [
+    "describe_device",
+    "free_memory",
+    "host_device",
+    "manual_seed",
+    "release_memory",
+    "resolve_device",
+    "worker_visibility",
+]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -63,6 +72,13 @@ def manual_seed(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda" or torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(seed)
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words: a GPU's name, or the CPU and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def release_memory(device: torch.device) -> None:

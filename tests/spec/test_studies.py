@@ -32,6 +32,16 @@ def test_bundled_studies_are_there_and_valid() -> None:
         assert spec.question.endswith("?") and spec.n_trials
 
 
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_every_bundled_study_has_a_gpu_budget_that_trains_more_at_once(name: str) -> None:
+    """A GPU gains from populations of hundreds; a grid study's repeats then train in one population."""
+    spec = load_study_file(bundled_dir() / f"{name}.toml")
+    on_gpu = spec.for_device("cuda")
+    assert on_gpu.population > spec.population and on_gpu.n_trials >= spec.n_trials
+    if spec.sampler == "grid":
+        assert on_gpu.population >= spec.n_trials * spec.repeats
+
+
 def test_find_by_name_path_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_study("cosine_vs_step") == bundled_dir() / "cosine_vs_step.toml"
     own = write_study(tmp_path, "mine")
