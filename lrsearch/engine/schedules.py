@@ -348,6 +348,85 @@ class Cosine(Schedule):
         return self.final_lr + (self.lr - self.final_lr) / 2.0 * (1.0 + np.cos(math.pi * progress))
 
 
+#: How ``wsd`` falls, as a function of the decay phase's progress p in [0, 1] (1 at its start, 0 at its end).
+WSD_SHAPES = {
+    "1-sqrt": lambda p: 1.0 - np.sqrt(p),
+    "linear": lambda p: 1.0 - p,
+    "cosine": lambda p: (1.0 + np.cos(math.pi * p)) / 2.0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WSD(Schedule):
+    """Warmup-stable-decay (Hägele et al. 2024; transformers' ``get_wsd_schedule``): ``lr`` until the last
+    D = decay_fraction * total steps, then down to ``final_lr`` in ``shape`` over them, ``final_lr`` after
+    ``total`` (the warmup is the shared wrapper's)."""
+
+    name = "wsd"
+    total: int
+    decay_fraction: float = 0.2
+    shape: str = "1-sqrt"
+    final_lr: float = 0.0
+
+    def _validate(self) -> None:
+        _steps("total", self.total)
+        number("decay_fraction", self.decay_fraction, 0.0, 1.0, low_open=True)
+        if self.shape not in WSD_SHAPES:
+            raise ConfigError(f"wsd shape must be one of {', '.join(WSD_SHAPES)} but got {self.shape!r}")
+        _rate("final_lr", self.final_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        decay = self.decay_fraction * self.total
+        progress = np.clip((t - (self.total - decay)) / decay, 0.0, 1.0)
+        return self.final_lr + (self.lr - self.final_lr) * WSD_SHAPES[self.shape](progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear(Schedule):
+    """Straight down to ``final_lr`` over ``total`` steps, held there after (linear decay to zero: Defazio
+    et al. 2023, Bergsma et al. 2025)."""
+
+    name = "linear"
+    total: int
+    final_lr: float = 0.0
+
+    def _validate(self) -> None:
+        _steps("total", self.total)
+        _rate("final_lr", self.final_lr)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return self.lr + (self.final_lr - self.lr) * np.minimum(t, self.total) / self.total
+
+
+@dataclasses.dataclass(frozen=True)
+class InverseSqrt(Schedule):
+    """The transformer's rule after warmup: lr * sqrt(timescale / (t + timescale))."""
+
+    name = "inverse_sqrt"
+    timescale: float = 1.0
+
+    def _validate(self) -> None:
+        number("timescale", self.timescale, 0.0, MAX_STEPS, low_open=True)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return self.lr * np.sqrt(self.timescale / (t + self.timescale))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rex(Schedule):
+    """REX (Chen et al. 2022): lr * (1 - p) / (1 - p / 2), p = min(t, total) / total."""
+
+    name = "rex"
+    total: int
+
+    def _validate(self) -> None:
+        _steps("total", self.total)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        progress = np.minimum(t, self.total) / self.total
+        return self.lr * (1.0 - progress) / (1.0 - progress / 2.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class CosineRestarts(Schedule):
     """SGDR, as PyTorch's CosineAnnealingWarmRestarts (T_0 = period, T_mult = t_mult, eta_min = final_lr)."""
@@ -525,6 +604,10 @@ SCHEDULES: dict[str, type[Schedule]] = {
         Sqrt,
         Polynomial,
         Cosine,
+        WSD,
+        Linear,
+        InverseSqrt,
+        Rex,
         LinearCosine,
         NoisyLinearCosine,
         CosineRestarts,
@@ -567,6 +650,10 @@ def _coerce(schedule: str, key: str, value: Any, kind: type) -> Any:
     """The value as its parameter's type (an integral float counts as an int); the ranges are the
     schedule's own checks."""
     where = f"{schedule} parameter {key}"
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string but got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -597,6 +684,8 @@ def coerce_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parse_text(text: str, kind: type) -> Any:
+    if kind is str:
+        return text.strip()
     if kind is bool:
         lowered = text.strip().lower()
         return {"true": True, "false": False}.get(lowered, text)

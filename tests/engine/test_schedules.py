@@ -262,6 +262,97 @@ def test_unknown_unit_is_rejected() -> None:
         update_rates(create_schedule("constant", 1.0), n_updates=4, updates_per_epoch=2, unit="batch")
 
 
+# --- the schedules of today: transformers' implementations and the published formulas ------------------------
+
+
+@pytest.mark.parametrize("shape", ["1-sqrt", "linear", "cosine"])
+@pytest.mark.parametrize(("warmup", "final_lr"), [(0, 0.0), (10, 0.0), (10, 0.02)])
+def test_wsd_matches_transformers(shape: str, warmup: int, final_lr: float) -> None:
+    from transformers.optimization import get_wsd_schedule
+
+    lr, total, fraction = 0.1, 110, 0.2
+    decay = round(fraction * (total - warmup))  # the wrapped schedule's total is the run's less the warmup
+    params = {"decay_fraction": fraction, "shape": shape, "final_lr": final_lr}
+    # transformers' warmup rises from the final rate: warmup_start says so here.
+    ours = create_schedule("wsd", lr, params, warmup=warmup, warmup_start=final_lr, horizon=total)
+    theirs = torch_rates(
+        lambda opt: get_wsd_schedule(
+            opt,
+            num_warmup_steps=warmup,
+            num_decay_steps=decay,
+            num_stable_steps=total - warmup - decay,
+            decay_type=shape,
+            min_lr_ratio=final_lr / lr,
+        ),
+        lr,
+        total + 5,
+    )
+    np.testing.assert_allclose(ours(np.arange(total + 5)), theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_wsd_is_the_published_formula() -> None:
+    # Stable until D = 0.25 * 40 = 10 steps remain, then 1 - sqrt(p) of the way down: p = 0.25 at t = 32.5.
+    schedule = create_schedule("wsd", 1.0, {"total": 40, "decay_fraction": 0.25, "final_lr": 0.2})
+    assert schedule(29) == 1.0 and schedule(30) == 1.0
+    assert schedule(32.5) == pytest.approx(0.2 + 0.8 * (1 - math.sqrt(0.25)))
+    assert schedule(40) == pytest.approx(0.2) and schedule(100) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("warmup", [0, 5])
+def test_linear_matches_transformers(warmup: int) -> None:
+    from transformers.optimization import get_linear_schedule_with_warmup
+
+    lr, total = 0.3, 50
+    ours = create_schedule("linear", lr, warmup=warmup, horizon=total)
+    theirs = torch_rates(lambda opt: get_linear_schedule_with_warmup(opt, warmup, total), lr, total + 3)
+    np.testing.assert_allclose(ours(np.arange(total + 3)), theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_linear_falls_to_its_final_rate() -> None:
+    schedule = create_schedule("linear", 1.0, {"total": 10, "final_lr": 0.5})
+    np.testing.assert_allclose(schedule(np.array([0, 5, 10, 20])), [1.0, 0.75, 0.5, 0.5])
+
+
+@pytest.mark.parametrize(("warmup", "timescale"), [(4, 4.0), (10, 25.0)])
+def test_inverse_sqrt_matches_transformers(warmup: int, timescale: float) -> None:
+    from transformers.optimization import get_inverse_sqrt_schedule
+
+    lr = 0.2
+    ours = create_schedule("inverse_sqrt", lr, {"timescale": timescale}, warmup=warmup)
+    theirs = torch_rates(lambda opt: get_inverse_sqrt_schedule(opt, warmup, timescale=int(timescale)), lr, 80)
+    # transformers' warmup starts at 0 and reaches lr at step `warmup`, as the shared wrapper does.
+    np.testing.assert_allclose(ours(np.arange(80)), theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_inverse_sqrt_is_the_transformer_rule() -> None:
+    schedule = create_schedule("inverse_sqrt", 1.0)  # timescale 1: lr / sqrt(t + 1)
+    np.testing.assert_allclose(schedule(np.array([0, 3, 8, 99])), [1.0, 0.5, 1 / 3, 0.1])
+
+
+def test_rex_is_the_published_formula() -> None:
+    schedule = create_schedule("rex", 1.0, {"total": 4})
+    # p = 0, 1/4, 1/2, 3/4, 1: (1 - p) / (1 - p / 2)
+    np.testing.assert_allclose(schedule(np.arange(6)), [1.0, 6 / 7, 2 / 3, 0.4, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"total": 10, "shape": "square"}, "wsd shape must be one of 1-sqrt, linear, cosine but got 'square'"),
+        ({"total": 10, "decay_fraction": 0.0}, r"decay_fraction must be a number in \(0, 1\]"),
+        ({"total": 10, "decay_fraction": 1.5}, "decay_fraction"),
+        ({"total": 10, "shape": 3}, "wsd parameter shape must be a string but got 3"),
+    ],
+)
+def test_bad_wsd_parameters_name_the_problem(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_schedule("wsd", 0.1, params)
+
+
+def test_a_string_parameter_parses_from_the_command_line() -> None:
+    assert parse_params("wsd", ["shape=cosine", "total=9"]) == {"shape": "cosine", "total": 9}
+
+
 # --- the interface: names, parameters, errors ------------------------------------------------------------------
 
 
@@ -277,6 +368,10 @@ def test_catalogue_names() -> None:
         "sqrt",
         "polynomial",
         "cosine",
+        "wsd",
+        "linear",
+        "inverse_sqrt",
+        "rex",
         "linear_cosine",
         "noisy_linear_cosine",
         "cosine_restarts",
