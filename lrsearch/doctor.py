@@ -35,7 +35,7 @@ from lrsearch.engine.faults import INJECT_OOM
 from lrsearch.engine.modules import ModuleModel
 from lrsearch.engine.networks import lenet
 from lrsearch.engine.optim import OPTIMIZERS
-from lrsearch.engine.plain import train_plain
+from lrsearch.engine.plain import TORCH_OPTIMIZERS, train_plain
 from lrsearch.engine.problems import Problem
 
 __all__ = ["Check", "HostSyncs", "Speed", "lenet_problem", "run_checks"]
@@ -79,7 +79,8 @@ class Speed:
 
 
 def _rates(name: str) -> list[float]:
-    return [1e-3, 3e-3, 1e-2] if name in ("adam", "adamw", "rmsprop") else [0.01, 0.03, 0.1]
+    adaptive = ("adam", "adamw", "nadamw", "rmsprop", "schedulefree_adamw")
+    return [1e-3, 3e-3, 1e-2] if name in adaptive else [0.01, 0.03, 0.1]
 
 
 def check_optimizers(device: torch.device, *, epochs: int = 3) -> Check:
@@ -90,7 +91,8 @@ def check_optimizers(device: torch.device, *, epochs: int = 3) -> Check:
     problem = load_problem("blobs", device=device)
     reference = load_problem("blobs", device=torch.device("cpu"))
     worst: dict[str, float] = {}
-    for name in OPTIMIZERS:
+    # The plain loop trains with torch.optim, which has no schedule-free optimizer.
+    for name in OPTIMIZERS if device.type == "cuda" else TORCH_OPTIMIZERS:
         configs = [TrainConfig(lr=lr, optimizer=name, seed=i) for i, lr in enumerate(_rates(name))]
         ours = [[m.val_loss for m in r.history] for r in train_population(problem, configs, epochs=epochs)]
         if device.type == "cuda":

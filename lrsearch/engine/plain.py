@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from lrsearch.engine.networks import blobs_mlp
 from lrsearch.engine.population import EpochMetrics, member_seeds
 from lrsearch.engine.problems import Problem
 from lrsearch.engine.schedules import update_rates
+from lrsearch.errors import ConfigError
 
 __all__ = ["PerItemImages", "PlainResult", "Shuffle", "plain_module", "train_plain"]
 
@@ -42,6 +44,15 @@ TORCH_OPTIMIZERS = {
     ),
     "adamw": lambda p, s: torch.optim.AdamW(
         p, lr=0.0, betas=(s["beta1"], s["beta2"]), eps=s["eps"], weight_decay=s["weight_decay"]
+    ),
+    "nadamw": lambda p, s: torch.optim.NAdam(
+        p,
+        lr=0.0,
+        betas=(s["beta1"], s["beta2"]),
+        eps=s["eps"],
+        weight_decay=s["weight_decay"],
+        momentum_decay=s["momentum_decay"],
+        decoupled_weight_decay=True,
     ),
 }
 
@@ -119,11 +130,13 @@ def train_plain(
     per_item: bool = False,
     num_workers: int = 0,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    optimizers: Mapping[str, Callable[[Any, dict[str, Any]], torch.optim.Optimizer]] = TORCH_OPTIMIZERS,
 ) -> PlainResult:
     """Train one configuration and report it as a population member would (the same history, selected
     epoch and test accuracy). ``per_item`` feeds images through a per-item dataset (d2l's torchvision
     loader) instead of tensors; ``on_epoch`` sees each epoch's metrics (an Optuna objective reports and
-    prunes there, and may raise to stop)."""
+    prunes there, and may raise to stop). ``optimizers``: how each optimizer is made by name; one with
+    ``train()`` and ``eval()`` (schedule-free) is switched to its evaluation point to be evaluated."""
     epochs = problem.epochs if epochs is None else epochs
     batch_size = problem.batch_size if batch_size is None else batch_size
     train, val = problem.dataset.train, problem.dataset.val
@@ -135,7 +148,10 @@ def train_plain(
         for tensor, value in zip([*module.parameters(), *module.buffers()], init, strict=True):
             tensor.copy_(value.reshape(tensor.shape))
     module.to(problem.device)
-    optimizer = TORCH_OPTIMIZERS[config.optimizer](module.parameters(), config.optimizer_settings())
+    if config.optimizer not in optimizers:
+        raise ConfigError(f"the plain loop trains with torch.optim, which has no {config.optimizer} optimizer")
+    optimizer = optimizers[config.optimizer](module.parameters(), config.optimizer_settings())
+    switches = hasattr(optimizer, "train") and hasattr(optimizer, "eval")
     schedule = config.build_schedule(config.horizon(epochs, n_updates))
     rates = update_rates(
         schedule,
@@ -154,6 +170,8 @@ def train_plain(
     update = 0
     for epoch in range(1, epochs + 1):
         module.train()
+        if switches:
+            optimizer.train()  # type: ignore[attr-defined]
         loss_sum, correct = 0.0, 0
         for x, y in loader:
             x, y = x.to(problem.device), y.to(problem.device)
@@ -167,6 +185,8 @@ def train_plain(
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             update += 1
+        if switches:
+            optimizer.eval()  # type: ignore[attr-defined]
         val_loss, val_acc = _evaluate(module.eval(), val)
         history.append(
             EpochMetrics(

@@ -186,6 +186,13 @@ class _Group:
     def buffers(self) -> list[torch.Tensor]:
         return self.params[self.problem.model.trainable :]
 
+    def evaluated(self) -> list[torch.Tensor]:
+        """The parameters the members are evaluated at: their own, or a schedule-free member's averaged
+        point (``StackedOptimizer.evaluation_point``)."""
+        assert self.optimizer is not None
+        point = self.optimizer.evaluation_point(self.flat)
+        return self.params if point is self.flat else [*self.layout.views(point), *self.buffers]
+
     def join(self, members: Sequence[_Member], inits: Sequence[Sequence[torch.Tensor]]) -> None:
         device, trainable = self.problem.device, self.problem.model.trainable
         new = [torch.stack([init[i] for init in inits]).to(device) for i in range(len(inits[0]))]
@@ -197,7 +204,7 @@ class _Group:
         else:
             buffers = (torch.cat([b, n]) for b, n in zip(self.buffers, new[trainable:], strict=True))
             self._hold(torch.cat([self.flat, packed]), buffers)
-            self.optimizer.extend(settings)
+            self.optimizer.extend(settings, packed)
         if self.problem.restore_best:
             self.best = [p.detach().clone() for p in self.params]
         self.members.extend(members)
@@ -229,7 +236,7 @@ class _Group:
             correct += hits
             with torch.no_grad():
                 optimizer.step(self.flat, self.layout.pack(grads), b)
-        val_loss, val_acc = model.evaluate(self.params, problem.dataset.val)
+        val_loss, val_acc = model.evaluate(self.evaluated(), problem.dataset.val)
         stats = torch.stack([loss_sum / n, correct / n, val_loss, val_acc]).cpu().numpy().astype(np.float64)
         for m in self.members:
             m.steps_done += n_updates
@@ -246,19 +253,19 @@ class _Group:
             return {}
         names = [name for name, _ in self.problem.model.shapes]
         with torch.no_grad():
-            values = record({name: t[row].detach() for name, t in zip(names, self.params, strict=True)})
+            values = record({name: t[row].detach() for name, t in zip(names, self.evaluated(), strict=True)})
         return {str(k): float(v) for k, v in values.items()}
 
     def remember_best(self, rows: Sequence[int]) -> None:
         """Copy the current weights of members ``rows`` into their best-validation snapshot."""
         if self.best and rows:
             index = torch.tensor(rows, dtype=torch.long, device=self.problem.device)
-            for best, param in zip(self.best, self.params, strict=True):
+            for best, param in zip(self.best, self.evaluated(), strict=True):
                 best.index_copy_(0, index, param.detach().index_select(0, index))
 
     def test_metric(self, rows: Sequence[int]) -> np.ndarray:
         index = torch.tensor(rows, dtype=torch.long, device=self.problem.device)
-        weights = self.best or self.params
+        weights = self.best or self.evaluated()
         _, accuracy = self.problem.model.evaluate(
             [w.detach().index_select(0, index) for w in weights], self.problem.dataset.test
         )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import schedulefree
 import torch
 
 from lrsearch.engine.flat import FlatLayout
@@ -50,6 +51,34 @@ MEMBERS = {
             lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.3, betas=(0.8, 0.999)),
         ),
     ],
+    "nadamw": [
+        ({}, lambda p, lr: torch.optim.NAdam(p, lr=lr, weight_decay=0.01, decoupled_weight_decay=True)),
+        (
+            {"weight_decay": 0.1, "beta1": 0.8, "momentum_decay": 0.01},
+            lambda p, lr: torch.optim.NAdam(
+                p, lr=lr, betas=(0.8, 0.999), weight_decay=0.1, momentum_decay=0.01, decoupled_weight_decay=True
+            ),
+        ),
+    ],
+    # The schedule-free ones against the schedulefree package (its warmup and its weighting included).
+    "schedulefree_sgd": [
+        ({}, lambda p, lr: schedulefree.SGDScheduleFree(p, lr=lr)),
+        (
+            {"momentum": 0.5, "weight_decay": 0.01, "warmup_steps": 5},
+            lambda p, lr: schedulefree.SGDScheduleFree(p, lr=lr, momentum=0.5, weight_decay=0.01, warmup_steps=5),
+        ),
+        (
+            {"r": 1.0, "weight_lr_power": 1.0},
+            lambda p, lr: schedulefree.SGDScheduleFree(p, lr=lr, r=1.0, weight_lr_power=1.0),
+        ),
+    ],
+    "schedulefree_adamw": [
+        ({}, lambda p, lr: schedulefree.AdamWScheduleFree(p, lr=lr)),
+        (
+            {"beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1, "warmup_steps": 6},
+            lambda p, lr: schedulefree.AdamWScheduleFree(p, lr=lr, betas=(0.8, 0.99), weight_decay=0.1, warmup_steps=6),
+        ),
+    ],
 }
 
 SHAPES = [(3, 4), (4,), (2, 3, 3)]
@@ -66,6 +95,9 @@ def run_both(name: str, epochs: int = 3, n_updates: int = 4) -> tuple[list[torch
     singles = [[t[m].clone().requires_grad_() for t in init] for m in range(count)]
     rates = np.geomspace(0.05, 0.01, epochs * n_updates).reshape(epochs, n_updates)
     references = [make(singles[m], 1.0) for m, (_, make) in enumerate(members)]
+    for reference in references:
+        if hasattr(reference, "train"):  # schedule-free: the parameters hold y while training
+            reference.train()
     for epoch in range(epochs):
         # Members get different rates: member m at (m + 1) times the base table.
         lr = np.stack([rates[epoch] * (m + 1) for m in range(count)])
@@ -79,6 +111,10 @@ def run_both(name: str, epochs: int = 3, n_updates: int = 4) -> tuple[list[torch
                     p.grad = g[m].clone()
                 references[m].step()
             optimizer.step(flat, layout.pack(grads), b)
+    if hasattr(references[0], "eval"):  # and x, which a member is evaluated at
+        for reference in references:
+            reference.eval()
+        return layout.views(optimizer.evaluation_point(flat)), singles
     return layout.views(flat), singles
 
 
@@ -97,9 +133,23 @@ def test_select_and_extend_keep_state_rows_with_their_members() -> None:
     optimizer.select([2, 0])
     assert optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.1])
     assert optimizer.state["momentum_buffer"][:, 0].tolist() == [3.0, 1.0]
-    optimizer.extend([optimizer_settings("sgd", {"momentum": 0.7})])
+    optimizer.extend([optimizer_settings("sgd", {"momentum": 0.7})], torch.ones(1, 2))
     assert optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.1, 0.7])
     assert optimizer.state["momentum_buffer"][:, 0].tolist() == [3.0, 1.0, 0.0]
+
+
+def test_a_schedule_free_member_s_z_starts_at_its_parameters_and_its_running_sums_follow_it() -> None:
+    settings = [optimizer_settings("schedulefree_sgd", {"momentum": m}) for m in (0.5, 0.9)]
+    params = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    optimizer = create_optimizer("schedulefree_sgd", settings, params)
+    assert torch.equal(optimizer.state["z"], params)
+    optimizer.begin_epoch(np.array([[0.1], [0.2]]), np.zeros(2, dtype=int))
+    assert optimizer.running["weight_sum"].tolist() == pytest.approx([0.01, 0.04])
+    optimizer.select([1])
+    optimizer.extend([optimizer_settings("schedulefree_sgd", {})], torch.tensor([[5.0, 6.0]]))
+    assert optimizer.state["z"].tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    assert optimizer.running["weight_sum"].tolist() == pytest.approx([0.04, 0.0])
+    assert optimizer.running["lr_max"].tolist() == pytest.approx([0.2, -1.0])
 
 
 @pytest.mark.parametrize(
@@ -113,6 +163,9 @@ def test_select_and_extend_keep_state_rows_with_their_members() -> None:
         ("sgd", {"nesterov": "yes"}, "nesterov must be true or false"),
         ("rmsprop", {"alpha": "x"}, r"alpha must be a number in \[0, 1\) but got 'x'"),
         ("adamw", {"weight_decay": -1.0}, r"weight_decay must be a number in \[0, 100\]"),
+        ("schedulefree_sgd", {"momentum": 0.0}, r"schedulefree_sgd needs momentum > 0"),
+        ("schedulefree_adamw", {"beta1": 0.0}, r"schedulefree_adamw needs beta1 > 0"),
+        ("nadamw", {"momentum_decay": -0.1}, r"momentum_decay must be a number in \[0, 1\]"),
     ],
 )
 def test_bad_settings_name_the_problem(name: str, given: dict, message: str) -> None:
@@ -121,7 +174,16 @@ def test_bad_settings_name_the_problem(name: str, given: dict, message: str) -> 
 
 
 #: Kernels per optimizer step on the flat buffer, whatever the population or the network: (momentum for SGD).
-STEP_KERNELS = {"sgd": 3, "rmsprop": 6, "adagrad": 5, "adam": 8, "adamw": 9}
+STEP_KERNELS = {
+    "sgd": 3,
+    "rmsprop": 6,
+    "adagrad": 5,
+    "adam": 8,
+    "adamw": 9,
+    "nadamw": 11,
+    "schedulefree_sgd": 3,
+    "schedulefree_adamw": 9,
+}
 
 
 def _stacked(model: StackedModel, members: int) -> list[torch.Tensor]:

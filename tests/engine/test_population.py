@@ -6,13 +6,14 @@ from typing import Literal
 
 import numpy as np
 import pytest
+import schedulefree
 import torch
 
 from lrsearch.engine import EpochReport, MemberResult, Population, load_problem, train_population
 from lrsearch.engine.config import TrainConfig
 from lrsearch.engine.modules import ModuleModel
 from lrsearch.engine.networks import blobs_mlp
-from lrsearch.engine.plain import train_plain
+from lrsearch.engine.plain import TORCH_OPTIMIZERS, train_plain
 from lrsearch.engine.population import _Rates
 from lrsearch.engine.problems import Problem
 from lrsearch.engine.schedules import update_rates
@@ -31,7 +32,26 @@ BLOBS_CONFIGS = [
     TrainConfig(lr=0.01, optimizer="rmsprop", seed=2, schedule="exponential", schedule_params={"decay_rate": 0.8}),
     TrainConfig(lr=0.05, optimizer="adagrad", seed=4, weight_decay=1e-3),
     TrainConfig(lr=0.005, optimizer="adamw", seed=6, schedule="one_cycle"),
+    TrainConfig(lr=0.003, optimizer="nadamw", seed=8, schedule="wsd"),
+    TrainConfig(lr=0.05, optimizer="schedulefree_sgd", seed=9, optimizer_params={"warmup_steps": 20}),
+    TrainConfig(lr=0.005, optimizer="schedulefree_adamw", seed=10, weight_decay=1e-3),
 ]
+
+#: The plain loop's optimizers, with the schedule-free ones from their reference implementation.
+REFERENCE_OPTIMIZERS = {
+    **TORCH_OPTIMIZERS,
+    "schedulefree_sgd": lambda p, s: schedulefree.SGDScheduleFree(
+        p, lr=0.0, momentum=s["momentum"], weight_decay=s["weight_decay"], warmup_steps=int(s["warmup_steps"])
+    ),
+    "schedulefree_adamw": lambda p, s: schedulefree.AdamWScheduleFree(
+        p,
+        lr=0.0,
+        betas=(s["beta1"], s["beta2"]),
+        eps=s["eps"],
+        weight_decay=s["weight_decay"],
+        warmup_steps=int(s["warmup_steps"]),
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +78,7 @@ def test_member_in_a_population_equals_member_alone(blobs: Problem) -> None:
 @pytest.mark.parametrize("config", BLOBS_CONFIGS, ids=lambda c: f"{c.optimizer}-{c.schedule}")
 def test_member_equals_the_plain_pytorch_loop(blobs: Problem, config: TrainConfig) -> None:
     (member,) = train_population(blobs, [config], epochs=10)
-    plain = train_plain(blobs, config, epochs=10)
+    plain = train_plain(blobs, config, epochs=10, optimizers=REFERENCE_OPTIMIZERS)
     reference = np.array([[m.lr, m.train_loss, m.train_metric, m.val_loss, m.val_metric] for m in plain.history])
     # Different kernels (stacked bmm vs nn.Linear): float32 noise, which a chaotic run amplifies a little,
     # and at most one validation example flipped. A wrong update rule is off by far more.
