@@ -37,8 +37,9 @@ from lrsearch.engine.networks import lenet
 from lrsearch.engine.optim import OPTIMIZERS
 from lrsearch.engine.plain import TORCH_OPTIMIZERS, train_plain
 from lrsearch.engine.problems import Problem
+from lrsearch.errors import ConfigError
 
-__all__ = ["Check", "HostSyncs", "Speed", "lenet_problem", "run_checks"]
+__all__ = ["PARTS", "Check", "HostSyncs", "Speed", "lenet_problem", "run_checks"]
 
 #: A small blobs study for the worker checks (seconds on a CPU).
 _STUDY = """\
@@ -302,14 +303,28 @@ def check_two_workers(device: torch.device, folder: Path) -> Check:
     )
 
 
-def run_checks(device: torch.device) -> tuple[list[Check], list[Speed]]:
-    """Every check, and the throughput figures, on ``device``."""
+#: The parts of the doctor, by the name ``--only`` takes.
+PARTS = ("optimizers", "syncs", "speed", "oom", "workers")
+
+
+def run_checks(device: torch.device, parts: Sequence[str] = PARTS) -> tuple[list[Check], list[Speed]]:
+    """The checks, and the throughput figures, on ``device``: every part, or those named."""
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ConfigError(f"doctor has no part {unknown[0]!r}; choose from {', '.join(PARTS)}")
     cuda = device.type == "cuda"
-    checks = [check_optimizers(device), check_syncs(device)]
-    speeds = measure_speed(
-        device, blobs_sizes=(16, 256, 1024) if cuda else (16, 128), lenet_sizes=(8, 32, 128) if cuda else (2, 4)
-    )
+    checks, speeds = [], []
+    if "optimizers" in parts:
+        checks.append(check_optimizers(device))
+    if "syncs" in parts:
+        checks.append(check_syncs(device))
+    if "speed" in parts:
+        speeds = measure_speed(
+            device, blobs_sizes=(16, 256, 1024) if cuda else (16, 128), lenet_sizes=(8, 32, 128) if cuda else (2, 4)
+        )
     with tempfile.TemporaryDirectory() as folder:
-        checks.append(check_out_of_memory(device, Path(folder)))
-        checks.append(check_two_workers(device, Path(folder)))
+        if "oom" in parts:
+            checks.append(check_out_of_memory(device, Path(folder)))
+        if "workers" in parts:
+            checks.append(check_two_workers(device, Path(folder)))
     return checks, speeds

@@ -235,6 +235,12 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--pruner": pick(["none", "median"], ["hyperband"]),
             "--json": flag,
         },
+        "doctor": {
+            # One part, seconds: the whole doctor (a minute) is tests/cli/test_doctor.py's.
+            "--only": pick(["syncs"], ["speedy", ""]),
+            "--device": devices,
+            "--json": flag,
+        },
         "studies": {},
         "trainers": {},
     }
@@ -254,6 +260,7 @@ ALWAYS = {
     "report": ["--study", "--storage"],
     "export": ["--study", "--out", "--storage"],
     "reap": ["--study", "--storage"],
+    "doctor": ["--only"],
 }
 COMMANDS = sorted(
     [
@@ -267,6 +274,7 @@ COMMANDS = sorted(
         "dashboard",
         "proxy",
         "bench",
+        "doctor",
         "studies",
         "trainers",
     ]
