@@ -36,22 +36,45 @@ def create_pruner(name: str, settings: Mapping[str, Any]) -> optuna.pruners.Base
     """The pruner ``name`` with ``settings`` as ``spec.choices.pruner_settings`` checked and sized them."""
     if name == "none":
         return optuna.pruners.NopPruner()
-    if name == "asha":
+    if name in ("successive_halving", "asha"):
         return optuna.pruners.SuccessiveHalvingPruner(**settings)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**settings)
     if name in ("median", "percentile"):
         return PercentilePruner(**settings)
     raise ConfigError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}")
 
 
 class _RecordingStorage:
-    """The study's storage as a pruner writes to it; rung records also land in the members' mirrors."""
+    """The study's storage as a pruner sees it in one epoch: the view's trials, and the rung records a
+    pruner writes, which also land in the members' mirrors. It answers what ``optuna.Study`` asks of a
+    storage to be made over it (Hyperband makes a study per bracket)."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage, mirrors: Mapping[int, dict[str, Any]]) -> None:
-        self._storage, self._mirrors = storage, mirrors
+    def __init__(
+        self,
+        study: optuna.Study,
+        trials: Sequence[FrozenTrial],
+        mirrors: Mapping[int, dict[str, Any]],
+    ) -> None:
+        self._storage, self._trials, self._mirrors = study._storage, trials, mirrors
+        self._name, self._study_id, self._directions = study.study_name, study._study_id, study.directions
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         self._storage.set_trial_system_attr(trial_id, key, value)
         self._mirrors[trial_id][key] = value
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        if study_name != self._name:
+            raise KeyError(f"no study {study_name!r} in this epoch's view")
+        return self._study_id
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return list(self._directions)
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return [t for t in self._trials if states is None or t.state in states]
 
 
 class PruningView:
@@ -60,7 +83,8 @@ class PruningView:
     ``mirrors`` holds, per running trial id, the system attributes the pruner has written (successive
     halving's rungs), which the in-memory trials carry. Where the worker reads trials without their
     per-epoch values, the completed trials get their values at ``steps`` (the epochs being decided) from
-    one query.
+    one query. It carries what Hyperband needs to make a study per bracket over it (the study's name, id,
+    sampler and a storage answering for this view).
     """
 
     def __init__(self, study: optuna.Study, mirrors: Mapping[int, dict[str, Any]], steps: Iterable[int] = ()) -> None:
@@ -72,7 +96,8 @@ class PruningView:
                 for t in trials
             ]
         self._trials = trials
-        self._storage = _RecordingStorage(study._storage, mirrors)
+        self._storage = _RecordingStorage(study, trials, mirrors)
+        self._study_id, self.study_name, self.sampler = study._study_id, study.study_name, study.sampler
         self.direction = study.direction
         self.directions = study.directions
 

@@ -137,7 +137,7 @@ def fitting_study(draw: st.DrawFn) -> dict[str, Any]:
         "population": draw(st.integers(1, 4)),
         "repeats": draw(st.integers(0, 2)),
         "sampler": draw(st.sampled_from(["tpe", "tpe", "random", "qmc", "grid"])),
-        "pruner": draw(st.sampled_from(["median", "none", "asha", "percentile"])),
+        "pruner": draw(st.sampled_from(["median", "none", "asha", "percentile", "hyperband", "successive_halving"])),
         "space": space,
     }
     if draw(st.booleans()):

@@ -141,7 +141,9 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--epochs": count(1, 2),
             "--population": count(1, 2, bad=[*INTS, "4097"]),
             "--sampler": pick(["tpe", "random", "qmc"], ["cmaes", ""]),
-            "--pruner": pick(["median", "none", "asha", "percentile"], ["hyperband", ""]),
+            "--pruner": pick(
+                ["median", "none", "asha", "percentile", "hyperband", "successive_halving"], ["wavelet", ""]
+            ),
             "--device": devices,
             "--devices": pick(["cpu"], ["", ",", "cuda:0", "tpu", "cpu,cuda:9"]),
             "--workers": count(1, bad=[*INTS, "257"]),
@@ -232,7 +234,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--workers": count(1, 2, bad=[*INTS, "257"]),
             "--trials": count(2, 8, bad=[*INTS, "100001"]),
             "--sampler": pick(["random", "tpe"], ["cmaes"]),
-            "--pruner": pick(["none", "median"], ["hyperband"]),
+            "--pruner": pick(["none", "median"], ["wavelet"]),
             "--json": flag,
         },
         "doctor": {

@@ -85,6 +85,22 @@ def test_trials_after_the_first_wave_are_pruned(tmp_path: Path, blobs: Problem, 
     assert all(t.number >= 2 for t in pruned)  # the first wave has no completed trial to be compared with
 
 
+@pytest.mark.parametrize("pruner", ["hyperband", "successive_halving"])
+def test_the_halving_pruners_prune_at_their_rungs(tmp_path: Path, blobs: Problem, pruner: str) -> None:
+    """Sized to the run and the population, as a study gets them: pruned trials stop at a rung (Hyperband's
+    brackets rung at 1, 3, 9 and 27 here), the rest run to the end."""
+    spec = load_study_file(write_study(tmp_path, n_trials=24, population=8, epochs=30, pruner=f'"{pruner}"'))
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
+    Search(spec, study, blobs).run(n_trials=24, timeout=None)
+    trials = study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(trials) == 24 and pruned and len(pruned) < 24
+    rungs = {1, 3, 9, 27} if pruner == "hyperband" else {1, 4, 16}  # successive halving: a factor of 4
+    assert {t.user_attrs["epochs"] for t in pruned} <= rungs
+    assert all(t.user_attrs["epochs"] == 30 for t in trials if t.state == TrialState.COMPLETE)
+    assert any(k.startswith("completed_rung_") for t in pruned for k in t.system_attrs)
+
+
 @pytest.mark.parametrize(
     ("pruner", "settled"),
     [('"median"', True), ('"none"', True), ('{ name = "asha", min_resource = 2 }', False)],
