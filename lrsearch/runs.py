@@ -462,3 +462,8 @@ def _work(
             display.phase("repeats", None)
             schedule_repeats(study, spec)
             search.run(n_trials=None, timeout=None, drain_waiting=True)
+            look = 1
+            # A sequential study: a repeat more for each of the two leading groups until they are told apart.
+            while spec.max_repeats and schedule_repeats(study, spec, look=look):
+                search.run(n_trials=None, timeout=None, drain_waiting=True)
+                look += 1

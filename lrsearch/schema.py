@@ -28,7 +28,9 @@ SETTLED = "lrsearch:settled"
 TIMING_PREFIX = "lrsearch:timing:"
 
 
-def repeat_keys(searched: int) -> tuple[str, str]:
-    """The study system attrs of the repeats scheduled after ``searched`` search trials: the claim of the one
-    worker that enqueues them, and the mark that they are enqueued."""
-    return f"lrsearch:repeats:{searched}", f"lrsearch:repeats_ready:{searched}"
+def repeat_keys(searched: int, look: int = 0) -> tuple[str, str]:
+    """The study system attrs of the repeats scheduled after ``searched`` search trials (and, for ``look``
+    1, 2, ..., those a sequential study adds): the claim of the one worker that enqueues them, and the mark
+    that they are enqueued (its value: how many)."""
+    suffix = f"{searched}" if look == 0 else f"{searched}:{look}"
+    return f"lrsearch:repeats:{suffix}", f"lrsearch:repeats_ready:{suffix}"

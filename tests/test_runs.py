@@ -190,3 +190,25 @@ def test_each_local_worker_s_job_names_its_own_device_and_shares_the_cores(
     unpacked = [pickle.loads(payload) for _, payload in jobs]
     assert [job.settings["device"] for job in unpacked] == named
     assert all(job.threads == max(1, (os.cpu_count() or 1) // count) for job in unpacked)
+
+
+def test_sequential_repeats_grow_until_the_leaders_are_told_apart_or_reach_the_most(tmp_path: Path) -> None:
+    from lrsearch.search.evidence import difference, look_level
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = write_study(tmp_path, n_trials=6, population=3, epochs=8, repeats="{ min = 2, max = 5 }", pruner='"none"')
+    report = lrsearch.run(study, storage=url, device="cpu", progress=False)
+    assert report is not None and report.summary.level == pytest.approx(0.05 / 4)
+    trials = optuna.load_study(study_name="small", storage=url).trials
+    repeats: dict[int, list[float]] = {}
+    for t in trials:
+        if "repeat_of" in t.user_attrs:
+            assert t.state == optuna.trial.TrialState.COMPLETE
+            repeats.setdefault(t.user_attrs["repeat_of"], []).append(t.user_attrs["test_accuracy"])
+    counts = sorted(len(v) for v in repeats.values())
+    assert len(counts) == 2 and all(2 <= n <= 5 for n in counts)
+    a, b = repeats.values()
+    decided = difference(a, b).p < look_level(2, 5)
+    assert decided or counts == [5, 5]  # stopped when told apart, or at the most
+    if decided and counts != [2, 2]:  # it went on while undecided: the look before did not decide
+        assert difference(a[:-1], b[:-1]).p >= look_level(2, 5)

@@ -17,6 +17,15 @@ __all__ = ["CHARTS", "publish", "study_note"]
 CHARTS = ("lr_per_epoch", "accuracy_vs_lr")
 
 
+def _seeds(spec: StudySpec) -> str:
+    if spec.max_repeats is None or spec.max_repeats == spec.repeats:
+        return f"{spec.repeats} new seeds"
+    return (
+        f"{spec.repeats} to {spec.max_repeats} new seeds (more for the two leading groups until their "
+        "difference is significant)"
+    )
+
+
 def _describe(param: Param) -> str:
     if isinstance(param, Choice):
         return "one of " + ", ".join(f"`{Choice.encode(v)}`" for v in param.values)
@@ -35,7 +44,7 @@ def _question(spec: StudySpec) -> list[str]:
         "",
         (
             f"**Trainer:** `{spec.trainer}`, {spec.epochs} epochs per trial. "
-            f"**Compared:** `{spec.compare}`, the best of each group re-run with {spec.repeats} new seeds."
+            f"**Compared:** `{spec.compare}`, the best of each group re-run with {_seeds(spec)}."
         ),
         "",
         "**Search space:**",

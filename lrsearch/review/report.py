@@ -13,20 +13,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lrsearch.schema import REPEAT_OF
+from lrsearch.search.evidence import ALPHA, Difference, Interval, degenerate, difference, look_level, t_interval
 from lrsearch.search.repeats import best_per_group, group_of
 from lrsearch.search.study import metadata, metric_of
 
-__all__ = ["Comparison", "GroupSummary", "Interval", "StudyReport", "build_report", "t_interval"]
+__all__ = ["Comparison", "GroupSummary", "StudyReport", "build_report"]
 
 TEST_NAME = "Welch's t-test"
 TEST_WHY = (
@@ -34,35 +33,6 @@ TEST_WHY = (
     "configuration, and Welch's test does not assume equal variances in the groups; with more than two groups the "
     "leader is tested against each other group with Holm's correction"
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Interval:
-    """Mean of ``values`` with a two-sided 95% t-interval (None below two values)."""
-
-    values: tuple[float, ...]
-    mean: float
-    half_width: float | None
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    def __str__(self) -> str:
-        if self.half_width is None:
-            return f"{self.mean:.4f} (n={self.n})"
-        return f"{self.mean:.4f} ± {self.half_width:.4f} (n={self.n})"
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> Interval | None:
-    clean = tuple(float(v) for v in values if v is not None and math.isfinite(v))
-    if not clean:
-        return None
-    mean = float(np.mean(clean))
-    if len(clean) < 2:
-        return Interval(clean, mean, None)
-    sem = float(np.std(clean, ddof=1)) / math.sqrt(len(clean))
-    return Interval(clean, mean, float(stats.t.ppf(0.5 + level / 2, len(clean) - 1)) * sem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +48,7 @@ class GroupSummary:
     best_test: float | None
     best_params: dict[str, Any]
     repeats: Interval | None  # test metric of the best configuration's repeats
+    degenerate: bool = False  # two or more repeats, all the same value: no spread, no test
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +74,10 @@ class StudyReport:
     maximize: bool = True
     test: str = TEST_NAME
     test_why: str = TEST_WHY.format(metric="accuracy")
+    #: The leader less the runner-up, with its interval at 1 - ``level`` (None without two tested groups).
+    difference: Difference | None = None
+    #: The level a difference is significant at: 0.05, or a sequential study's per-look level.
+    level: float = ALPHA
 
     def to_json(self) -> dict[str, Any]:
         def clean(value: Any) -> Any:
@@ -195,14 +170,17 @@ def _group_summary(
         best_val=best.value if best else None,
         best_test=_test(best, metric) if best else None,
         best_params=dict(best.params) if best else {},
-        repeats=t_interval([_test(t, metric) for t in repeats if t.state == TrialState.COMPLETE]),
+        repeats=t_interval(values := [_test(t, metric) for t in repeats if t.state == TrialState.COMPLETE]),
+        degenerate=degenerate(values),
     )
 
 
 def _tested(groups: list[GroupSummary], maximize: bool) -> list[GroupSummary]:
-    """Groups with at least two repeats, best mean first: the ones a test can compare."""
+    """Groups with at least two repeats that spread, best mean first: the ones a test can compare (a
+    degenerate group has nothing to test against)."""
     sign = -1 if maximize else 1
-    return sorted((g for g in groups if g.repeats and g.repeats.n >= 2), key=lambda g: sign * g.repeats.mean)  # type: ignore[union-attr]
+    testable = (g for g in groups if g.repeats and g.repeats.n >= 2 and not g.degenerate)
+    return sorted(testable, key=lambda g: sign * g.repeats.mean)  # type: ignore[union-attr]
 
 
 def _comparisons(groups: list[GroupSummary], maximize: bool) -> list[Comparison]:
@@ -229,34 +207,52 @@ def _comparisons(groups: list[GroupSummary], maximize: bool) -> list[Comparison]
 
 
 def _verdict(
-    compare: str, groups: list[GroupSummary], comparisons: list[Comparison], metric: str, maximize: bool
+    compare: str,
+    groups: list[GroupSummary],
+    comparisons: list[Comparison],
+    metric: str,
+    maximize: bool,
+    gap: Difference | None,
+    level: float,
 ) -> str:
-    if comparisons:
+    stuck = [str(g.value) for g in groups if g.degenerate]
+    caveat = (
+        f" The repeats of {compare} = {', '.join(stuck)} are all the same value (degenerate: no spread to test "
+        "against), so they are no evidence either way."
+        if stuck
+        else ""
+    )
+    if comparisons and gap is not None:
         leader, runner_up = _tested(groups, maximize)[:2]
         p = comparisons[0].p  # against the runner-up
+        at = "" if level == ALPHA else f", each look of the sequential repeats at {level:.3g}"
         figures = (
             f"test {metric} {leader.repeats} vs {runner_up.repeats} for {compare} = {runner_up.value} "
-            f"(95% CI over repeats; {TEST_NAME} p = {p:.3g})"
+            f"(95% CI over repeats; difference {gap.mean:+.4f}, {gap.level:.2%} CI [{gap.low:+.4f}, {gap.high:+.4f}]; "
+            f"{TEST_NAME} p = {p:.3g}{at})"
         )
-        if p < 0.05:
-            rest = " and every other group" if len(comparisons) > 1 and all(c.p < 0.05 for c in comparisons) else ""
-            return f"{compare} = {leader.value} wins over the runner-up{rest}: {figures}."
-        beaten = [str(c.other) for c in comparisons if c.p < 0.05]
-        beats = f" It is significantly better than {', '.join(beaten)} (Holm-corrected p < 0.05)." if beaten else ""
+        if p < level:
+            rest = " and every other group" if len(comparisons) > 1 and all(c.p < level for c in comparisons) else ""
+            return f"{compare} = {leader.value} wins over the runner-up{rest}: {figures}.{caveat}"
+        beaten = [str(c.other) for c in comparisons if c.p < level]
+        beats = (
+            f" It is significantly better than {', '.join(beaten)} (Holm-corrected p < {level:.3g})." if beaten else ""
+        )
         return (
             f"No significant difference between the two best: {compare} = {leader.value} leads with {figures}; "
-            f"more repeats would be needed to separate them.{beats}"
+            f"these repeats rule out a difference larger than {gap.bound:.4f} in test {metric} either way, "
+            f"and more repeats would be needed to separate them.{beats}{caveat}"
         )
     sign = -1 if maximize else 1
     ranked = sorted((g for g in groups if g.best_val is not None), key=lambda g: sign * g.best_val)  # type: ignore[operator]
     if not ranked:
         return "No trial has completed yet: nothing to compare."
     if len(ranked) == 1:
-        return f"Only {compare} = {ranked[0].value} has completed trials: nothing to compare it with."
+        return f"Only {compare} = {ranked[0].value} has completed trials: nothing to compare it with.{caveat}"
     return (
         f"{compare} = {ranked[0].value} has the best single trial (val {metric} {ranked[0].best_val:.4f} "
-        f"vs {ranked[1].best_val:.4f}), but without repeats of at least two seeds per group this is "
-        "one draw each, not evidence."
+        f"vs {ranked[1].best_val:.4f}), but without repeats of at least two seeds per group that spread this is "
+        f"one draw each, not evidence.{caveat}"
     )
 
 
@@ -299,6 +295,12 @@ def build_report(study: optuna.Study) -> StudyReport:
         for value in values
     ]
     comparisons = _comparisons(groups, maximize)
+    tested = _tested(groups, maximize)
+    most = meta.get("max_repeats", meta.get("repeats", 0))
+    level = look_level(meta.get("repeats", 0), most) if most > meta.get("repeats", 0) else ALPHA
+    # The difference's interval at the level it is tested at: it excludes zero exactly when the test rejects.
+    pair = [g.repeats.values for g in tested[:2] if g.repeats is not None]
+    gap = difference(*pair, level=1 - level) if len(pair) == 2 else None
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     counts["diverged"] = sum(bool(t.user_attrs.get("diverged")) for t in trials)
     counts["repeats"] = len(trials) - len(search)
@@ -311,8 +313,10 @@ def build_report(study: optuna.Study) -> StudyReport:
         groups=groups,
         comparisons=comparisons,
         importances=_importances(study, trials),
-        verdict=_verdict(compare, groups, comparisons, metric, maximize),
+        verdict=_verdict(compare, groups, comparisons, metric, maximize, gap, level),
         metric=metric,
         maximize=maximize,
         test_why=TEST_WHY.format(metric=metric),
+        difference=gap,
+        level=level,
     )

@@ -66,6 +66,7 @@ def join_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, worker:
                 "trainer": spec.trainer,
                 "compare": spec.compare,
                 "repeats": spec.repeats,
+                "max_repeats": spec.max_repeats or spec.repeats,
                 "metric": spec.resolved_trainer.metric,
                 "definition": spec.definition(),
             },

@@ -72,7 +72,9 @@ MAX_CORNERS = 100_000
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
     """A validated study. ``compare`` names the categorical parameter whose values the report compares;
-    ``repeats`` is how many new seeds the best configuration of each compared group is re-run with."""
+    ``repeats`` is how many new seeds the best configuration of each compared group is re-run with; with
+    ``max_repeats`` (a file's ``repeats = { min, max }``), the two leading groups get more, one at a time,
+    until their difference is significant or they have ``max_repeats`` (``search.evidence``)."""
 
     name: str
     path: Path
@@ -93,6 +95,7 @@ class StudySpec:
     #: What ``trainer`` names: its defaults and how to load it (a plug-in's problem made when the file was read).
     resolved_trainer: Trainer = dataclasses.field(compare=False, repr=False)
     gpu: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    max_repeats: int | None = None
     #: The pruner's settings as ``choices.pruner_settings`` checked and sized them to the run (set by the check).
     pruner_config: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -229,6 +232,7 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
     timeout = raw.get("timeout")
     if timeout is not None:
         _expect("timeout", timeout, (int, float), "seconds > 0")
+    repeats, max_repeats = _parse_repeats(raw.get("repeats", 0))
     spec = StudySpec(
         name=path.stem,
         path=path,
@@ -237,7 +241,8 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
         epochs=raw.get("epochs", resolved.epochs),
         batch_size=raw.get("batch_size"),
         compare=_expect("compare", raw["compare"], str, "a parameter name"),
-        repeats=raw.get("repeats", 0),
+        repeats=repeats,
+        max_repeats=max_repeats,
         n_trials=raw.get("n_trials"),
         timeout=timeout,
         population=raw.get("population", 8),
@@ -256,6 +261,16 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
         raise ConfigError(f"gpu.{exc}") from None
     _check_space(spec)
     return spec
+
+
+def _parse_repeats(value: Any) -> tuple[Any, Any]:
+    """``repeats``: a count, or ``{ min, max }`` for repeats that adapt (checked by ``_check_run``)."""
+    if not isinstance(value, dict):
+        return value, None
+    unknown = sorted(set(value) - {"min", "max"})
+    if unknown or "min" not in value or "max" not in value:
+        raise ConfigError(f"repeats: must be a count or a table {{ min = 3, max = 10 }} but got {value!r}")
+    return value["min"], value["max"]
 
 
 def _parse_gpu(value: Any) -> dict[str, Any]:
@@ -283,6 +298,10 @@ def _check_run(spec: StudySpec) -> StudySpec:
         _checked("batch_size", integer, spec.batch_size, 1, MAX_BATCH_SIZE)
     _checked("population", integer, spec.population, 1, MAX_POPULATION)
     _checked("repeats", integer, spec.repeats, 0, MAX_REPEATS)
+    if spec.max_repeats is not None:
+        # Adapting needs a spread to test from the start: at least two repeats a group.
+        _checked("repeats.min", integer, spec.repeats, 2, MAX_REPEATS)
+        _checked("repeats.max", integer, spec.max_repeats, spec.repeats, MAX_REPEATS)
     _checked("seed", integer, spec.seed, 0, MAX_SEED)
     if spec.n_trials is not None:
         _checked("n_trials", integer, spec.n_trials, 1, MAX_COUNT)

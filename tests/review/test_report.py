@@ -9,8 +9,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from scipy import stats
 
-from lrsearch.review.report import build_report, t_interval
+from lrsearch.review.report import build_report
 from lrsearch.schema import METADATA, REPEAT_OF
+from lrsearch.search.evidence import t_interval
 
 GROUPS = ("cosine", "step", "constant")
 
@@ -85,6 +86,34 @@ def test_overlapping_repeats_are_no_evidence_of_a_difference() -> None:
     report = build_report(study_with({"cosine": [0.90, 0.85, 0.88], "step": [0.89, 0.84, 0.87]}))
     assert report.verdict.startswith("No significant difference between the two best: schedule = cosine leads")
     assert report.comparisons[0].p > 0.05
+
+
+def test_an_undecided_answer_says_how_large_a_difference_the_repeats_rule_out() -> None:
+    report = build_report(study_with({"cosine": [0.90, 0.85, 0.88], "step": [0.89, 0.84, 0.87]}))
+    gap = report.difference
+    assert gap is not None and gap.mean == pytest.approx(0.01) and gap.low < 0 < gap.high
+    assert f"rule out a difference larger than {gap.bound:.4f} in test accuracy either way" in report.verdict
+    assert f"difference +0.0100, 95.00% CI [{gap.low:+.4f}, {gap.high:+.4f}]" in report.verdict
+    json.dumps(report.to_json())
+
+
+def test_a_group_whose_repeats_all_collapsed_is_degenerate_not_a_win() -> None:
+    """Every repeat of step at chance, the same value: Welch's test would give p = 0 against any spread."""
+    report = build_report(study_with({"cosine": [0.90, 0.85, 0.88], "step": [0.10, 0.10, 0.10]}))
+    step = next(g for g in report.groups if g.value == "step")
+    assert step.degenerate and not report.comparisons and report.difference is None
+    assert "wins" not in report.verdict
+    assert "The repeats of schedule = step are all the same value (degenerate" in report.verdict
+
+
+def test_a_sequential_study_tests_at_its_look_level() -> None:
+    study = study_with({"cosine": [0.90, 0.91, 0.92], "step": [0.88, 0.89, 0.885]})
+    meta = {**study.user_attrs[METADATA], "repeats": 3, "max_repeats": 10}
+    study.set_user_attr(METADATA, meta)
+    report = build_report(study)
+    assert report.level == pytest.approx(0.05 / 8)
+    assert 0.05 / 8 < report.comparisons[0].p < 0.05  # significant at 0.05, not at the look level
+    assert report.verdict.startswith("No significant difference") and "each look of the sequential" in report.verdict
 
 
 def test_holm_correction_with_three_groups() -> None:

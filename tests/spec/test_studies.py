@@ -191,6 +191,18 @@ def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
             "repeats: must be an integer in [0, 1000] but got 1.5",
         ),
         (
+            'question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nrepeats = { min = 1, max = 5 }\n[space]\nschedule = ["constant", "cosine"]\n',
+            "repeats.min: must be an integer in [2, 1000] but got 1",
+        ),
+        (
+            'question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nrepeats = { min = 4, max = 3 }\n[space]\nschedule = ["constant", "cosine"]\n',
+            "repeats.max: must be an integer in [4, 1000] but got 3",
+        ),
+        (
+            'question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\nrepeats = { min = 3 }\n[space]\nschedule = ["constant", "cosine"]\n',
+            "repeats: must be a count or a table { min = 3, max = 10 }",
+        ),
+        (
             'question = "q"\ntrainer = "blobs"\ncompare = "schedule"\nn_trials = 3\n[space]\nschedule = ["constant", "cosine"]\nlr = { low = 0.01, high = 0.1, step = 0 }',
             "space.lr.step: must be a number in (0, 0.09] but got 0",
         ),
@@ -292,6 +304,13 @@ def test_a_file_that_is_not_utf8_names_itself(tmp_path: Path) -> None:
     path.write_bytes('question = "caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match=f"{path}: not UTF-8 text \\(byte 15\\)"):
         load_study_file(path)
+
+
+def test_repeats_may_adapt_between_a_least_and_a_most(tmp_path: Path) -> None:
+    spec = load_study_file(write_study(tmp_path, repeats="{ min = 3, max = 10 }"))
+    assert (spec.repeats, spec.max_repeats) == (3, 10)
+    fixed = load_study_file(write_study(tmp_path, name="fixed", repeats=3))
+    assert (fixed.repeats, fixed.max_repeats) == (3, None)
 
 
 def test_the_largest_valid_values_are_accepted(tmp_path: Path) -> None:
