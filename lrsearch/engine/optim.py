@@ -80,6 +80,20 @@ class StackedOptimizer(ABC):
         self.state = {name: t.index_select(0, index) for name, t in self.state.items()}
         self._members_changed()
 
+    def copy_member(self, recipient: int, donor: int) -> None:
+        """Member ``recipient`` takes ``donor``'s state (its moments, its average, its running sums):
+        population-based training's exploit, its hyperparameters kept."""
+        for tensor in self.state.values():
+            tensor[recipient] = tensor[donor]
+        for values in self.running.values():
+            values[recipient] = values[donor]
+
+    def retune(self, member: int, settings: Settings) -> None:
+        """Member ``member``'s hyperparameters from now on (population-based training's explore)."""
+        for key, values in self.host.items():
+            values[member] = float(settings[key])
+        self._members_changed()
+
     def extend(self, settings: Sequence[Settings], params: torch.Tensor) -> None:
         """Append members with fresh state; ``params`` [new members, D] are their starting parameters."""
         self.host = {key: np.concatenate([v, [float(s[key]) for s in settings]]) for key, v in self.host.items()}

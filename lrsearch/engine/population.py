@@ -33,6 +33,7 @@ from lrsearch.engine.flat import FlatLayout
 from lrsearch.engine.optim import StackedOptimizer, create_optimizer
 from lrsearch.engine.problems import Problem
 from lrsearch.engine.schedules import PlateauState, Schedule, update_rates
+from lrsearch.errors import ConfigError
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -342,6 +343,49 @@ class Population:
             group = self._groups.setdefault(name, _Group(self.problem, name))
             group.join([m for m, _ in joining], [init for _, init in joining])
         self._pending = []
+
+    def _find(self, member_id: int) -> tuple[_Group, int]:
+        for group in self._groups.values():
+            for row, member in enumerate(group.members):
+                if member.id == member_id:
+                    return group, row
+        raise KeyError(f"no member {member_id} is training (a pending one joins at the next epoch)")
+
+    def exploit(self, recipient: int, donor: int) -> None:
+        """Member ``recipient`` continues from ``donor``'s weights, optimizer state and best snapshot
+        (population-based training's exploit: index copies of the stacked tensors, no checkpoint files),
+        keeping its own hyperparameters, schedule position, data order and seeds. Both must be training with
+        the same optimizer."""
+        group, to = self._find(recipient)
+        donor_group, source = self._find(donor)
+        if donor_group is not group:
+            raise ConfigError(
+                f"member {recipient} ({group.optimizer_name}) cannot take the state of member {donor} "
+                f"({donor_group.optimizer_name}): their optimizers differ"
+            )
+        with torch.no_grad():
+            group.flat[to] = group.flat[source]
+            for tensor in (*group.buffers, *group.best):
+                tensor[to] = tensor[source]
+        assert group.optimizer is not None
+        group.optimizer.copy_member(to, source)
+        member, other = group.members[to], group.members[source]
+        member.best_val, member.best_epoch = other.best_val, other.best_epoch
+
+    def retune(self, member_id: int, config: TrainConfig) -> None:
+        """Member ``member_id`` trains with ``config``'s rate, schedule, decay and optimizer settings from
+        its next update on (population-based training's explore); its optimizer and seed stay."""
+        group, row = self._find(member_id)
+        member = group.members[row]
+        if config.optimizer != member.config.optimizer:
+            raise ConfigError(f"retuning cannot change member {member_id}'s optimizer ({member.config.optimizer})")
+        n_updates = self.epochs * self.updates_per_epoch
+        schedule = config.build_schedule(config.horizon(self.epochs, self.updates_per_epoch))
+        member.config = config
+        member.rates = _Rates(schedule, config, n_updates=n_updates, updates_per_epoch=self.updates_per_epoch)
+        member.plateau = schedule.tracker()
+        assert group.optimizer is not None
+        group.optimizer.retune(row, config.optimizer_settings())
 
     def run_epoch(self, on_epoch: OnEpoch | None = None) -> list[MemberResult]:
         """Train every live member one epoch; returns the members that finished in it."""

@@ -242,3 +242,51 @@ def test_rates_a_window_at_a_time_are_the_whole_run_s() -> None:
     np.testing.assert_allclose(np.concatenate(taken), whole[:150_000])
     rates.reduce(0.1, 150_000)
     np.testing.assert_allclose(rates.take(150_000, 50_000), whole[150_000:] * 0.1)
+
+
+def _two_members(blobs: Problem, second: TrainConfig | None = None) -> tuple[Population, int, int]:
+    population = Population(blobs, epochs=6)
+    donor = population.add(TrainConfig(lr=0.05, momentum=0.9, seed=1))
+    recipient = population.add(second or TrainConfig(lr=0.01, momentum=0.5, seed=2))
+    return population, donor, recipient
+
+
+def test_exploit_copies_a_donor_s_weights_and_optimizer_state_and_leaves_the_donor_alone(blobs: Problem) -> None:
+    population, donor, recipient = _two_members(blobs)
+    reference, _, _ = _two_members(blobs)
+    for _ in range(3):
+        population.run_epoch()
+        reference.run_epoch()
+    population.exploit(recipient, donor)
+    (group,) = population._groups.values()
+    assert torch.equal(group.flat[1], group.flat[0])
+    assert torch.equal(group.optimizer.state["momentum_buffer"][1], group.optimizer.state["momentum_buffer"][0])
+    assert group.optimizer.host["momentum"].tolist() == pytest.approx([0.9, 0.5])  # its own hyperparameters
+    results = {r.member: r for r in population.run()}
+    alone = {r.member: r for r in reference.run()}
+    assert_same_run(results[donor], alone[donor])  # the donor never noticed
+    # The recipient went on from the donor's weights at epoch 3, with its own rate and data order.
+    assert results[recipient].history[3].lr == pytest.approx(0.01)
+    assert results[recipient].history[3].val_loss != pytest.approx(alone[recipient].history[3].val_loss)
+
+
+def test_retune_changes_a_member_s_rate_from_its_next_update(blobs: Problem) -> None:
+    population, _, recipient = _two_members(blobs)
+    for _ in range(2):
+        population.run_epoch()
+    population.retune(recipient, TrainConfig(lr=0.02, momentum=0.7, seed=2))
+    (group,) = population._groups.values()
+    assert group.optimizer.host["momentum"][1] == pytest.approx(0.7)
+    result = next(r for r in population.run() if r.member == recipient)
+    assert [m.lr for m in result.history] == pytest.approx([0.01, 0.01, 0.02, 0.02, 0.02, 0.02])
+
+
+def test_exploit_and_retune_refuse_what_they_cannot_do(blobs: Problem) -> None:
+    population, donor, recipient = _two_members(blobs, TrainConfig(lr=0.001, optimizer="adam", seed=2))
+    population.run_epoch()
+    with pytest.raises(ConfigError, match="their optimizers differ"):
+        population.exploit(recipient, donor)
+    with pytest.raises(ConfigError, match="cannot change member"):
+        population.retune(donor, TrainConfig(lr=0.01, optimizer="adam"))
+    with pytest.raises(KeyError, match="no member 99"):
+        population.exploit(99, donor)
