@@ -47,6 +47,7 @@ from lrsearch.engine.faults import injected_oom_epoch, is_out_of_memory
 from lrsearch.errors import ConfigError, one_line
 from lrsearch.interrupts import check as check_interrupted
 from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
+from lrsearch.search.pbt import EXPLOITS, Explorer
 from lrsearch.search.pruning import PercentilePruner, PruningView
 from lrsearch.search.samplers import GroupSampler
 from lrsearch.search.telling import Teller, finished_view
@@ -129,6 +130,7 @@ class _Live:
     repeat: bool  # repeats run to the end: their point is a value nobody selected
     values: dict[int, float] = dataclasses.field(default_factory=dict)
     system_attrs: dict[str, object] = dataclasses.field(default_factory=dict)
+    exploits: list[dict[str, object]] = dataclasses.field(default_factory=list)  # PBT: whose weights it took
     best: float = math.nan  # the best of ``values`` (NaN while there is none), kept as they come
 
     def report(self, step: int, value: float, direction: StudyDirection) -> None:
@@ -209,6 +211,7 @@ class Search:
         self._out_of_memory_at = injected_oom_epoch()
         self.on_notice = on_notice or _log.warning
         self.space: SearchSpace = spec.space
+        self._explorer = Explorer(spec.pbt, self.space, seed=spec.seed) if spec.pbt is not None else None
         self.pruner = study.pruner  # made once, by join_study, from the spec's checked settings
         self._direction = study.direction
         self._maximize = study.direction == StudyDirection.MAXIMIZE
@@ -349,6 +352,33 @@ class Search:
         self.tally.pruning += time.perf_counter() - started
         return [r.member for r, stop in zip(prunable, decisions, strict=True) if stop]
 
+    def _exploit_and_explore(self, population: Population, explorer: Explorer) -> None:
+        """PBT, every ``interval`` epochs of the population: the bottom quantile's members take the weights
+        and optimizer state of members of the top quantile, and go on with those members' hyperparameters
+        explored; each records it (``pbt_exploits``)."""
+        assert self.spec.pbt is not None
+        trained = {member: live for member, live in self._live.items() if live.values}
+        epoch = max((len(live.values) for live in trained.values()), default=0)
+        if epoch == 0 or epoch % self.spec.pbt.interval or epoch >= self.spec.epochs:
+            return
+        scores = {m: live.values[max(live.values)] for m, live in trained.items() if len(live.values) == epoch}
+        for recipient, donor in explorer.plan(scores, maximize=self._maximize):
+            live = self._live[recipient]
+            # The donor's hyperparameters, explored; the member's own seed (its data order goes on).
+            config = dataclasses.replace(explorer.explore(self._live[donor].config), seed=live.config.seed)
+            population.exploit(recipient, donor)
+            population.retune(recipient, config)
+            live.config = config
+            live.exploits.append(
+                {
+                    "epoch": epoch,
+                    "donor": self._live[donor].trial.number,
+                    "lr": config.lr,
+                    "momentum": config.momentum,
+                    "decay": config.decay,
+                }
+            )
+
     # --- telling ------------------------------------------------------------------------------------------
 
     def _attrs(self, result: MemberResult, live: _Live) -> dict[str, object]:
@@ -368,6 +398,7 @@ class Search:
             f"train_{metric}_history": [m.train_metric for m in history],  # the loss's, where the metric is the loss
             "train_loss_history": [m.train_loss for m in history],
             "val_loss_history": [m.val_loss for m in history],
+            **({EXPLOITS: live.exploits} if self._explorer is not None else {}),
             # What the problem records of its parameters (seed 004's learned weight), epoch by epoch.
             **{
                 f"{key}_history": [m.recorded.get(key) for m in history]
@@ -526,6 +557,8 @@ class Search:
                         continue
                     self._finish(teller, results)
                     self.tally.telling += time.perf_counter() - telling_started
+                    if self._explorer is not None:
+                        self._exploit_and_explore(population, self._explorer)
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
             self._fail_live({"interrupted": True} if interrupted else {"error": f"{type(exc).__name__}: {exc}"[:500]})

@@ -26,6 +26,7 @@ from lrsearch.engine.problem import Problem
 from lrsearch.engine.schedules import SCHEDULES, param_types
 from lrsearch.errors import ConfigError
 from lrsearch.spec.choices import SAMPLERS, pruner_settings
+from lrsearch.spec.pbt import STRATEGIES, PBTSettings, parse_pbt
 from lrsearch.spec.space import (
     ARM,
     DEFAULT_BRANCHES,
@@ -57,6 +58,8 @@ _KEYS = {
     "space",
     "arms",
     "gpu",
+    "strategy",
+    "pbt",
 }
 #: What a ``[gpu]`` table may change when the study runs on a GPU: the budget, never the definition.
 _GPU_KEYS = {"n_trials", "timeout", "population"}
@@ -96,6 +99,8 @@ class StudySpec:
     resolved_trainer: Trainer = dataclasses.field(compare=False, repr=False)
     gpu: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     max_repeats: int | None = None
+    #: ``pbt``: the trials of a population train as one PBT population (``spec.pbt``); None: a search.
+    pbt: PBTSettings | None = None
     #: The pruner's settings as ``choices.pruner_settings`` checked and sized them to the run (set by the check).
     pruner_config: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -228,11 +233,13 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
             resolved = resolve(trainer, beside=path.parent)
         except ConfigError as exc:
             raise ConfigError(f"trainer: {exc}") from None
-    pruner, pruner_settings = _parse_pruner(raw.get("pruner", "median"))
+    # A PBT population trains every member to the end; a search prunes against the median by default.
+    pruner, pruner_settings = _parse_pruner(raw.get("pruner", "none" if raw.get("strategy") == "pbt" else "median"))
     timeout = raw.get("timeout")
     if timeout is not None:
         _expect("timeout", timeout, (int, float), "seconds > 0")
     repeats, max_repeats = _parse_repeats(raw.get("repeats", 0))
+    pbt = _parse_strategy(raw, raw.get("epochs", resolved.epochs))
     spec = StudySpec(
         name=path.stem,
         path=path,
@@ -243,6 +250,7 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
         compare=_expect("compare", raw["compare"], str, "a parameter name"),
         repeats=repeats,
         max_repeats=max_repeats,
+        pbt=pbt,
         n_trials=raw.get("n_trials"),
         timeout=timeout,
         population=raw.get("population", 8),
@@ -261,6 +269,20 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
         raise ConfigError(f"gpu.{exc}") from None
     _check_space(spec)
     return spec
+
+
+def _parse_strategy(raw: Mapping[str, Any], epochs: Any) -> PBTSettings | None:
+    """``strategy`` and its ``[pbt]`` table: PBT settings, or None for a search."""
+    strategy = raw.get("strategy", "search")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy: must be one of {', '.join(STRATEGIES)} but got {strategy!r}")
+    if strategy != "pbt":
+        if "pbt" in raw:
+            raise ConfigError('pbt: a [pbt] table needs strategy = "pbt"')
+        return None
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        return None  # the epochs' own check says what is wrong
+    return parse_pbt(raw.get("pbt", {}), epochs=epochs)
 
 
 def _parse_repeats(value: Any) -> tuple[Any, Any]:
@@ -308,6 +330,8 @@ def _check_run(spec: StudySpec) -> StudySpec:
     if spec.timeout is not None:
         timeout = _checked("timeout", number, spec.timeout, 0.0, MAX_SECONDS, low_open=True)
         spec = dataclasses.replace(spec, timeout=timeout)
+    if spec.pbt is not None and spec.pruner != "none":
+        raise ConfigError(f'pruner: a PBT population trains every member to the end: "none" but got {spec.pruner!r}')
     if not isinstance(spec.sampler, str) or spec.sampler not in SAMPLERS:
         raise ConfigError(f"sampler: unknown sampler {spec.sampler!r}; choose from {', '.join(SAMPLERS)}")
     try:

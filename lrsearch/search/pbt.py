@@ -1,0 +1,117 @@
+"""Population-based training over a population's trials (Jaderberg et al. 2017; Ray Tune's rules): which
+members take whose weights (exploit), the hyperparameters they go on with (explore), and, once trained, the
+schedule a member actually followed, through every member whose weights it took (its lineage), as a
+``piecewise`` schedule a study file can name.
+
+A trial records what it followed: ``lr_history`` (its rate per epoch) and ``pbt_exploits`` (per exploit,
+the epoch after which it took the donor trial's weights, the donor's number, and the new hyperparameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from optuna.trial import FrozenTrial
+
+from lrsearch.engine.config import TrainConfig
+from lrsearch.spec.pbt import PBTSettings
+from lrsearch.spec.space import FloatRange, SearchSpace
+
+__all__ = ["EXPLOITS", "Explorer", "discovered_schedule", "lineage"]
+
+#: The user attr that lists a PBT trial's exploits.
+EXPLOITS = "pbt_exploits"
+#: What exploring changes, and the bounds a perturbed value is kept in where the space does not search it.
+_EXPLORED = {"lr": (1e-8, 1e4), "momentum": (0.0, 0.999), "decay": (0.0, 1e6)}
+
+
+class Explorer:
+    """Exploit and explore for one population, drawing from its own seeded generator."""
+
+    def __init__(self, settings: PBTSettings, space: SearchSpace, seed: int) -> None:
+        self.settings, self.space = settings, space
+        self.rng = np.random.default_rng(seed)
+
+    def plan(self, scores: Mapping[int, float], *, maximize: bool) -> list[tuple[int, int]]:
+        """(recipient, donor) pairs: each member of the bottom quantile by ``scores`` (a NaN is the worst)
+        and a donor drawn from the top quantile."""
+        ranked = sorted(scores, key=lambda m: _rank_key(scores[m], maximize))
+        count = math.floor(len(ranked) * self.settings.quantile)
+        if count == 0:
+            return []
+        top, bottom = ranked[:count], ranked[-count:]
+        return [(member, int(self.rng.choice(top))) for member in bottom]
+
+    def explore(self, config: TrainConfig) -> TrainConfig:
+        """``config``'s lr, momentum and decay, each resampled from the space (with the resample probability,
+        where the space searches it) or multiplied by a perturbation factor, kept within the space's bounds."""
+        changes: dict[str, float] = {}
+        for name, (low, high) in _EXPLORED.items():
+            searched = self.space.params.get(name)
+            bounds = (searched.low, searched.high) if isinstance(searched, FloatRange) else (low, high)
+            current = float(getattr(config, name))
+            if isinstance(searched, FloatRange) and self.rng.random() < self.settings.resample_probability:
+                value = _draw(self.rng, searched)
+            elif current == 0.0:
+                continue  # a zero stays zero under any factor: the optimizer's choice, not a value to explore
+            else:
+                value = current * float(self.rng.choice(self.settings.perturbations))
+            changes[name] = min(max(value, bounds[0]), bounds[1])
+        return dataclasses.replace(config, **changes)
+
+
+def _rank_key(score: float, maximize: bool) -> float:
+    if math.isnan(score):
+        return math.inf
+    return -score if maximize else score
+
+
+def _draw(rng: np.random.Generator, param: FloatRange) -> float:
+    if param.log:
+        return float(math.exp(rng.uniform(math.log(param.low), math.log(param.high))))
+    return float(rng.uniform(param.low, param.high))
+
+
+def lineage(trials: Mapping[int, FrozenTrial], number: int) -> list[tuple[int, int]]:
+    """Trial ``number``'s ancestry as (trial number, the last epoch of its own it contributed) pieces, oldest
+    first: before each exploit, the weights were the donor's (and before the donor's own exploits, its
+    donors')."""
+    pieces: list[tuple[int, int]] = []
+    current, until = number, len(trials[number].user_attrs.get("lr_history", []))
+    while True:
+        exploits = [e for e in trials[current].user_attrs.get(EXPLOITS, []) if e["epoch"] < until]
+        if not exploits:
+            pieces.append((current, until))
+            return pieces[::-1]
+        last = max(exploits, key=lambda e: e["epoch"])
+        pieces.append((current, until))
+        current, until = int(last["donor"]), int(last["epoch"])
+
+
+def discovered_schedule(trials: Mapping[int, FrozenTrial], number: int) -> dict[str, Any]:
+    """The rate trial ``number``'s weights followed, epoch by epoch through its lineage, as a ``piecewise``
+    schedule (``lr`` the first rate; boundaries the last epoch of each constant piece, from 0), ready for a
+    study file's ``[fixed]``."""
+    rates: list[float] = []
+    start = 0
+    for trial_number, until in lineage(trials, number):
+        rates += list(trials[trial_number].user_attrs["lr_history"][start:until])
+        start = until
+    return piecewise(rates)
+
+
+def piecewise(rates: Sequence[float]) -> dict[str, Any]:
+    """Per-epoch ``rates`` as ``piecewise``: values multiples of the first, a boundary where one changes."""
+    lr = float(rates[0])
+    boundaries, values = [], [1.0]
+    for epoch in range(1, len(rates)):
+        if not math.isclose(rates[epoch], rates[epoch - 1], rel_tol=1e-9):
+            boundaries.append(epoch - 1)  # piecewise: values[k] up to and at boundaries[k] (0-based steps)
+            values.append(float(rates[epoch]) / lr)
+    if not boundaries:
+        return {"schedule": "constant", "lr": lr}
+    return {"schedule": "piecewise", "lr": lr, "piecewise": {"boundaries": boundaries, "values": values}}
