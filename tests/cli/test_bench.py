@@ -57,7 +57,7 @@ def test_sampler_report(lrsearch: Callable[..., Outcome]) -> None:
         (["--epochs", "-1"], "--epochs must be an integer in [1, 100000]"),
         (["--device", "gpu"], "device must be auto, cpu"),
         (["--trainer", "sampler", "--trials", "0"], "--trials must be an integer in [1, 100000] but got 0"),
-        (["--trainer", "workers", "--pruner", "hyperband"], "'hyperband' is not one of"),
+        (["--trainer", "workers", "--pruner", "wavelet"], "'wavelet' is not one of"),
     ],
 )
 def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:

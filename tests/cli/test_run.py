@@ -97,7 +97,7 @@ def test_command_line_overrides(lrsearch: Callable[..., Outcome], tmp_path: Path
         (["--study", "missing.toml"], ["study file missing.toml does not exist"]),
         (["--study", "cosine_vs_step", "--storage", "redis://localhost"], ["scheme 'redis' is not supported"]),
         (["--study", "cosine_vs_step", "--n-trials", "0"], ["n_trials: must be an integer in [1, 10000000] but got 0"]),
-        (["--study", "cosine_vs_step", "--pruner", "hyperband"], ["'hyperband' is not one of"]),
+        (["--study", "cosine_vs_step", "--pruner", "wavelet"], ["'wavelet' is not one of"]),
         (["--study", "cosine_vs_step", "--device", "tpu"], ["device must be auto"]),
         (["--study", "cosine_vs_step", "--timeout", "-5"], ["timeout: must be a number in (0, 31622400] but got -5.0"]),
         (["--study", "cosine_vs_step", "--timeout", "nan"], ["timeout: must be a number in (0, 31622400] but got nan"]),
