@@ -38,6 +38,12 @@ def default_weights(n: int) -> np.ndarray:
 class _Categorical:
     weights: np.ndarray  # [kernels, choices]
 
+    @functools.cached_property
+    def log_weights_by_choice(self) -> np.ndarray:
+        """[choices, kernels]: the log of each kernel's weight on each choice (a weight of 0: -inf)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.weights.T)
+
 
 @dataclasses.dataclass(frozen=True)
 class _Numerical:
@@ -116,19 +122,29 @@ class ParzenEstimator:
         with np.errstate(divide="ignore"):  # a weight of zero (no prior) is a log density of -inf
             for i, kernel in enumerate(self.kernels):
                 if isinstance(kernel, _Categorical):
-                    per_kernel += np.log(kernel.weights.T[x[:, i].astype(np.int64)])
+                    per_kernel += kernel.log_weights_by_choice[x[:, i].astype(np.int64)]
                 elif kernel.step:
                     per_kernel += _log_bin_mass(x[:, i], kernel)
                 else:
                     continuous.append((np.log(x[:, i]) if kernel.is_log else x[:, i], kernel))
             if continuous:
-                # The normal densities' exponents here; what each kernel's are scaled by, summed once.
-                per_kernel -= 0.5 * sum(np.square((v[:, np.newaxis] - k.mu) / k.sigma) for v, k in continuous)
+                # The normal densities' exponents here; what each kernel's are scaled by, summed once. In place:
+                # at a thousand kernels the temporaries cost more than the arithmetic.
+                squares = None
+                for v, k in continuous:
+                    z = np.subtract.outer(v, k.mu)
+                    z /= k.sigma
+                    z *= z
+                    squares = z if squares is None else np.add(squares, z, out=squares)
+                squares *= 0.5
+                per_kernel -= squares
                 per_kernel[np.any([(v < k.low) | (v > k.high) for v, k in continuous], axis=0)] = -np.inf
             per_kernel += self._log_scale
             top = per_kernel.max(axis=1)
             top[np.isneginf(top)] = 0  # no (-inf) - (-inf) where every kernel gives zero
-            return np.log(np.exp(per_kernel - top[:, np.newaxis]).sum(axis=1)) + top
+            per_kernel -= top[:, np.newaxis]
+            np.exp(per_kernel, out=per_kernel)
+            return np.log(per_kernel.sum(axis=1)) + top
 
     @functools.cached_property
     def _log_scale(self) -> np.ndarray:
@@ -206,14 +222,20 @@ def _log_bin_mass(x: np.ndarray, kernel: _Numerical) -> np.ndarray:
 
 def log_gauss_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """log(Phi(b) - Phi(a)), computed in the left tail (where it is accurate) by symmetry: an interval right
-    of 0 is mirrored to the left of it; one around 0 is 1 minus both tails."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    of 0 is mirrored to the left of it; one around 0 is 1 minus both tails. Each element is computed by its
+    own branch alone (most of a Parzen estimator's kernels lie around 0: the tails' logs are the costly part)."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     mirrored = a > 0
     low, high = np.where(mirrored, -b, a), np.where(mirrored, -a, b)
-    with np.errstate(divide="ignore", invalid="ignore"):  # the branch not taken may be out of its domain
-        tail = _log_diff(special.log_ndtr(high), special.log_ndtr(low))
-        central = np.log1p(-special.ndtr(a) - special.ndtr(-b))
-    return np.where(high <= 0, tail, central)
+    in_tail = high <= 0
+    out = np.empty(a.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if in_tail.any():
+            out[in_tail] = _log_diff(special.log_ndtr(high[in_tail]), special.log_ndtr(low[in_tail]))
+        around = ~in_tail
+        if around.any():
+            out[around] = np.log1p(-special.ndtr(a[around]) - special.ndtr(-b[around]))
+    return out
 
 
 def _log_diff(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:

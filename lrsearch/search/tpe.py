@@ -132,6 +132,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._groups: list[dict[str, BaseDistribution]] = []
         self._grouped: set[int] = set()  # the finished trials folded into the groups, by id
+        self._grouped_for: tuple[int, ...] | None = None  # the finished trials last looked through
         self._splits_for: tuple[int, ...] | None = None  # the finished trials the splits were made for
         self._splits: dict[tuple[tuple[str, BaseDistribution], ...], _Split] = {}
         self._division: tuple[list[FrozenTrial], list[FrozenTrial]] = ([], [])  # the good and the rest
@@ -147,10 +148,13 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if len(study.directions) > 1:
             raise ValueError(f"PopulationTPESampler is for one objective, but the study has {len(study.directions)}")
-        for finished in self._read(study, trial).finished:
-            if finished._trial_id not in self._grouped:
-                self._grouped.add(finished._trial_id)
-                self._groups = _refined(self._groups, finished.distributions)
+        seen = self._read(study, trial)
+        if seen.fingerprint is not self._grouped_for:  # the same finished trials as the last ask: nothing new
+            for finished in seen.finished:
+                if finished._trial_id not in self._grouped:
+                    self._grouped.add(finished._trial_id)
+                    self._groups = _refined(self._groups, finished.distributions)
+            self._grouped_for = seen.fingerprint
         return {name: d for group in self._groups for name, d in _sampled(group).items()}
 
     # --- sampling -----------------------------------------------------------------------------------------
