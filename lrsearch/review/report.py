@@ -22,6 +22,7 @@ from scipy import stats
 
 from lrsearch.schema import REPEAT_OF
 from lrsearch.search.evidence import ALPHA, Difference, Interval, degenerate, difference, look_level, t_interval
+from lrsearch.search.pbt import EXPLOITS, discovered_schedule, lineage, study_snippet
 from lrsearch.search.repeats import best_per_group, group_of
 from lrsearch.search.study import metadata, metric_of
 
@@ -78,6 +79,9 @@ class StudyReport:
     difference: Difference | None = None
     #: The level a difference is significant at: 0.05, or a sequential study's per-look level.
     level: float = ALPHA
+    #: A PBT study's best trial, its lineage ([trial, the last epoch it contributed]) and the schedule its
+    #: weights followed, as a study-file snippet (``search.pbt``); None for a search.
+    discovered: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         def clean(value: Any) -> Any:
@@ -276,6 +280,22 @@ def _group_order(value: Any) -> tuple[int, float, str]:
     return (1, 0.0, str(value))
 
 
+def _discovered(trials: list[FrozenTrial], maximize: bool) -> dict[str, Any] | None:
+    """What a PBT study's best completed member followed, through its lineage."""
+    members = {t.number: t for t in trials if EXPLOITS in t.user_attrs and "lr_history" in t.user_attrs}
+    done = [t for t in members.values() if t.state == TrialState.COMPLETE and t.value is not None]
+    if not done:
+        return None
+    best = (max if maximize else min)(done, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+    found = discovered_schedule(members, best.number)
+    return {
+        "trial": best.number,
+        "lineage": [list(piece) for piece in lineage(members, best.number)],
+        "schedule": found,
+        "snippet": study_snippet(found),
+    }
+
+
 def build_report(study: optuna.Study) -> StudyReport:
     meta = metadata(study)
     compare = meta.get("compare", "")
@@ -319,4 +339,5 @@ def build_report(study: optuna.Study) -> StudyReport:
         test_why=TEST_WHY.format(metric=metric),
         difference=gap,
         level=level,
+        discovered=_discovered(search, maximize),
     )

@@ -21,7 +21,7 @@ from lrsearch.engine.config import TrainConfig
 from lrsearch.spec.pbt import PBTSettings
 from lrsearch.spec.space import FloatRange, SearchSpace
 
-__all__ = ["EXPLOITS", "Explorer", "discovered_schedule", "lineage"]
+__all__ = ["EXPLOITS", "Explorer", "discovered_schedule", "lineage", "piecewise", "study_snippet"]
 
 #: The user attr that lists a PBT trial's exploits.
 EXPLOITS = "pbt_exploits"
@@ -115,3 +115,17 @@ def piecewise(rates: Sequence[float]) -> dict[str, Any]:
     if not boundaries:
         return {"schedule": "constant", "lr": lr}
     return {"schedule": "piecewise", "lr": lr, "piecewise": {"boundaries": boundaries, "values": values}}
+
+
+def study_snippet(found: Mapping[str, Any]) -> str:
+    """``discovered_schedule``'s result as the lines a study file fixes it with (a fixed list is one list)."""
+    lines = ["[fixed]", f'schedule = "{found["schedule"]}"', f"lr = {found['lr']:.6g}"]
+    if found["schedule"] == "piecewise":
+        params = found["piecewise"]
+        lines += [
+            "",
+            "[space.piecewise]",
+            f"boundaries = [{', '.join(str(b) for b in params['boundaries'])}]",
+            f"values = [{', '.join(f'{v:.6g}' for v in params['values'])}]",
+        ]
+    return "\n".join(lines) + "\n"

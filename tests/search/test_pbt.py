@@ -146,3 +146,39 @@ def test_a_pbt_study_refuses_a_pruner_and_bad_settings(tmp_path: Path) -> None:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=message):
             load_study_file(path)
+
+
+def test_the_report_hands_back_the_best_member_s_schedule_as_a_study_file_snippet(
+    tmp_path: Path, blobs: Problem
+) -> None:
+    import io
+    import tomllib
+
+    from rich.console import Console
+
+    from lrsearch.cli.report import print_report
+    from lrsearch.review.report import build_report
+
+    path = tmp_path / "pbt.toml"
+    path.write_text(PBT_STUDY.format(), encoding="utf-8")
+    spec = load_study_file(path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = join_study(spec, open_storage(resolve_url(url)), worker=worker_id())
+    Search(spec, study, blobs).run(n_trials=8, timeout=None)
+    report = build_report(study)
+    found = report.discovered
+    assert found is not None and found["trial"] == max(study.trials, key=lambda t: t.value).number
+    assert found["lineage"][-1] == [found["trial"], 12]
+    tomllib.loads(found["snippet"])
+    # The snippet replays: a study file that fixes it loads, and its schedule is the one found.
+    replay = tmp_path / "replay.toml"
+    replay.write_text(
+        'question = "Replay?"\ntrainer = "blobs"\nepochs = 12\ncompare = "warmup"\nn_trials = 2\n'
+        "[space]\nwarmup = [0, 1]\n\n" + found["snippet"],
+        encoding="utf-8",
+    )
+    replayed = load_study_file(replay)
+    assert replayed.space.fixed["schedule"] == found["schedule"]["schedule"]
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=200))
+    assert "PBT's discovered schedule" in out.getvalue() and found["snippet"].strip() in out.getvalue()
