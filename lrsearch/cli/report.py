@@ -52,14 +52,11 @@ def print_report(report: StudyReport, console: Console) -> None:
         )
     console.print(f"[bold]Verdict:[/bold] {report.verdict}")
     if report.discovered is not None:
-        found = report.discovered
-        path = " -> ".join(f"#{number} to epoch {until}" for number, until in found["lineage"])
         console.print(
-            f"[bold]PBT's discovered schedule[/bold] (best member #{found['trial']}; its weights' lineage: {path}), "
-            "to replay in a study file:",
+            f"[bold]PBT's discovered schedule[/bold] ({report.lineage_text()}), to replay in a study file:",
             highlight=False,
         )
-        console.print(found["snippet"], markup=False, highlight=False)
+        console.print(report.discovered["snippet"], markup=False, highlight=False)
 
 
 @click.command("report")

@@ -94,6 +94,15 @@ def _answer(report: StudyReport) -> list[str]:
         lines += ["", f"**Test:** {report.test} ({report.test_why}). {report.tests_text()}."]
     if report.importances:
         lines += ["", f"**Parameter importances** (PED-ANOVA): {report.importances_text()}."]
+    if report.discovered is not None:
+        lines += [
+            "",
+            f"**PBT's discovered schedule** ({report.lineage_text()}), to replay in a study file:",
+            "",
+            "```toml",
+            report.discovered["snippet"].rstrip(),
+            "```",
+        ]
     return lines
 
 

@@ -43,6 +43,17 @@ def _importances(report: StudyReport) -> str:
     )
 
 
+def _discovered(report: StudyReport) -> str:
+    """A PBT study's discovered schedule and the lineage it came down (nothing for a search)."""
+    if report.discovered is None:
+        return ""
+    e = html.escape
+    return (
+        f'<section id="pbt"><p><strong>PBT\'s discovered schedule</strong> ({e(report.lineage_text())}), to replay '
+        f"in a study file:</p><pre>{e(report.discovered['snippet'])}</pre></section>"
+    )
+
+
 def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -> None:
     """The comparison with its intervals and the verdict, the best trials' learning-rate and learning
     curves, accuracy against learning rate (pruned and diverged trials marked), the importances."""
@@ -76,6 +87,7 @@ def write_page(report: StudyReport, trials: Sequence[FrozenTrial], path: Path) -
 <p class="note">best val / its test: the group's best search trial (chosen on validation {e(report.metric)}; its
 test {e(report.metric)} chose nothing). mean test ± 95% CI: the repeats' test {e(report.metric)}, a t-interval.</p>
 <p><strong>Test:</strong> {e(report.test)} ({e(report.test_why)}). {e(report.tests_text())}</p>
+{_discovered(report)}
 <div class="charts">{"".join(f"<section>{chart}</section>" for chart in charts)}</div>
 </body></html>
 """

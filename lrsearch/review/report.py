@@ -143,6 +143,13 @@ class StudyReport:
         """Each comparison's t and p, in one line."""
         return "; ".join(f"{c.leader} vs {c.other}: t = {c.t:.2f}, p = {c.p:.3g}" for c in self.comparisons)
 
+    def lineage_text(self) -> str:
+        """A PBT study's best member and whose weights it went on from, in one line ("" for a search)."""
+        if self.discovered is None:
+            return ""
+        path = " -> ".join(f"#{number} to epoch {until}" for number, until in self.discovered["lineage"])
+        return f"best member #{self.discovered['trial']}; its weights' lineage: {path}"
+
     def importances_text(self) -> str:
         """The parameter importances, highest first, in one line."""
         return ", ".join(f"{k} {v:.2f}" for k, v in self.importances.items())

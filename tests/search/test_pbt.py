@@ -157,6 +157,8 @@ def test_the_report_hands_back_the_best_member_s_schedule_as_a_study_file_snippe
     from rich.console import Console
 
     from lrsearch.cli.report import print_report
+    from lrsearch.review.dashboard import study_note
+    from lrsearch.review.page import write_page
     from lrsearch.review.report import build_report
 
     path = tmp_path / "pbt.toml"
@@ -182,3 +184,9 @@ def test_the_report_hands_back_the_best_member_s_schedule_as_a_study_file_snippe
     out = io.StringIO()
     print_report(report, Console(file=out, width=200))
     assert "PBT's discovered schedule" in out.getvalue() and found["snippet"].strip() in out.getvalue()
+    # The dashboard's note and the HTML page show it too.
+    note = study_note(spec, report)
+    assert report.lineage_text() in note and found["snippet"].strip() in note
+    write_page(report, study.get_trials(), tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'id="pbt"' in page and "[space.piecewise]" in page
