@@ -124,6 +124,13 @@ class StackedOptimizer(ABC):
         """Coefficient ``k`` of update ``b`` as a [P, 1] column."""
         return self._coefficients[k, b].view(-1, 1)
 
+    def _adam_denominator(self, grads: torch.Tensor, bias: int, b: int, *, keep_grads: bool = True) -> torch.Tensor:
+        """Adam's second moment brought up to date with ``grads`` and its denominator: sqrt(v) times the
+        bias correction (coefficient ``bias``), plus eps. ``keep_grads=False`` squares them in place."""
+        exp_avg_sq = self.state["exp_avg_sq"]
+        exp_avg_sq.lerp_(torch.mul(grads, grads) if keep_grads else grads.mul_(grads), self._column("1-beta2"))
+        return torch.sqrt(exp_avg_sq).mul_(self._coefficient(bias, b)).add_(self._column("eps"))
+
     def _coupled_weight_decay(self, params: torch.Tensor, grads: torch.Tensor) -> None:
         if self._any("weight_decay"):
             grads.addcmul_(params, self._column("weight_decay"))
@@ -218,10 +225,9 @@ class Adam(StackedOptimizer):
                 params.mul_(self._coefficient(2, b))
         else:
             self._coupled_weight_decay(params, grads)
-        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        exp_avg = self.state["exp_avg"]
         exp_avg.lerp_(grads, self._column("1-beta1"))
-        exp_avg_sq.lerp_(grads.mul_(grads), self._column("1-beta2"))
-        denom = torch.sqrt(exp_avg_sq).mul_(self._coefficient(1, b)).add_(self._column("eps"))
+        denom = self._adam_denominator(grads, 1, b, keep_grads=False)
         params.addcmul_(exp_avg.div(denom), self._coefficient(0, b), value=-1)
 
 
@@ -265,10 +271,9 @@ class NAdamW(StackedOptimizer):
     def step(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> None:
         if self._any("weight_decay"):
             params.mul_(self._coefficient(2, b))
-        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        exp_avg = self.state["exp_avg"]
         exp_avg.lerp_(grads, self._column("1-beta1"))
-        exp_avg_sq.lerp_(torch.mul(grads, grads), self._column("1-beta2"))
-        denom = torch.sqrt(exp_avg_sq).mul_(self._coefficient(1, b)).add_(self._column("eps"))
+        denom = self._adam_denominator(grads, 1, b)
         params.addcdiv_(grads.mul_(self._coefficient(3, b)), denom, value=-1)
         params.addcdiv_(exp_avg * self._coefficient(4, b), denom, value=-1)
 
@@ -356,10 +361,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         return [*super()._per_update(lr, step_numbers), inv_sqrt_bias2]
 
     def _direction(self, params: torch.Tensor, grads: torch.Tensor, b: int) -> torch.Tensor:
-        exp_avg_sq = self.state["exp_avg_sq"]
-        exp_avg_sq.lerp_(torch.mul(grads, grads), self._column("1-beta2"))
-        denom = torch.sqrt(exp_avg_sq).mul_(self._coefficient(3, b)).add_(self._column("eps"))
-        grads.div_(denom)
+        grads.div_(self._adam_denominator(grads, 3, b))
         if self._any("weight_decay"):
             grads.addcmul_(params, self._column("weight_decay"))
         return grads

@@ -294,10 +294,11 @@ def _discovered(trials: list[FrozenTrial], maximize: bool) -> dict[str, Any] | N
     if not done:
         return None
     best = (max if maximize else min)(done, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
-    found = discovered_schedule(members, best.number)
+    pieces = lineage(members, best.number)
+    found = discovered_schedule(members, best.number, pieces)
     return {
         "trial": best.number,
-        "lineage": [list(piece) for piece in lineage(members, best.number)],
+        "lineage": [list(piece) for piece in pieces],
         "schedule": found,
         "snippet": study_snippet(found),
     }

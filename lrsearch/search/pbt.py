@@ -83,22 +83,23 @@ def lineage(trials: Mapping[int, FrozenTrial], number: int) -> list[tuple[int, i
     pieces: list[tuple[int, int]] = []
     current, until = number, len(trials[number].user_attrs.get("lr_history", []))
     while True:
+        pieces.append((current, until))
         exploits = [e for e in trials[current].user_attrs.get(EXPLOITS, []) if e["epoch"] < until]
         if not exploits:
-            pieces.append((current, until))
             return pieces[::-1]
         last = max(exploits, key=lambda e: e["epoch"])
-        pieces.append((current, until))
         current, until = int(last["donor"]), int(last["epoch"])
 
 
-def discovered_schedule(trials: Mapping[int, FrozenTrial], number: int) -> dict[str, Any]:
-    """The rate trial ``number``'s weights followed, epoch by epoch through its lineage, as a ``piecewise``
-    schedule (``lr`` the first rate; boundaries the last epoch of each constant piece, from 0), ready for a
-    study file's ``[fixed]``."""
+def discovered_schedule(
+    trials: Mapping[int, FrozenTrial], number: int, pieces: Sequence[tuple[int, int]] | None = None
+) -> dict[str, Any]:
+    """The rate trial ``number``'s weights followed, epoch by epoch through its lineage (``pieces``, if
+    already found), as a ``piecewise`` schedule (``lr`` the first rate; boundaries the last epoch of each
+    constant piece, from 0), ready for a study file's ``[fixed]``."""
     rates: list[float] = []
     start = 0
-    for trial_number, until in lineage(trials, number):
+    for trial_number, until in pieces if pieces is not None else lineage(trials, number):
         rates += list(trials[trial_number].user_attrs["lr_history"][start:until])
         start = until
     return piecewise(rates)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrsearch.engine.devices import free_memory, host_device, release_memory, resolve_device, worker_visibility
+from lrsearch.engine.devices import free_memory, host_device, resolve_device, worker_visibility
 from lrsearch.errors import ConfigError
 
 
@@ -60,7 +60,3 @@ def test_a_device_is_named_as_the_host_numbers_it(device: torch.device, env: str
 
 def test_the_host_s_free_memory_is_a_positive_number_of_bytes() -> None:
     assert 2**20 < free_memory(torch.device("cpu")) < 2**50
-
-
-def test_releasing_a_cpu_s_memory_is_harmless() -> None:
-    release_memory(torch.device("cpu"))
