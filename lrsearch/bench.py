@@ -30,16 +30,17 @@ from lrsearch.engine.modules import ModuleModel
 from lrsearch.engine.networks import blobs_mlp
 from lrsearch.engine.plain import train_plain
 from lrsearch.errors import ConfigError, RuntimeFailure
-from lrsearch.schema import TIMING_PREFIX
-from lrsearch.search.runner import Search, Tally, worker_id
+from lrsearch.schema import REPEAT_OF, RUN_PREFIX, TIMING_PREFIX
+from lrsearch.search.runner import Tally
 from lrsearch.search.samplers import create_sampler
-from lrsearch.search.study import join_study
-from lrsearch.spec.studies import find_study, load_study_file
+from lrsearch.spec.files import find_study
+from lrsearch.spec.studies import load_study_file
 from lrsearch.storage import open_storage
 
 __all__ = [
     "Measurement",
     "SamplerTiming",
+    "SearchTiming",
     "WorkerTiming",
     "bench_blobs",
     "bench_configs",
@@ -48,6 +49,7 @@ __all__ = [
     "bench_search",
     "bench_workers",
     "default_population",
+    "plain_search",
 ]
 
 
@@ -163,15 +165,91 @@ def bench_lenet(
     ]
 
 
-def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int = 3) -> list[Measurement]:
-    """The ``blobs_lr`` study without pruning, full 200-epoch trials, each side on a fresh SQLite file:
-    ``lrsearch run``'s search (a population of ``trials``) vs Optuna's ``study.optimize`` with a plain
-    DataLoader objective that reports every epoch, as Optuna's PyTorch example does."""
-    spec = load_study_file(find_study("blobs_lr")).with_overrides(
-        n_trials=trials, population=trials, pruner="none", pruner_settings={}, repeats=0, timeout=None
+@dataclasses.dataclass(frozen=True)
+class SearchTiming:
+    """``lrsearch run --study blobs_lr --pruner none --n-trials N`` as a user runs it (a whole process, the
+    study's own population, sampler, repeats and report), against a plain Optuna loop as a whole process.
+    Seconds; the phases from the study's records (``schema.RUN_PREFIX``, ``TIMING_PREFIX``)."""
+
+    trials: int  # search trials
+    repeats: int
+    seconds: float  # the whole process, end to end
+    startup: float  # the interpreter and the imports, to ``lrsearch.run``'s first line
+    setup: float  # the study file, the data, the population's size, the study and its note
+    training: float
+    asking: float
+    telling: float
+    pruning: float
+    searching: float  # the trials' whole time (the above, the study's other reads and heartbeats)
+    report: float  # the report: its reads, tests, importances, charts and the dashboard's note
+    plain_fixed: float  # the plain process's time outside its trials
+    plain_per_trial: float
+
+    @property
+    def fixed(self) -> float:
+        """The time outside the trials."""
+        return self.seconds - self.searching
+
+    @property
+    def trials_per_second(self) -> float:
+        """Trials (repeats too) per second while they run: the marginal rate."""
+        return (self.trials + self.repeats) / self.searching
+
+    @property
+    def plain_seconds(self) -> float:
+        """The plain loop's whole process for the same search trials."""
+        return self.plain_fixed + self.trials * self.plain_per_trial
+
+    @property
+    def ratio(self) -> float:
+        return self.plain_seconds / self.seconds
+
+
+def bench_search(device: torch.device, *, trials: int = 256, baseline_trials: int = 3) -> SearchTiming:
+    """``lrsearch run --study blobs_lr --pruner none --n-trials trials`` on a fresh SQLite file, as a process,
+    against ``plain_search`` (a process too) running ``baseline_trials`` trials; the plain loop's time for
+    ``trials`` is its fixed time plus ``trials`` times its time per trial."""
+    from lrsearch.search.study import load_existing
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/ours.db"
+        command = ["run", "--study", "blobs_lr", "--pruner", "none", "--n-trials", str(trials), "--device", str(device)]
+        ours_launched = time.time()
+        _process([sys.executable, "-m", "lrsearch", *command, "--storage", url], "lrsearch run")
+        seconds = time.time() - ours_launched
+        study = load_existing("blobs_lr", open_storage(url, heartbeat=None))
+        attrs = study._storage.get_study_system_attrs(study._study_id)
+        (phases,) = [v for k, v in attrs.items() if k.startswith(RUN_PREFIX)]
+        (tally,) = [v for k, v in attrs.items() if k.startswith(TIMING_PREFIX)]
+        repeats = sum(REPEAT_OF in t.user_attrs for t in study.get_trials(deepcopy=False))
+        code = f"from lrsearch.bench import plain_search; plain_search({baseline_trials}, {str(device)!r}, {folder!r})"
+        launched = time.time()
+        said = _process([sys.executable, "-c", code], "the plain loop")
+        plain_seconds = time.time() - launched
+    optimizing = float(said.strip().splitlines()[-1])
+    return SearchTiming(
+        trials=trials,
+        repeats=repeats,
+        seconds=seconds,
+        startup=phases["started"] - ours_launched,
+        setup=phases["searching"] - phases["started"],
+        training=tally["training"],
+        asking=tally["asking"],
+        telling=tally["telling"],
+        pruning=tally["pruning"],
+        searching=phases["searched"] - phases["searching"],
+        report=phases["reported"] - phases["searched"],
+        plain_fixed=plain_seconds - optimizing,
+        plain_per_trial=optimizing / baseline_trials,
     )
-    problem = load_problem("blobs", device=device)
-    examples = len(problem.dataset.train) * spec.epochs
+
+
+def plain_search(trials: int, device: str, folder: str) -> None:
+    """The plain alternative, as a process runs it: Optuna's ``study.optimize`` on SQLite with TPE and an
+    objective that trains one ``blobs_lr`` configuration with a DataLoader and reports every epoch (Optuna's
+    PyTorch example); prints the seconds ``optimize`` took."""
+    spec = load_study_file(find_study("blobs_lr")).with_overrides(pruner="none", pruner_settings={}, population=1)
+    problem = load_problem("blobs", device=torch.device(device))
 
     def objective(trial: optuna.Trial) -> float:
         config = spec.space.sample(trial, seed=spec.trial_seed(trial.number))
@@ -186,29 +264,21 @@ def bench_search(device: torch.device, *, trials: int = 64, baseline_trials: int
             raise optuna.TrialPruned()  # diverged
         return result.val_metric
 
-    with tempfile.TemporaryDirectory() as folder:
-        ours = join_study(spec, open_storage(f"sqlite:///{folder}/population.db"), worker=worker_id())
-        plain = optuna.create_study(
-            storage=f"sqlite:///{folder}/plain.db",
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=spec.seed),
-        )
-        return [
-            _timed(
-                f"lrsearch search, population of {trials}",
-                trials,
-                trials * examples,
-                lambda: Search(spec, ours, problem).run(n_trials=trials, timeout=None),
-                device,
-            ),
-            _timed(
-                "Optuna study.optimize, DataLoader objective",
-                baseline_trials,
-                baseline_trials * examples,
-                lambda: plain.optimize(objective, n_trials=baseline_trials),
-                device,
-            ),
-        ]
+    study = optuna.create_study(
+        storage=f"sqlite:///{folder}/plain.db", direction="maximize", sampler=optuna.samplers.TPESampler(seed=0)
+    )
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    print(time.perf_counter() - started)
+
+
+def _process(command: list[str], what: str) -> str:
+    """Run ``command``; its stdout, or its error as one line."""
+    run = subprocess.run(command, check=False, capture_output=True, text=True)
+    if run.returncode != 0:
+        said = [line for line in run.stderr.splitlines() if line.strip()]
+        raise RuntimeFailure(f"{what} failed (exit {run.returncode}){': ' + said[-1] if said else ''}")
+    return run.stdout
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,8 +45,10 @@ from lrsearch.interrupts import Interrupted, OncePerBurst, ignored, noted
 from lrsearch.review.artifacts import ArtifactWriter, open_store, resolve_artifacts
 from lrsearch.review.dashboard import publish
 from lrsearch.review.report import StudyReport, build_report
+from lrsearch.schema import RUN_PREFIX
 from lrsearch.search.auto_lr import resolve_auto_lr
-from lrsearch.search.repeats import schedule_repeats
+from lrsearch.search.auto_population import resolve_auto_population
+from lrsearch.search.repeats import schedule_pbt, schedule_repeats
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.study import join_study
 from lrsearch.spec.studies import StudySpec, load_study
@@ -305,6 +307,7 @@ def run(
     Several ``workers`` are processes started here (multiprocessing's spawn), each sent the study and the
     problem: a problem passed in must then pickle and be importable by them (a module-level function in a
     file, not a lambda or a notebook's). Returns the report (None with ``report=False``: a worker only)."""
+    phases = {"started": time.time()}  # kept with the study: where a run's time went (``lrsearch bench``)
     worker_devices = _devices(devices, device)
     injected_oom_epoch()  # a fault switch set wrong is refused before anything is written
     if workers is not None:
@@ -338,6 +341,7 @@ def run(
     engine, jobs = None, []
     if count == 1:
         engine = spec.resolved_trainer.load(torch.device(worker_devices[0]), data_dir)
+        spec = resolve_auto_population(spec, engine, say=_said if progress else lambda text: None)
     else:
         spec.resolved_trainer.check_data(data_dir)  # each worker loads its own; this only checks it
         jobs = _jobs(
@@ -366,6 +370,7 @@ def run(
     store = open_store(location) if location else None
     if report and not retrying(optuna_dashboard.get_note, joined):
         retrying(publish, joined, spec)  # the question, before any answer
+    phases["searching"] = time.time()
     if engine is None:
         if progress:
             print(
@@ -379,9 +384,18 @@ def run(
         finally:
             if writer is not None:
                 writer.close()
+    phases["searched"] = time.time()
+    key = f"{RUN_PREFIX}{worker_id()}"
     if not report:
+        retrying(joined._storage.set_study_system_attr, joined._study_id, key, phases)
         return None
-    return Report(*retrying(_final_report, spec, url))
+    answer = Report(*retrying(_final_report, spec, url))
+    retrying(joined._storage.set_study_system_attr, joined._study_id, key, {**phases, "reported": time.time()})
+    return answer
+
+
+def _said(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def _jobs(
@@ -433,7 +447,7 @@ def _work(
     progress: bool | Literal["lines"],
     max_retry: int,
 ) -> None:
-    """This process as one worker: the search, then the repeats."""
+    """This process as one worker: the search, a PBT comparison's population, then the repeats."""
     device = problem.device
     spec = resolve_auto_lr(spec, study, problem)
     console = Console(stderr=True, quiet=not progress, force_terminal=False if progress == "lines" else None)
@@ -458,6 +472,10 @@ def _work(
     )
     with display.progress:
         search.run(n_trials=spec.n_trials, timeout=spec.timeout)
+        if spec.pbt is not None and spec.pbt.members is not None:
+            display.phase("PBT", None)
+            schedule_pbt(study, spec)
+            search.run(n_trials=None, timeout=None, drain_waiting=True)
         if spec.repeats:
             display.phase("repeats", None)
             schedule_repeats(study, spec)

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrsearch.bench import bench_blobs, bench_configs, bench_sampler, bench_workers, default_population
+from lrsearch.bench import (
+    bench_blobs,
+    bench_configs,
+    bench_sampler,
+    bench_search,
+    bench_workers,
+    default_population,
+)
 from lrsearch.engine import load_problem, train_population
 
 
@@ -19,6 +26,18 @@ def test_bench_blobs_measures_both_sides_on_the_same_work() -> None:
     assert (population.trials, generic.trials, plain.trials) == (8, 8, 2)
     assert population.examples == generic.examples == 8 * 500 * 3 and plain.examples == 2 * 500 * 3
     assert population.seconds > 0 and generic.seconds > 0 and plain.seconds > 0
+
+
+def test_bench_search_times_lrsearch_run_and_the_plain_loop_as_whole_processes() -> None:
+    timing = bench_search(torch.device("cpu"), trials=8, baseline_trials=1)
+    assert timing.trials == 8 and timing.repeats > 0  # blobs_lr's repeats ran, as a user's run has them
+    phases = (timing.startup, timing.setup, timing.searching, timing.report)
+    assert all(p > 0 for p in phases) and sum(phases) < timing.seconds
+    assert timing.training + timing.asking + timing.telling <= timing.searching
+    assert timing.fixed == pytest.approx(timing.seconds - timing.searching)
+    assert timing.plain_per_trial > 0 and timing.plain_fixed > 0
+    assert timing.plain_seconds == pytest.approx(timing.plain_fixed + 8 * timing.plain_per_trial)
+    assert timing.ratio == pytest.approx(timing.plain_seconds / timing.seconds)
 
 
 def test_default_population_by_device() -> None:

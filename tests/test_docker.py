@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from lrsearch.cli.dashboard import command as dashboard_command
 from lrsearch.cli.run import command as run_command
-from lrsearch.spec.studies import find_study
+from lrsearch.spec.files import find_study
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 

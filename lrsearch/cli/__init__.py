@@ -34,51 +34,61 @@ def check_free(host: str, port: int, what: str) -> None:
         raise RuntimeFailure(f"cannot serve {what} on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-@click.group(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
+#: The subcommands: the module of each (``command`` in it) and the line ``lrsearch --help`` lists it with.
+#: A command's module is imported only when it runs (or shows its own help): torch and Optuna take seconds.
+COMMANDS = {
+    "run": ("run", "Answer a study's question: search, repeat the best, compare."),
+    "studies": ("studies", "List the known studies and their questions."),
+    "trainers": ("trainers", "List the bundled trainers and the installed plug-ins."),
+    "report": ("report", "A study's comparison: best per group, repeats' mean and 95% CI."),
+    "dashboard": ("dashboard", "Serve optuna-dashboard: the studies, their notes and charts."),
+    "export": ("export", "Write a study's trials table as CSV, Parquet or JSON."),
+    "reap": ("reap", "Fail running trials whose worker is gone and re-enqueue them."),
+    "proxy": ("proxy", "Serve the study database to many workers (grpc://HOST:PORT)."),
+    "lr-find": ("lr_find", "The learning-rate range test: raise the rate, watch the loss."),
+    "train": ("train", "Train one configuration and report its epochs."),
+    "schedule": ("schedule", "Print a schedule's learning rate for each step as CSV."),
+    "bench": ("bench", "The population engine against the plain loop, end to end."),
+    "doctor": ("doctor", "Check that this device trains populations right and fast."),
+}
+
+
+class _Commands(click.Group):
+    """The subcommands of ``COMMANDS``, each imported when asked for (click's documented lazy group)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        import importlib
+
+        import optuna
+
+        module = importlib.import_module(f"lrsearch.cli.{COMMANDS[cmd_name][0]}")
+        # lrsearch reports progress itself; Optuna's per-trial INFO lines would drown it.
+        debug = ctx.find_root().params.get("debug", False)
+        optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=_Commands, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lrsearch")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def cli(debug: bool) -> None:
     """Learning-rate, momentum, decay, schedule and warmup search on Optuna."""
 
 
-def _register_commands(debug: bool) -> None:
-    """Import the commands (torch, optuna: seconds) inside main's error handling."""
-    import optuna
-
-    from lrsearch.cli import (
-        bench,
-        dashboard,
-        doctor,
-        export,
-        lr_find,
-        proxy,
-        reap,
-        report,
-        run,
-        schedule,
-        studies,
-        train,
-        trainers,
-    )
-
-    # lrsearch reports progress itself; Optuna's per-trial INFO lines would drown it.
-    optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
-    for module in (
-        run,
-        studies,
-        trainers,
-        report,
-        dashboard,
-        export,
-        reap,
-        proxy,
-        lr_find,
-        train,
-        schedule,
-        bench,
-        doctor,
-    ):
-        cli.add_command(module.command)
+def _import_command(args: Sequence[str]) -> None:
+    """Import the module of the command ``args`` name (the first of them that is one), if any."""
+    name = next((arg for arg in args if arg in COMMANDS), None)
+    if name is not None:
+        _Commands().get_command(click.Context(cli), name)
 
 
 def _storage_urls(args: Sequence[str]) -> list[str]:
@@ -106,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with interrupts() as started:
-            _register_commands(debug)
+            _import_command(args)  # its imports take seconds: a Ctrl-C there ends at once
             started()
             result = cli.main(args, prog_name="lrsearch", standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -9,7 +9,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lrsearch.bench import Measurement, bench_blobs, bench_lenet, bench_sampler, bench_search, bench_workers
+from lrsearch.bench import (
+    Measurement,
+    SearchTiming,
+    bench_blobs,
+    bench_lenet,
+    bench_sampler,
+    bench_search,
+    bench_workers,
+)
 from lrsearch.checks import MAX_WORKERS, integer
 from lrsearch.engine.devices import describe_device, resolve_device
 from lrsearch.engine.population import MAX_EPOCHS
@@ -24,9 +32,9 @@ from lrsearch.storage.urls import masked, resolve_url
     type=click.Choice(["blobs", "fashion_mnist", "search", "sampler", "workers", "all"]),
     default="all",
     show_default=True,
-    help="search: the blobs_lr study through Optuna, both sides on "
-    "SQLite; sampler: a round of asks, lrsearch's TPE against Optuna's; workers: --workers processes on "
-    "one study in --storage, and the time they spend outside training.",
+    help="search: `lrsearch run --study blobs_lr --pruner none` end to end against a plain Optuna loop, "
+    "each a whole process on SQLite; sampler: a round of asks, lrsearch's TPE against Optuna's; workers: "
+    "--workers processes on one study in --storage, and the time they spend outside training.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--population", type=int, help="Members trained at once (default: by trainer and device).")
@@ -46,9 +54,8 @@ from lrsearch.storage.urls import masked, resolve_url
 @click.option(
     "--trials",
     type=int,
-    default=512,
-    show_default=True,
-    help="For --trainer workers: search trials; sampler: finished trials in the study.",
+    help="For --trainer search: its trials (default 256); workers: search trials (512); sampler: finished "
+    "trials in the study (512).",
 )
 @click.option(
     "--sampler",
@@ -72,7 +79,7 @@ def command(
     data_dir: Path | None,
     storage: str | None,
     workers: int,
-    trials: int,
+    trials: int | None,
     sampler: str | None,
     pruner: str,
     as_json: bool,
@@ -89,6 +96,10 @@ def command(
         if value is not None:
             integer(name, value, 1, high)
     torch_device, url = resolve_device(device), resolve_url(storage)  # checked whatever the trainer
+    if trainer == "search":
+        _search(bench_search(torch_device, trials=trials or 256, baseline_trials=baseline_trials), as_json)
+        return
+    trials = trials or 512
     if trainer == "sampler":
         _sampler(trials=trials, workers=workers, population=population or 64, as_json=as_json)
         return
@@ -109,8 +120,6 @@ def command(
         results["blobs"] = bench_blobs(
             torch_device, population=population, baseline_trials=baseline_trials, epochs=epochs
         )
-    if trainer in ("search", "all"):
-        results["search"] = bench_search(torch_device, trials=population or 64, baseline_trials=baseline_trials)
     if trainer in ("fashion_mnist", "all"):
         results["fashion_mnist"] = bench_lenet(torch_device, population=population, data_dir=data_dir)
     if as_json:
@@ -151,6 +160,27 @@ def command(
         unit = "examples/s" if name == "fashion_mnist" else "trials/s"
         for label, ratio in _ratio(name, ms).items():
             console.print(f"  population / {label}: [bold]{ratio:.1f}x[/bold] {unit}")
+    if trainer == "all":
+        _search(bench_search(torch_device, baseline_trials=baseline_trials), as_json=False)
+
+
+def _search(timing: SearchTiming, as_json: bool) -> None:
+    if as_json:
+        extra = {name: getattr(timing, name) for name in ("fixed", "trials_per_second", "plain_seconds", "ratio")}
+        click.echo(json.dumps({**vars(timing), **extra}, indent=2))
+        return
+    other = timing.searching - timing.training - timing.asking - timing.telling - timing.pruning
+    click.echo(
+        f"lrsearch run --study blobs_lr --pruner none --n-trials {timing.trials}: {timing.seconds:.1f} s end to end "
+        f"({timing.trials} trials and {timing.repeats} repeats)\n"
+        f"  fixed: {timing.fixed:.1f} s (start-up and imports {timing.startup:.1f}, study, data and population "
+        f"{timing.setup:.1f}, report {timing.report:.1f}, exit {timing.fixed - timing.startup - timing.setup - timing.report:.1f})\n"
+        f"  trials: {timing.searching:.1f} s, {timing.trials_per_second:.1f} trials/s (training {timing.training:.1f}, "
+        f"asking {timing.asking:.1f}, telling {timing.telling:.1f}, pruning {timing.pruning:.1f}, other {other:.1f})\n"
+        f"plain Optuna loop (study.optimize, DataLoader objective), a process: {timing.plain_fixed:.1f} s fixed + "
+        f"{timing.plain_per_trial:.2f} s per trial = {timing.plain_seconds:.0f} s for {timing.trials} trials\n"
+        f"end to end: {timing.ratio:.1f}x the plain loop"
+    )
 
 
 def _workers(

@@ -195,7 +195,8 @@ class Piecewise(Schedule):
                 f"but got {len(self.values)}"
             )
         for v in self.values:
-            _factor("each value", v)
+            # A zero piece is a pause (a warmup from 0 starts with one, and a discovered schedule replays it).
+            number("each value", v, 0.0, MAX_FACTOR)
 
     def _rate(self, t: np.ndarray) -> np.ndarray:
         piece = np.searchsorted(np.asarray(self.boundaries), t, side="left")

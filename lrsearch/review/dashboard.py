@@ -9,7 +9,7 @@ import optuna_dashboard
 from lrsearch.review.figures import accuracy_vs_lr, lr_curves
 from lrsearch.review.report import StudyReport
 from lrsearch.spec.space import Choice, FloatRange, IntRange, Param
-from lrsearch.spec.studies import StudySpec
+from lrsearch.spec.studies import AUTO, StudySpec
 
 __all__ = ["CHARTS", "publish", "study_note"]
 
@@ -66,10 +66,15 @@ def _question(spec: StudySpec) -> list[str]:
         f"{spec.n_trials} search trials" if spec.n_trials else None,
         f"a {spec.timeout:g} s timeout" if spec.timeout else None,
     ]
+    at_once = (
+        "as many trials as trains fastest on each worker's device"
+        if spec.population == AUTO
+        else (f"{spec.population} trials")
+    )
     lines += [
         "",
         (
-            f"**Budget:** {' and '.join(b for b in budget if b)}; {spec.population} trials trained at once, "
+            f"**Budget:** {' and '.join(b for b in budget if b)}; {at_once} trained at once, "
             f"sampler `{spec.sampler}`, pruner `{spec.pruner}`."
         ),
     ]

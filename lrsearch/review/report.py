@@ -20,9 +20,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lrsearch.schema import REPEAT_OF
+from lrsearch.schema import PBT_SCHEDULE, REPEAT_OF
 from lrsearch.search.evidence import ALPHA, Difference, Interval, degenerate, difference, look_level, t_interval
-from lrsearch.search.pbt import EXPLOITS, discovered_schedule, lineage, study_snippet
+from lrsearch.search.pbt import EXPLOITS, lineage, study_snippet
 from lrsearch.search.repeats import best_per_group, group_of
 from lrsearch.search.study import metadata, metric_of
 
@@ -290,12 +290,16 @@ def _group_order(value: Any) -> tuple[int, float, str]:
 def _discovered(trials: list[FrozenTrial], maximize: bool) -> dict[str, Any] | None:
     """What a PBT study's best completed member followed, through its lineage."""
     members = {t.number: t for t in trials if EXPLOITS in t.user_attrs and "lr_history" in t.user_attrs}
-    done = [t for t in members.values() if t.state == TrialState.COMPLETE and t.value is not None]
+    done = [
+        t
+        for t in members.values()
+        if t.state == TrialState.COMPLETE and t.value is not None and PBT_SCHEDULE in t.user_attrs
+    ]
     if not done:
         return None
     best = (max if maximize else min)(done, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
     pieces = lineage(members, best.number)
-    found = discovered_schedule(members, best.number, pieces)
+    found = best.user_attrs[PBT_SCHEDULE]
     return {
         "trial": best.number,
         "lineage": [list(piece) for piece in pieces],

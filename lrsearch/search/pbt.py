@@ -3,8 +3,10 @@ members take whose weights (exploit), the hyperparameters they go on with (explo
 schedule a member actually followed, through every member whose weights it took (its lineage), as a
 ``piecewise`` schedule a study file can name.
 
-A trial records what it followed: ``lr_history`` (its rate per epoch) and ``pbt_exploits`` (per exploit,
-the epoch after which it took the donor trial's weights, the donor's number, and the new hyperparameters).
+A trial records what it followed: ``lr_history`` (its own rate per epoch), ``pbt_exploits`` (per exploit,
+the epoch after which it took the donor trial's weights, the donor's number, and the new hyperparameters)
+and ``pbt_schedule`` (the rates its weights followed, its donors' before each exploit, as a schedule a
+repeat replays from scratch).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from lrsearch.engine.config import TrainConfig
 from lrsearch.spec.pbt import PBTSettings
 from lrsearch.spec.space import FloatRange, SearchSpace
 
-__all__ = ["EXPLOITS", "Explorer", "discovered_schedule", "lineage", "piecewise", "study_snippet"]
+__all__ = ["EXPLOITS", "Explorer", "followed_schedule", "lineage", "piecewise", "replayed", "study_snippet"]
 
 #: The user attr that lists a PBT trial's exploits.
 EXPLOITS = "pbt_exploits"
@@ -40,7 +42,7 @@ class Explorer:
         """(recipient, donor) pairs: each member of the bottom quantile by ``scores`` (a NaN is the worst)
         and a donor drawn from the top quantile."""
         ranked = sorted(scores, key=lambda m: _rank_key(scores[m], maximize))
-        count = math.floor(len(ranked) * self.settings.quantile)
+        count = self.settings.exploited(len(ranked))
         if count == 0:
             return []
         top, bottom = ranked[:count], ranked[-count:]
@@ -91,24 +93,34 @@ def lineage(trials: Mapping[int, FrozenTrial], number: int) -> list[tuple[int, i
         current, until = int(last["donor"]), int(last["epoch"])
 
 
-def discovered_schedule(
-    trials: Mapping[int, FrozenTrial], number: int, pieces: Sequence[tuple[int, int]] | None = None
-) -> dict[str, Any]:
-    """The rate trial ``number``'s weights followed, epoch by epoch through its lineage (``pieces``, if
-    already found), as a ``piecewise`` schedule (``lr`` the first rate; boundaries the last epoch of each
-    constant piece, from 0), ready for a study file's ``[fixed]``."""
-    rates: list[float] = []
-    start = 0
-    for trial_number, until in pieces if pieces is not None else lineage(trials, number):
-        rates += list(trials[trial_number].user_attrs["lr_history"][start:until])
-        start = until
-    return piecewise(rates)
+def followed_schedule(rates: Sequence[float], config: TrainConfig) -> dict[str, Any]:
+    """What a PBT member's weights followed: the per-epoch ``rates`` (its donors' up to each exploit, then its
+    own) as ``piecewise``, with the momentum it ended with."""
+    return {**piecewise(rates), "momentum": config.momentum}
+
+
+def replayed(config: TrainConfig, found: Mapping[str, Any]) -> TrainConfig:
+    """``config`` training from scratch on a discovered schedule (``followed_schedule``): its rates per epoch,
+    warmup and any decay folded into them, with the momentum found."""
+    return dataclasses.replace(
+        config,
+        lr=float(found["lr"]),
+        schedule=found["schedule"],
+        schedule_params=found.get("piecewise", {}),
+        schedule_unit="epoch",
+        warmup=0,
+        decay=0.0,
+        momentum=float(found.get("momentum", config.momentum)),
+    )
 
 
 def piecewise(rates: Sequence[float]) -> dict[str, Any]:
-    """Per-epoch ``rates`` as ``piecewise``: values multiples of the first, a boundary where one changes."""
-    lr = float(rates[0])
-    boundaries, values = [], [1.0]
+    """Per-epoch ``rates`` (one above 0 at least) as ``piecewise``: ``lr`` the highest, values multiples of
+    it (0 for an epoch at rate 0, a warmup's first), a boundary where one changes."""
+    lr = float(max(rates))
+    if not lr > 0:
+        raise ValueError(f"rates must hold one above 0 but got {list(rates)}")
+    boundaries, values = [], [float(rates[0]) / lr]
     for epoch in range(1, len(rates)):
         if not math.isclose(rates[epoch], rates[epoch - 1], rel_tol=1e-9):
             boundaries.append(epoch - 1)  # piecewise: values[k] up to and at boundaries[k] (0-based steps)
@@ -121,6 +133,8 @@ def piecewise(rates: Sequence[float]) -> dict[str, Any]:
 def study_snippet(found: Mapping[str, Any]) -> str:
     """``discovered_schedule``'s result as the lines a study file fixes it with (a fixed list is one list)."""
     lines = ["[fixed]", f'schedule = "{found["schedule"]}"', f"lr = {found['lr']:.6g}"]
+    if found.get("momentum"):
+        lines.append(f"momentum = {found['momentum']:.6g}")
     if found["schedule"] == "piecewise":
         params = found["piecewise"]
         lines += [

@@ -1,7 +1,9 @@
-"""Repeats: the best configuration of each compared group, re-run with new seeds in the same study.
+"""What follows the search, enqueued once per study however many workers share it: a PBT comparison's
+population, then the repeats (the best configuration of each compared group, re-run with new seeds).
 
 A search picks its best trials as the maximum of many noisy runs, which flatters them; re-running each
-group's best with fresh seeds gives values that were not selected, and so a fair mean and interval. A study
+group's best with fresh seeds gives values that were not selected, and so a fair mean and interval. A
+repeat of a PBT member replays from scratch the schedule its weights followed (``search.pbt``). A study
 with ``repeats = { min, max }`` then adds a repeat to each of the two leading groups at a time until their
 difference is significant at the sequential rule's level, or they have ``max`` (``search.evidence``).
 """
@@ -9,14 +11,14 @@ difference is significant at the sequential rule's level, or they have ``max`` (
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import RuntimeFailure
-from lrsearch.schema import REPEAT_OF, repeat_keys
+from lrsearch.schema import PBT_GROUP, PBT_MEMBER, PBT_SCHEDULE, REPEAT_OF, REPLAY, pbt_keys, repeat_keys
 from lrsearch.search.evidence import degenerate, difference, look_level
 from lrsearch.spec.studies import StudySpec
 from lrsearch.storage import claim, fail_stale, retrying
@@ -27,6 +29,7 @@ __all__ = [
     "enqueue_more_repeats",
     "enqueue_repeats",
     "group_of",
+    "schedule_pbt",
     "schedule_repeats",
 ]
 
@@ -35,8 +38,9 @@ REPEAT_SEED_BASE = 1_000_000
 
 
 def group_of(trial: FrozenTrial, compare: str) -> object | None:
-    """The compared parameter's value for ``trial`` (as its study shows it), or None if it has none."""
-    return trial.params.get(compare)
+    """The compared parameter's value for ``trial`` (as its study shows it; ``"pbt"`` for a member of a PBT
+    comparison's population), or None if it has none."""
+    return PBT_GROUP if PBT_MEMBER in trial.user_attrs else trial.params.get(compare)
 
 
 def best_per_group(trials: Iterable[FrozenTrial], compare: str, *, maximize: bool = True) -> dict[object, FrozenTrial]:
@@ -52,9 +56,10 @@ def best_per_group(trials: Iterable[FrozenTrial], compare: str, *, maximize: boo
 
 
 def _repeat(study: optuna.Study, best: FrozenTrial, k: int) -> None:
-    study.enqueue_trial(
-        best.params, user_attrs={REPEAT_OF: best.number, "seed": REPEAT_SEED_BASE * (k + 1) + best.number}
-    )
+    attrs = {REPEAT_OF: best.number, "seed": REPEAT_SEED_BASE * (k + 1) + best.number}
+    if PBT_SCHEDULE in best.user_attrs:
+        attrs[REPLAY] = best.user_attrs[PBT_SCHEDULE]
+    study.enqueue_trial(best.params, user_attrs=attrs)
 
 
 def _repeats_of(trials: Iterable[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
@@ -116,27 +121,64 @@ def _still_running(study: optuna.Study, repeats: bool) -> bool:
     return any(repeats or REPEAT_OF not in t.user_attrs for t in running)
 
 
+def enqueue_members(study: optuna.Study, spec: StudySpec) -> int:
+    """A PBT comparison's population: ``members`` trials the sampler gives their first hyperparameters."""
+    assert spec.pbt is not None and spec.pbt.members is not None
+    for _ in range(spec.pbt.members):
+        study.enqueue_trial({}, user_attrs={PBT_MEMBER: True})
+    return spec.pbt.members
+
+
+def schedule_pbt(study: optuna.Study, spec: StudySpec, *, poll: float = 2.0, patience: float = 600.0) -> int:
+    """A PBT comparison's population, once per study: enqueued by one worker when no search trial is left
+    running in any worker; returns how many members."""
+    return _once(study, spec, pbt_keys, enqueue_members, everything=False, poll=poll, patience=patience)
+
+
 def schedule_repeats(
     study: optuna.Study, spec: StudySpec, *, look: int = 0, poll: float = 2.0, patience: float = 600.0
 ) -> int:
-    """The repeats, once per study however many workers share it: when no search trial is left running in
-    any worker (for a sequential study's ``look`` 1, 2, ...: no trial at all), exactly one worker (the one
-    that claims it) enqueues them, and the others wait until it has; returns how many were enqueued. A later,
-    longer search (more trials) gets its own claim, and repeats for any new best."""
+    """The repeats, once per study: when no search trial is left running in any worker (for a sequential
+    study's ``look`` 1, 2, ...: no trial at all); returns how many were enqueued. A later, longer search (more
+    trials) gets its own claim, and repeats for any new best."""
+    return _once(
+        study,
+        spec,
+        lambda searched: repeat_keys(searched, look),
+        enqueue_repeats if look == 0 else enqueue_more_repeats,
+        everything=look > 0,
+        poll=poll,
+        patience=patience,
+    )
+
+
+def _once(
+    study: optuna.Study,
+    spec: StudySpec,
+    keys: Callable[[int], tuple[str, str]],
+    enqueue: Callable[[optuna.Study, StudySpec], int],
+    *,
+    everything: bool,
+    poll: float,
+    patience: float,
+) -> int:
+    """Wait until no search trial (``everything``: no trial) is running or waiting in any worker; then exactly
+    one worker (the one that claims ``keys(searched trials)``) runs ``enqueue`` and marks it done, and the
+    others wait for the mark; returns how many trials were enqueued."""
     deadline = time.monotonic() + patience
-    while retrying(_still_running, study, look > 0):
+    while retrying(_still_running, study, everything):
         if time.monotonic() > deadline:
             raise RuntimeFailure(f"trials of study {spec.name} still running after {patience:.0f} s")
         retrying(fail_stale, study)  # a vanished worker's trials would keep everyone waiting
         time.sleep(poll)
     searched = sum(REPEAT_OF not in t.user_attrs for t in retrying(study.get_trials, deepcopy=False))
-    key, ready = repeat_keys(searched, look)
+    key, ready = keys(searched)
     if retrying(claim, study, key):
-        added = retrying(enqueue_repeats if look == 0 else enqueue_more_repeats, study, spec)
+        added = retrying(enqueue, study, spec)
         retrying(study._storage.set_study_system_attr, study._study_id, ready, added)
         return added
     while (added := retrying(lambda: study._storage.get_study_system_attrs(study._study_id).get(ready))) is None:
         if time.monotonic() > deadline:
-            raise RuntimeFailure(f"the repeats of study {spec.name} were claimed but never enqueued")
+            raise RuntimeFailure(f"what follows the search in study {spec.name} was claimed but never enqueued")
         time.sleep(poll)
     return int(added)

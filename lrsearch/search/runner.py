@@ -46,8 +46,8 @@ from lrsearch.engine.devices import host_device, release_memory
 from lrsearch.engine.faults import injected_oom_epoch, is_out_of_memory
 from lrsearch.errors import ConfigError, one_line
 from lrsearch.interrupts import check as check_interrupted
-from lrsearch.schema import REPEAT_OF, TIMING_PREFIX
-from lrsearch.search.pbt import EXPLOITS, Explorer
+from lrsearch.schema import OUTSIDE_BUDGET, PBT_MEMBER, PBT_SCHEDULE, REPEAT_OF, REPLAY, TIMING_PREFIX
+from lrsearch.search.pbt import EXPLOITS, Explorer, followed_schedule, replayed
 from lrsearch.search.pruning import PercentilePruner, PruningView
 from lrsearch.search.samplers import GroupSampler
 from lrsearch.search.telling import Teller, finished_view
@@ -128,9 +128,11 @@ class _Live:
     trial: optuna.Trial
     config: TrainConfig
     repeat: bool  # repeats run to the end: their point is a value nobody selected
+    pbt: bool = False  # trains as PBT (exploited and explored, never pruned)
     values: dict[int, float] = dataclasses.field(default_factory=dict)
     system_attrs: dict[str, object] = dataclasses.field(default_factory=dict)
     exploits: list[dict[str, object]] = dataclasses.field(default_factory=list)  # PBT: whose weights it took
+    followed: list[float] = dataclasses.field(default_factory=list)  # PBT: the rates its weights followed
     best: float = math.nan  # the best of ``values`` (NaN while there is none), kept as they come
 
     def report(self, step: int, value: float, direction: StudyDirection) -> None:
@@ -212,6 +214,7 @@ class Search:
         self.on_notice = on_notice or _log.warning
         self.space: SearchSpace = spec.space
         self._explorer = Explorer(spec.pbt, self.space, seed=spec.seed) if spec.pbt is not None else None
+        self._every_trial_pbt = spec.pbt is not None and spec.pbt.members is None
         self.pruner = study.pruner  # made once, by join_study, from the spec's checked settings
         self._direction = study.direction
         self._maximize = study.direction == StudyDirection.MAXIMIZE
@@ -236,7 +239,8 @@ class Search:
     # --- budget -------------------------------------------------------------------------------------------
 
     def _search_trials(self) -> list[FrozenTrial]:
-        return [t for t in self.study.get_trials(deepcopy=False, states=BUDGET_STATES) if REPEAT_OF not in t.user_attrs]
+        trials = self.study.get_trials(deepcopy=False, states=BUDGET_STATES)
+        return [t for t in trials if not any(key in t.user_attrs for key in OUTSIDE_BUDGET)]
 
     def _others_running(self, drain_waiting: bool) -> bool:
         """Whether trials of this phase are running or waiting, once this worker's population is empty (so
@@ -245,7 +249,7 @@ class Search:
         if not self._beating:
             return False
         active = (TrialState.RUNNING, TrialState.WAITING)
-        return count_trials(self.study, active, user_attr=REPEAT_OF, present=drain_waiting) > 0
+        return count_trials(self.study, active, user_attrs=OUTSIDE_BUDGET, present=drain_waiting) > 0
 
     # --- asking -------------------------------------------------------------------------------------------
 
@@ -261,8 +265,8 @@ class Search:
         if (
             not drain_waiting
             and n_trials is not None
-            and retrying(count_trials, self.study, BUDGET_STATES, user_attr=REPEAT_OF) >= n_trials
-            and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attr=REPEAT_OF)
+            and retrying(count_trials, self.study, BUDGET_STATES, user_attrs=OUTSIDE_BUDGET) >= n_trials
+            and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attrs=OUTSIDE_BUDGET)
         ):
             return True
         refreshed(self.study)
@@ -312,8 +316,10 @@ class Search:
             trial = self.study.ask()
             self._asking = trial  # from here on, a failure must end it (``_fail_live``)
             started(trial._trial_id)
-            seed = trial.user_attrs.get("seed", self.spec.trial_seed(trial.number))
-            config = self.space.sample(trial, seed=int(seed))
+            attrs = trial.user_attrs
+            config = self.space.sample(trial, seed=int(attrs.get("seed", self.spec.trial_seed(trial.number))))
+            if REPLAY in attrs:  # a repeat of a PBT member: the schedule its weights followed, from scratch
+                config = replayed(config, attrs[REPLAY])
             began = time.perf_counter()
             member = population.add(config)
             self.tally.training += time.perf_counter() - began  # the member's weights: the trainer's work
@@ -324,7 +330,10 @@ class Search:
             self.tally.failed += 1
             return
         self._asking = None
-        self._live[member] = _Live(trial, config, repeat=REPEAT_OF in trial.user_attrs)
+        repeat = REPEAT_OF in attrs
+        # A PBT study's trials train as PBT; a comparison's only its PBT population's members.
+        pbt = self._explorer is not None and not repeat and (self._every_trial_pbt or PBT_MEMBER in attrs)
+        self._live[member] = _Live(trial, config, repeat=repeat, pbt=pbt)
 
     # --- every epoch --------------------------------------------------------------------------------------
 
@@ -332,8 +341,11 @@ class Search:
         """Record each member's validation metric and ask the pruner about each (one read at the most)."""
         finite = [r for r in reports if not r.diverged]
         for r in finite:
-            self._live[r.member].report(r.metrics.epoch, r.metrics.val_metric, self._direction)
-        prunable = [r for r in finite if not self._live[r.member].repeat]
+            live = self._live[r.member]
+            live.report(r.metrics.epoch, r.metrics.val_metric, self._direction)
+            if live.pbt:
+                live.followed.append(r.metrics.lr)
+        prunable = [r for r in finite if not (self._live[r.member].repeat or self._live[r.member].pbt)]
         if isinstance(self.pruner, optuna.pruners.NopPruner) or not prunable:
             return []
         started = time.perf_counter()
@@ -357,7 +369,7 @@ class Search:
         and optimizer state of members of the top quantile, and go on with those members' hyperparameters
         explored; each records it (``pbt_exploits``)."""
         assert self.spec.pbt is not None
-        trained = {member: live for member, live in self._live.items() if live.values}
+        trained = {member: live for member, live in self._live.items() if live.pbt and live.values}
         epoch = max((len(live.values) for live in trained.values()), default=0)
         if epoch == 0 or epoch % self.spec.pbt.interval or epoch >= self.spec.epochs:
             return
@@ -369,6 +381,7 @@ class Search:
             population.exploit(recipient, donor)
             population.retune(recipient, config)
             live.config = config
+            live.followed = list(self._live[donor].followed)  # the rates its weights followed so far
             live.exploits.append(
                 {
                     "epoch": epoch,
@@ -398,7 +411,11 @@ class Search:
             f"train_{metric}_history": [m.train_metric for m in history],  # the loss's, where the metric is the loss
             "train_loss_history": [m.train_loss for m in history],
             "val_loss_history": [m.val_loss for m in history],
-            **({EXPLOITS: live.exploits} if self._explorer is not None else {}),
+            **(
+                {EXPLOITS: live.exploits, PBT_SCHEDULE: followed_schedule(live.followed, live.config)}
+                if live.pbt and any(rate > 0 for rate in live.followed)
+                else {}
+            ),
             # What the problem records of its parameters (seed 004's learned weight), epoch by epoch.
             **{
                 f"{key}_history": [m.recorded.get(key) for m in history]
@@ -414,7 +431,7 @@ class Search:
         trial), written behind the training (``search.telling``)."""
         if not results:
             return
-        batch = [(r, self._live.pop(r.member)) for r in results]
+        batch = [(r, self._live[r.member]) for r in results]
         records = [
             TrialRecord(
                 live.trial._trial_id,
@@ -432,6 +449,8 @@ class Search:
             finished_view(live.trial._cached_frozen_trial, record, live.system_attrs)
             for (_, live), record in zip(batch, records, strict=True)
         ]
+        for r in results:  # once their records are made: until then an error must end them (``_fail_live``)
+            del self._live[r.member]
         finishing(self.study, views, records)
         teller.tell(records, batch)
 

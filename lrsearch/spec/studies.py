@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +24,7 @@ from lrsearch.engine.problem import Problem
 from lrsearch.engine.schedules import SCHEDULES, param_types
 from lrsearch.errors import ConfigError
 from lrsearch.spec.choices import SAMPLERS, pruner_settings
+from lrsearch.spec.files import find_study, read_study_file
 from lrsearch.spec.pbt import STRATEGIES, PBTSettings, parse_pbt
 from lrsearch.spec.space import (
     ARM,
@@ -39,7 +38,7 @@ from lrsearch.spec.space import (
     SearchSpace,
 )
 
-__all__ = ["StudySpec", "bundled_dir", "find_study", "list_studies", "load_study", "load_study_file"]
+__all__ = ["StudySpec", "load_study", "load_study_file"]
 
 _KEYS = {
     "question",
@@ -65,6 +64,10 @@ _KEYS = {
 _GPU_KEYS = {"n_trials", "timeout", "population"}
 #: The ranges of a study's counts (its run length's are the engine's).
 MAX_POPULATION = 4096
+#: ``population = "auto"``: sized where the study runs, by timing this device (``engine.sizing``).
+AUTO = "auto"
+#: The largest population "auto" chooses for a study without ``n_trials`` to bound it.
+AUTO_MOST = 1024
 MAX_REPEATS = 1000
 #: Choices a list may offer, and combinations of choices and range ends a space may have (each one is
 #: built when the file is checked, so that none fails only once a study runs).
@@ -89,7 +92,7 @@ class StudySpec:
     repeats: int
     n_trials: int | None
     timeout: float | None
-    population: int
+    population: int | str  # or AUTO, until a worker sizes it for its device
     sampler: str
     pruner: str
     pruner_settings: Mapping[str, Any]
@@ -99,7 +102,8 @@ class StudySpec:
     resolved_trainer: Trainer = dataclasses.field(compare=False, repr=False)
     gpu: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     max_repeats: int | None = None
-    #: ``pbt``: the trials of a population train as one PBT population (``spec.pbt``); None: a search.
+    #: ``pbt``: every trial trains as PBT, or with ``members`` a PBT population follows the search and is
+    #: compared with it (``spec.pbt``); None: a search.
     pbt: PBTSettings | None = None
     #: The pruner's settings as ``choices.pruner_settings`` checked and sized them to the run (set by the check).
     pruner_config: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -111,6 +115,17 @@ class StudySpec:
     def with_overrides(self, **changes: Any) -> StudySpec:
         """The study with command-line overrides (None leaves a value as the file has it), re-validated."""
         return _check_run(dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}))
+
+    @property
+    def largest_population(self) -> int:
+        """The population: as given, or the most ``"auto"`` may choose: a quarter of ``n_trials`` (the sampler
+        learns from finished trials, and a population of all of them would be a random search), at least
+        a PBT population's members."""
+        if self.population != AUTO:
+            return int(self.population)
+        most = max(1, self.n_trials // 4) if self.n_trials else AUTO_MOST
+        members = self.pbt.members if self.pbt is not None and self.pbt.members else 1
+        return min(MAX_POPULATION, max(most, members))
 
     def trial_seed(self, number: int) -> int:
         """The seed search trial ``number`` trains with (a member's seeds follow from it:
@@ -126,43 +141,6 @@ class StudySpec:
             "compare": self.compare,
             "space": _space_json(self.space),
         }
-
-
-def bundled_dir() -> Path:
-    """The bundled studies: package data, in a checkout and in an installed wheel alike."""
-    return Path(__file__).resolve().parent.parent / "bundled_studies"
-
-
-def _search_dirs() -> list[Path]:
-    dirs = [Path.cwd() / "studies", bundled_dir()]
-    if os.environ.get("LRSEARCH_STUDIES"):
-        dirs.insert(0, Path(os.environ["LRSEARCH_STUDIES"]))
-    return list(dict.fromkeys(d.resolve() for d in dirs))
-
-
-def find_study(name_or_path: str) -> Path:
-    """A study file: a path to a .toml file, or a name looked up in $LRSEARCH_STUDIES, ./studies, the
-    bundled studies."""
-    if name_or_path.endswith(".toml") or os.sep in name_or_path:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ConfigError(f"study file {name_or_path} does not exist")
-        return path
-    for folder in _search_dirs():
-        candidate = folder / f"{name_or_path}.toml"
-        if candidate.is_file():
-            return candidate
-    known = ", ".join(sorted(p.stem for p in list_studies())) or "none"
-    raise ConfigError(f"unknown study {name_or_path!r} (known: {known})")
-
-
-def list_studies() -> list[Path]:
-    """Study files on the search path, first of each name."""
-    found: dict[str, Path] = {}
-    for folder in _search_dirs():
-        for path in sorted(folder.glob("*.toml")):
-            found.setdefault(path.stem, path)
-    return list(found.values())
 
 
 def load_study(
@@ -184,14 +162,7 @@ def load_study(
 
 def load_study_file(path: Path, *, problem: Problem | None = None) -> StudySpec:
     """Read and validate a study file."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a study file is TOML, which is UTF-8") from None
-    except (OSError, ValueError) as exc:  # ValueError: a path the system cannot even look up (a NUL in it)
-        raise ConfigError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    raw = read_study_file(path)
     try:
         return _parse(path, raw, problem)
     except ConfigError as exc:
@@ -233,8 +204,12 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
             resolved = resolve(trainer, beside=path.parent)
         except ConfigError as exc:
             raise ConfigError(f"trainer: {exc}") from None
-    # A PBT population trains every member to the end; a search prunes against the median by default.
-    pruner, pruner_settings = _parse_pruner(raw.get("pruner", "none" if raw.get("strategy") == "pbt" else "median"))
+    # A PBT population trains every member to the end; a search (that of a PBT comparison too) prunes
+    # against the median by default.
+    every_trial_pbt = raw.get("strategy") == "pbt" and not (
+        isinstance(raw.get("pbt"), dict) and "members" in raw["pbt"]
+    )
+    pruner, pruner_settings = _parse_pruner(raw.get("pruner", "none" if every_trial_pbt else "median"))
     timeout = raw.get("timeout")
     if timeout is not None:
         _expect("timeout", timeout, (int, float), "seconds > 0")
@@ -318,7 +293,8 @@ def _check_run(spec: StudySpec) -> StudySpec:
     _checked("epochs", integer, spec.epochs, 1, MAX_EPOCHS)
     if spec.batch_size is not None:
         _checked("batch_size", integer, spec.batch_size, 1, MAX_BATCH_SIZE)
-    _checked("population", integer, spec.population, 1, MAX_POPULATION)
+    if spec.population != AUTO:
+        _checked("population", integer, spec.population, 1, MAX_POPULATION)
     _checked("repeats", integer, spec.repeats, 0, MAX_REPEATS)
     if spec.max_repeats is not None:
         # Adapting needs a spread to test from the start: at least two repeats a group.
@@ -330,12 +306,28 @@ def _check_run(spec: StudySpec) -> StudySpec:
     if spec.timeout is not None:
         timeout = _checked("timeout", number, spec.timeout, 0.0, MAX_SECONDS, low_open=True)
         spec = dataclasses.replace(spec, timeout=timeout)
-    if spec.pbt is not None and spec.pruner != "none":
-        raise ConfigError(f'pruner: a PBT population trains every member to the end: "none" but got {spec.pruner!r}')
+    if spec.pbt is not None:
+        if spec.pbt.members is None and spec.pruner != "none":
+            raise ConfigError(
+                f'pruner: a PBT population trains every member to the end: "none" but got {spec.pruner!r}'
+            )
+        if spec.pbt.members is not None and spec.pbt.members > spec.largest_population:
+            raise ConfigError(
+                f"pbt.members: a PBT population trains together, so at most the population ({spec.population}) "
+                f"but got {spec.pbt.members}"
+            )
+        size = spec.pbt.members or spec.largest_population
+        if spec.pbt.exploited(size) == 0:
+            raise ConfigError(
+                f"pbt: in a PBT population of {size} a quantile of {spec.pbt.quantile} exploits nobody: "
+                f"at least {math.ceil(1 / spec.pbt.quantile)} members train together"
+            )
     if not isinstance(spec.sampler, str) or spec.sampler not in SAMPLERS:
         raise ConfigError(f"sampler: unknown sampler {spec.sampler!r}; choose from {', '.join(SAMPLERS)}")
     try:
-        sized = pruner_settings(spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.population)
+        sized = pruner_settings(
+            spec.pruner, spec.pruner_settings, epochs=spec.epochs, population=spec.largest_population
+        )
     except ConfigError as exc:
         raise ConfigError(f"pruner: {exc}") from None
     return dataclasses.replace(spec, pruner_config=sized)
@@ -519,6 +511,12 @@ def _check_space(spec: StudySpec) -> None:
         for branch in space.branches:
             if branch in names and branch not in reachable:
                 raise ConfigError(f"space.{branch}: the {kind} {branch} is never chosen, so its table would be ignored")
+    optimizers = space.params.get("optimizer")
+    if spec.pbt is not None and isinstance(optimizers, Choice) and len(optimizers.values) > 1:
+        raise ConfigError(
+            "space.optimizer: a PBT member takes another's optimizer state, so they share one optimizer: "
+            "fix it in [fixed]"
+        )
     compared = space.find(spec.compare)
     if not isinstance(compared, Choice):
         names = ", ".join(n for n in space.param_names() if isinstance(space.find(n), Choice)) or "none"

@@ -9,47 +9,43 @@ at the schema version it names), ``workers`` (the same operations on any storage
 
 from __future__ import annotations
 
-from lrsearch.storage.heartbeat import Heartbeat
-from lrsearch.storage.opening import open_storage
-from lrsearch.storage.records import TrialRecord
-from lrsearch.storage.retries import retrying
-from lrsearch.storage.study_storage import StudyStorage
-from lrsearch.storage.tables import SCHEMA_VERSION
-from lrsearch.storage.view import CompletedValues, StudyView
-from lrsearch.storage.workers import (
-    asking,
-    claim,
-    completed,
-    count_trials,
-    fail_stale,
-    finishing,
-    heartbeat_of,
-    holding,
-    record_heartbeats,
-    refreshed,
-    values_at,
-    write_finished,
-)
+from typing import Any
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "CompletedValues",
-    "Heartbeat",
-    "StudyStorage",
-    "StudyView",
-    "TrialRecord",
-    "asking",
-    "claim",
-    "completed",
-    "count_trials",
-    "fail_stale",
-    "finishing",
-    "heartbeat_of",
-    "holding",
-    "open_storage",
-    "record_heartbeats",
-    "refreshed",
-    "retrying",
-    "values_at",
-    "write_finished",
-]
+#: Where each name lives: imported on first use (Optuna and SQLAlchemy take most of a second), so that a
+#: command that needs only ``urls`` does not wait for them. Named here, not looked up: ``from lrsearch.storage
+#: import tables`` asks this module for ``tables`` before it imports the submodule.
+_NAMES = {
+    "Heartbeat": "heartbeat",
+    "open_storage": "opening",
+    "TrialRecord": "records",
+    "retrying": "retries",
+    "StudyStorage": "study_storage",
+    "SCHEMA_VERSION": "tables",
+    "CompletedValues": "view",
+    "StudyView": "view",
+    **dict.fromkeys(
+        (
+            "asking",
+            "claim",
+            "completed",
+            "count_trials",
+            "fail_stale",
+            "finishing",
+            "heartbeat_of",
+            "holding",
+            "record_heartbeats",
+            "refreshed",
+            "values_at",
+            "write_finished",
+        ),
+        "workers",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"lrsearch.storage.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'lrsearch.storage' has no attribute {name!r}")

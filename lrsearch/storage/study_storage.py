@@ -293,9 +293,9 @@ class StudyStorage(BaseStorage):
             tables.record_heartbeats(self.backend, trial_ids)
 
     def count_trials(
-        self, study_id: int, states: Sequence[TrialState], *, user_attr: str | None = None, present: bool = False
+        self, study_id: int, states: Sequence[TrialState], *, user_attrs: Sequence[str] = (), present: bool = False
     ) -> int:
-        return tables.count_trials(self.backend, study_id, states, user_attr, present)
+        return tables.count_trials(self.backend, study_id, states, user_attrs, present)
 
     def claim(self, study_id: int, key: str) -> bool:
         return tables.claim(self.backend, study_id, key)

@@ -623,18 +623,18 @@ def claim(backend: RDBStorage, study_id: int, key: str) -> bool:
 
 
 def count_trials(
-    backend: RDBStorage, study_id: int, states: Sequence[TrialState], user_attr: str | None, present: bool
+    backend: RDBStorage, study_id: int, states: Sequence[TrialState], user_attrs: Sequence[str], present: bool
 ) -> int:
-    """How many of the study's trials are in ``states`` (and have the user attr ``user_attr``, or lack it
-    unless ``present``), in one query."""
+    """How many of the study's trials are in ``states`` (and lack every user attr of ``user_attrs``, or with
+    ``present`` have one of them), in one query."""
     trials, attrs = models.TrialModel, models.TrialUserAttributeModel
     query = (
         sqlalchemy.select(sqlalchemy.func.count())
         .select_from(trials)
         .where(trials.study_id == study_id, trials.state.in_(list(states)))
     )
-    if user_attr is not None:
-        marked = sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key == user_attr)
+    if user_attrs:
+        marked = sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key.in_(list(user_attrs)))
         query = query.where(marked if present else ~marked)
     with _reading(backend) as session:
         return int(session.scalar(query))

@@ -15,11 +15,12 @@ import os
 import re
 import urllib.parse
 from collections.abc import Iterable
-
-import sqlalchemy
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING
 
 from lrsearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = ["DEFAULT_STORAGE", "GRPC", "grpc_address", "masked", "passwords", "redact", "resolve_url", "sqlite_file"]
 
@@ -48,15 +49,22 @@ def masked(url: str) -> str:
     return scheme + "://" + _PASSWORD_PARAMETER.sub(r"\1\2***", rest)
 
 
+def _parsed(url: str) -> URL | None:
+    """``url`` parsed by SQLAlchemy (imported here: showing and redacting URLs, which every command's error
+    may do, must not wait for it), or None where it does not parse."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return None
+
+
 def _parses(url: str) -> bool:
     if url.startswith(GRPC):
         host, _, port = url.removeprefix(GRPC).rstrip("/").rpartition("@")[2].rpartition(":")
         return bool(host) and port.isdigit()
-    try:
-        make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return False
-    return True
+    return _parsed(url) is not None
 
 
 def passwords(url: str) -> list[str]:
@@ -86,10 +94,9 @@ def resolve_url(flag: str | None) -> str:
     if url.startswith(GRPC):
         grpc_address(url)
         return url
-    try:
-        parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise ConfigError(f"storage {masked(url)} is not a database URL (the shape: {_SHAPE}; {_ENCODE})") from None
+    parsed = _parsed(url)
+    if parsed is None:
+        raise ConfigError(f"storage {masked(url)} is not a database URL (the shape: {_SHAPE}; {_ENCODE})")
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in _SCHEMES:
         raise ConfigError(f"storage URL scheme {parsed.drivername!r} is not supported; use {_SHAPE}")
@@ -121,7 +128,7 @@ def sqlite_file(url: str) -> str | None:
     """The database file of a ``sqlite:///FILE`` URL; None for any other storage (or SQLite in memory)."""
     if url.startswith(GRPC):
         return None
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    parsed = _parsed(url)
+    if parsed is None or parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return parsed.database

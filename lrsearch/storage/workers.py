@@ -134,14 +134,14 @@ def values_at(study: optuna.Study, steps: Iterable[int]) -> dict[int, dict[int, 
 
 
 def count_trials(
-    study: optuna.Study, states: Sequence[TrialState], *, user_attr: str | None = None, present: bool = False
+    study: optuna.Study, states: Sequence[TrialState], *, user_attrs: Sequence[str] = (), present: bool = False
 ) -> int:
-    """How many of the study's trials are in ``states`` (and have the user attr ``user_attr``, or lack it
-    unless ``present``): on a database, one query instead of a read of the study."""
+    """How many of the study's trials are in ``states`` (and lack every user attr of ``user_attrs``, or with
+    ``present`` have one of them): on a database, one query instead of a read of the study."""
     if isinstance(study._storage, StudyStorage):
-        return study._storage.count_trials(study._study_id, states, user_attr=user_attr, present=present)
+        return study._storage.count_trials(study._study_id, states, user_attrs=user_attrs, present=present)
     trials = study.get_trials(deepcopy=False, states=states)
-    return sum(user_attr is None or (user_attr in t.user_attrs) == present for t in trials)
+    return sum(not user_attrs or any(k in t.user_attrs for k in user_attrs) == present for t in trials)
 
 
 def claim(study: optuna.Study, key: str) -> bool:

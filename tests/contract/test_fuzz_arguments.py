@@ -23,7 +23,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from lrsearch.cli import _register_commands, cli
+from lrsearch.cli import cli
 from lrsearch.engine.schedules import SCHEDULES
 from tests.conftest import fresh_postgres, write_study
 from tests.contract.conftest import Contract, fuzz_settings, snapshot
@@ -243,7 +243,7 @@ def values(places: Places) -> dict[str, dict[str, Values]]:
             "--device": devices,
             "--json": flag,
         },
-        "studies": {},
+        "studies": {"--check": flag},
         "trainers": {},
     }
 
@@ -406,10 +406,12 @@ def test_every_command_line_runs_or_ends_as_one_line(
 
 def test_every_option_is_fuzzed(tmp_path: Path) -> None:
     """Every option of every command has values in the table (a new option must be added to it)."""
-    _register_commands(False)
     places = Places(tmp_path, tmp_path, tmp_path, tmp_path, 1, "postgresql://")
     table = values(places)
-    assert sorted(table) == sorted(cli.commands) == COMMANDS
-    for name, command in cli.commands.items():
+    context = click.Context(cli)
+    assert sorted(table) == cli.list_commands(context) == COMMANDS
+    for name in COMMANDS:
+        command = cli.get_command(context, name)
+        assert command is not None and command.name == name
         declared = {"TYPE" if isinstance(p, click.Argument) else p.opts[0] for p in command.params}
         assert declared == set(table[name]), (name, declared ^ set(table[name]))

@@ -8,7 +8,8 @@ from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 
 from lrsearch.review.dashboard import CHARTS, publish, study_note
 from lrsearch.review.report import build_report
-from lrsearch.spec.studies import find_study, load_study_file
+from lrsearch.spec.files import find_study
+from lrsearch.spec.studies import load_study_file
 from lrsearch.storage import open_storage
 from tests.conftest import Reviewed
 

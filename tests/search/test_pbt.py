@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 
 from lrsearch.engine import Problem, load_problem
 from lrsearch.engine.config import TrainConfig
-from lrsearch.engine.schedules import create_schedule
 from lrsearch.errors import ConfigError
-from lrsearch.search.pbt import EXPLOITS, Explorer, discovered_schedule, lineage, piecewise
+from lrsearch.schema import PBT_SCHEDULE
+from lrsearch.search.pbt import EXPLOITS, Explorer, followed_schedule, lineage, piecewise, replayed
 from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
 from lrsearch.spec.pbt import PBTSettings
@@ -87,7 +87,15 @@ def _trial(number: int, rates: list[float], exploits: list[dict]) -> optuna.tria
     )
 
 
-def test_the_lineage_follows_every_donor_back_and_hands_back_a_piecewise_schedule() -> None:
+def _stitched(trials: dict[int, optuna.trial.FrozenTrial], number: int) -> list[float]:
+    """The rates ``number``'s weights followed, by its lineage: each ancestor's own rates up to its piece's end."""
+    rates: list[float] = []
+    for ancestor, until in lineage(trials, number):
+        rates += trials[ancestor].user_attrs["lr_history"][len(rates) : until]
+    return rates
+
+
+def test_the_lineage_follows_every_donor_back() -> None:
     # 0 trained at 0.1 throughout; 1 took 0's weights after epoch 3 (then 0.08); 2 took 1's after epoch 6.
     trials = {
         0: _trial(0, [0.1] * 9, []),
@@ -95,13 +103,23 @@ def test_the_lineage_follows_every_donor_back_and_hands_back_a_piecewise_schedul
         2: _trial(2, [0.01] * 6 + [0.096] * 3, [{"epoch": 6, "donor": 1}]),
     }
     assert lineage(trials, 2) == [(0, 3), (1, 6), (2, 9)]
-    found = discovered_schedule(trials, 2)
-    assert found["schedule"] == "piecewise" and found["lr"] == pytest.approx(0.1)
+    assert _stitched(trials, 2) == [0.1] * 3 + [0.08] * 3 + [0.096] * 3
+
+
+def test_followed_rates_become_a_piecewise_schedule_that_replays_them() -> None:
+    rates = [0.1] * 3 + [0.08] * 3 + [0.096] * 3
+    found = followed_schedule(rates, TrainConfig(lr=0.5, momentum=0.7, warmup=2, decay=0.01, schedule="cosine"))
+    assert found["schedule"] == "piecewise" and found["lr"] == pytest.approx(0.1) and found["momentum"] == 0.7
     assert found["piecewise"]["boundaries"] == [2, 5]
     assert found["piecewise"]["values"] == pytest.approx([1.0, 0.8, 0.96])
-    replay = create_schedule("piecewise", found["lr"], found["piecewise"])
-    np.testing.assert_allclose(replay(np.arange(9)), [0.1] * 3 + [0.08] * 3 + [0.096] * 3)
+    replay = replayed(TrainConfig(lr=0.5, momentum=0.1, warmup=2, decay=0.01, schedule="cosine", seed=9), found)
+    assert (replay.warmup, replay.decay, replay.momentum, replay.seed) == (0, 0.0, 0.7, 9)
+    np.testing.assert_allclose(replay.build_schedule(9)(np.arange(9)), rates)
     assert piecewise([0.2, 0.2]) == {"schedule": "constant", "lr": 0.2}
+    # A warmup from 0: the peak is the rate, and the first epoch a pause that replays as one.
+    paused = piecewise([0.0, 0.1, 0.1])
+    assert paused == {"schedule": "piecewise", "lr": 0.1, "piecewise": {"boundaries": [0], "values": [0.0, 1.0]}}
+    np.testing.assert_allclose(replayed(TrainConfig(), paused).build_schedule(3)(np.arange(3)), [0.0, 0.1, 0.1])
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +145,11 @@ def test_a_pbt_population_exploits_explores_and_records_what_it_followed(tmp_pat
         assert exploit["donor"] != trial.number and exploit["donor"] in trials
         # From the exploit on, the trial follows the rate it was given (until its next exploit).
         assert trial.user_attrs["lr_history"][exploit["epoch"]] == pytest.approx(exploit["lr"])
-    best = max(trials.values(), key=lambda t: t.value)
-    found = discovered_schedule(trials, best.number)
-    assert found["schedule"] in ("constant", "piecewise") and found["lr"] > 0
+    # What each trial's weights followed, recorded as it trained, is what its lineage says.
+    for trial in trials.values():
+        found = trial.user_attrs[PBT_SCHEDULE]
+        replay = replayed(TrainConfig(), found).build_schedule(12)
+        np.testing.assert_allclose(replay(np.arange(12)), _stitched(trials, trial.number), rtol=1e-9)
 
 
 def test_a_pbt_study_refuses_a_pruner_and_bad_settings(tmp_path: Path) -> None:
@@ -142,6 +162,12 @@ def test_a_pbt_study_refuses_a_pruner_and_bad_settings(tmp_path: Path) -> None:
         (PBT_STUDY.format().replace("interval = 3", "interval = 30"), "pbt.interval"),
         (PBT_STUDY.format().replace("interval = 3", "quantile = 0.9"), "pbt.quantile"),
         (PBT_STUDY.format().replace('strategy = "pbt"', 'strategy = "evolve"'), "strategy: must be one of"),
+        (PBT_STUDY.format().replace("interval = 3", "interval = 3\nmembers = 1"), "pbt.members"),
+        (PBT_STUDY.format().replace("interval = 3", "interval = 3\nmembers = true"), "pbt.members"),
+        (PBT_STUDY.format().replace("interval = 3", "interval = 3\nmembers = 9"), "at most the population"),
+        (PBT_STUDY.format().replace("interval = 3", "quantile = 0.1"), "exploits nobody"),
+        (PBT_STUDY.format().replace("population = 8", "population = 3"), "at least 4 members train together"),
+        (PBT_STUDY.format().replace('schedule = ["constant"]', 'optimizer = ["sgd", "adam"]'), "share one optimizer"),
     ]:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=message):
@@ -151,6 +177,7 @@ def test_a_pbt_study_refuses_a_pruner_and_bad_settings(tmp_path: Path) -> None:
 def test_the_report_hands_back_the_best_member_s_schedule_as_a_study_file_snippet(
     tmp_path: Path, blobs: Problem
 ) -> None:
+    import html
     import io
     import tomllib
 
@@ -189,4 +216,64 @@ def test_the_report_hands_back_the_best_member_s_schedule_as_a_study_file_snippe
     assert report.lineage_text() in note and found["snippet"].strip() in note
     write_page(report, study.get_trials(), tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert 'id="pbt"' in page and "[space.piecewise]" in page
+    assert 'id="pbt"' in page and html.escape(found["snippet"]) in page
+
+
+COMPARISON = """
+question = "Does PBT find a better schedule than constant and cosine?"
+trainer = "blobs"
+epochs = 8
+compare = "schedule"
+strategy = "pbt"
+n_trials = 6
+population = 4
+repeats = 2
+sampler = "random"
+pruner = { name = "median", n_startup_trials = 2, n_warmup_steps = 1 }
+
+[pbt]
+interval = 2
+members = 4
+
+[space]
+schedule = ["constant", "cosine"]
+lr = { low = 1e-3, high = 0.5, log = true }
+momentum = { low = 0.0, high = 0.9 }
+"""
+
+
+def test_a_comparison_searches_runs_a_pbt_population_and_replays_its_schedule_beside_the_static_ones(
+    tmp_path: Path,
+) -> None:
+    import lrsearch
+    from lrsearch.schema import PBT_MEMBER, REPEAT_OF, REPLAY
+
+    path = tmp_path / "versus.toml"
+    path.write_text(COMPARISON, encoding="utf-8")
+    spec = load_study_file(path)
+    assert spec.pbt is not None and spec.pbt.members == 4 and spec.pruner == "median"  # the search prunes
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    report = lrsearch.run(path, storage=url, device="cpu", progress=False)
+    assert report is not None
+    trials = {t.number: t for t in optuna.load_study(study_name="versus", storage=url).trials}
+    searched = [t for t in trials.values() if not {REPEAT_OF, PBT_MEMBER} & t.user_attrs.keys()]
+    members = [t for t in trials.values() if PBT_MEMBER in t.user_attrs]
+    assert len(searched) == 6 and not any(EXPLOITS in t.user_attrs for t in searched)
+    # The population trained as PBT: never pruned, one of four exploited at epochs 2, 4 and 6.
+    assert len(members) == 4 and all(t.state == TrialState.COMPLETE for t in members)
+    assert sorted(e["epoch"] for t in members for e in t.user_attrs[EXPLOITS]) == [2, 4, 6]
+    assert all(min(t.number for t in members) > t.number for t in searched)  # after the search
+    # Each group's best is repeated; the best member's repeats replay, from scratch, what its weights followed.
+    best = max(members, key=lambda t: t.value)
+    replays = [t for t in trials.values() if t.user_attrs.get(REPEAT_OF) == best.number]
+    assert len(replays) == 2 and all(t.state == TrialState.COMPLETE for t in replays)
+    for replay in replays:
+        assert replay.user_attrs[REPLAY] == best.user_attrs[PBT_SCHEDULE]
+        assert EXPLOITS not in replay.user_attrs and replay.user_attrs["seed"] != best.user_attrs["seed"]
+        np.testing.assert_allclose(replay.user_attrs["lr_history"], _stitched(trials, best.number), rtol=1e-9)
+    # The report compares the discovered schedule with the static ones, with intervals.
+    groups = {g.value: g for g in report.summary.groups}
+    assert set(groups) == {"constant", "cosine", "pbt"}
+    assert groups["pbt"].best_trial == best.number and groups["pbt"].trials == 4
+    assert all(g.repeats is not None and len(g.repeats.values) == 2 for g in groups.values())
+    assert report.summary.discovered is not None and report.summary.discovered["trial"] == best.number

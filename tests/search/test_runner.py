@@ -258,3 +258,20 @@ def test_a_retry_does_not_inherit_how_its_original_failed(tmp_path: Path, storag
     assert retry.state == TrialState.COMPLETE and retry.params == study.get_trials()[0].params
     assert "interrupted" not in retry.user_attrs and retry.user_attrs["seed"] == 5
     assert retry.user_attrs["worker"] == worker_id() and retry.system_attrs["failed_trial"] == 0
+
+
+class _BrokenStore:
+    """Artifacts that cannot be written: a failure while the finished trials' records are made."""
+
+    def prepare(self, number: int, history: object, metric: str) -> dict[str, object]:
+        raise OSError("the artifact store is gone")
+
+
+def test_an_error_while_ending_trials_fails_them_and_loses_none(tmp_path: Path, blobs: Problem) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, pruner='"none"', epochs=2))
+    study = open_study(spec, f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(OSError, match="the artifact store is gone"):
+        Search(spec, study, blobs, artifacts=_BrokenStore()).run(n_trials=3, timeout=None)
+    trials = study.get_trials()
+    assert len(trials) >= 3 and all(t.state in (TrialState.FAIL, TrialState.WAITING) for t in trials)
+    assert sum(t.state == TrialState.FAIL for t in trials) == 3  # each ended, and its retry waits

@@ -5,8 +5,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from lrsearch.spec.files import bundled_dir
 from lrsearch.spec.space import ARM, Choice, FloatRange, IntRange, SearchSpace
-from lrsearch.spec.studies import bundled_dir, load_study_file
+from lrsearch.spec.studies import load_study_file
 
 SPACE = SearchSpace(
     params={

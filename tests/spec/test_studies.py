@@ -5,13 +5,15 @@ from pathlib import Path
 import pytest
 
 from lrsearch.errors import ConfigError
-from lrsearch.spec.studies import bundled_dir, find_study, list_studies, load_study_file
+from lrsearch.spec.files import bundled_dir
+from lrsearch.spec.studies import load_study_file
 from tests.conftest import write_study
 
 BUNDLED = {
     "blobs_lr",
     "cosine_vs_step",
     "d2l_schedules",
+    "pbt_vs_static",
     "seed000_lr",
     "seed000_momentum",
     "seed000_decay",
@@ -37,23 +39,9 @@ def test_every_bundled_study_has_a_gpu_budget_that_trains_more_at_once(name: str
     """A GPU gains from populations of hundreds; a grid study's repeats then train in one population."""
     spec = load_study_file(bundled_dir() / f"{name}.toml")
     on_gpu = spec.for_device("cuda")
-    assert on_gpu.population > spec.population and on_gpu.n_trials >= spec.n_trials
+    assert on_gpu.population > spec.largest_population and on_gpu.n_trials >= spec.n_trials
     if spec.sampler == "grid":
         assert on_gpu.population >= spec.n_trials * spec.repeats
-
-
-def test_find_by_name_path_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert find_study("cosine_vs_step") == bundled_dir() / "cosine_vs_step.toml"
-    own = write_study(tmp_path, "mine")
-    assert find_study(str(own)) == own
-    monkeypatch.setenv("LRSEARCH_STUDIES", str(tmp_path))
-    assert find_study("mine") == tmp_path / "mine.toml"
-    assert "mine" in {p.stem for p in list_studies()}
-
-
-def test_unknown_study_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown study 'cosine_vs_stepp' \\(known: .*cosine_vs_step"):
-        find_study("cosine_vs_stepp")
 
 
 def test_definition_is_what_makes_trials_comparable(tmp_path: Path) -> None:
@@ -318,3 +306,13 @@ def test_the_largest_valid_values_are_accepted(tmp_path: Path) -> None:
     path = write_study(tmp_path, epochs=100_000, population=4096, repeats=1000)
     spec = load_study_file(path)
     assert (spec.epochs, spec.population, spec.repeats) == (100_000, 4096, 1000)
+
+
+def test_an_auto_population_is_bounded_by_the_sampler_s_need_for_feedback(tmp_path: Path) -> None:
+    spec = load_study_file(write_study(tmp_path, population='"auto"', n_trials=64))
+    assert spec.population == "auto" and spec.largest_population == 16  # a quarter of the trials
+    assert load_study_file(write_study(tmp_path, population='"auto"', n_trials=2)).largest_population == 1
+    assert spec.with_overrides(population=3).population == 3
+    for bad in ('"many"', "0", "true"):
+        with pytest.raises(ConfigError, match="population"):
+            load_study_file(write_study(tmp_path, population=bad))

@@ -128,6 +128,14 @@ def test_counting_trials_without_reading_them(storage_url: str) -> None:
         study.ask(X)
         running = (TrialState.RUNNING,)
         assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING)) == 5
-        assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING), user_attr="repeat_of") == 4
-        assert count_trials(study, running, user_attr="repeat_of") == 1 and count_trials(study, (TrialState.FAIL,)) == 0
-        assert count_trials(study, running, user_attr="repeat_of", present=True) == 1
+        assert count_trials(study, (TrialState.COMPLETE, TrialState.RUNNING), user_attrs=("repeat_of",)) == 4
+        assert (
+            count_trials(study, running, user_attrs=("repeat_of",)) == 1
+            and count_trials(study, (TrialState.FAIL,)) == 0
+        )
+        assert count_trials(study, running, user_attrs=("repeat_of",), present=True) == 1
+        # Several attrs: trials with any of them, or with none.
+        study.ask(X).set_user_attr("pbt_member", True)
+        both = ("repeat_of", "pbt_member")
+        assert count_trials(study, running, user_attrs=both, present=True) == 2
+        assert count_trials(study, running, user_attrs=both) == 1
