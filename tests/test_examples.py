@@ -21,7 +21,9 @@ def test_digits_cnn_runs_its_study_through_the_python_api(tmp_path: Path) -> Non
         timeout=600,
     )
     assert process.returncode == 0, process.stderr
-    assert "schedule" in process.stdout and ("wins" in process.stdout or "No significant" in process.stdout)
+    # A verdict either way, or the one for repeats that did not vary (digits' small test set makes that likely).
+    verdicts = ("wins", "No significant", "degenerate")
+    assert "schedule" in process.stdout and any(v in process.stdout for v in verdicts), process.stdout
     study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{tmp_path / 'digits_cnn.db'}")
     repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
     assert len(study.trials) == 12 + len(repeats) and len(repeats) == 2 * 3

@@ -84,8 +84,8 @@ def command(
     pruner: str,
     as_json: bool,
 ) -> None:
-    """Trials/second (blobs, and the blobs_lr search through Optuna) and examples/second (LeNet) of the
-    population engine and of the plain one-at-a-time loop."""
+    """Trials/second (blobs) and examples/second (LeNet) of the population engine and of the plain
+    one-at-a-time loop, and `lrsearch run` end to end against a plain Optuna loop (search)."""
     for name, value, high in (
         ("--population", population, MAX_POPULATION),
         ("--epochs", epochs, MAX_EPOCHS),
@@ -140,6 +140,8 @@ def command(
                 for name, ms in results.items()
             },
         }
+        if trainer == "all":
+            payload["search"] = _search_json(bench_search(torch_device, baseline_trials=baseline_trials))
         click.echo(json.dumps(payload, indent=2))
         return
     console = Console()
@@ -164,10 +166,14 @@ def command(
         _search(bench_search(torch_device, baseline_trials=baseline_trials), as_json=False)
 
 
+def _search_json(timing: SearchTiming) -> dict[str, float]:
+    derived = ("fixed", "trials_per_second", "plain_seconds", "ratio")
+    return {**vars(timing), **{name: getattr(timing, name) for name in derived}}
+
+
 def _search(timing: SearchTiming, as_json: bool) -> None:
     if as_json:
-        extra = {name: getattr(timing, name) for name in ("fixed", "trials_per_second", "plain_seconds", "ratio")}
-        click.echo(json.dumps({**vars(timing), **extra}, indent=2))
+        click.echo(json.dumps(_search_json(timing), indent=2))
         return
     other = timing.searching - timing.training - timing.asking - timing.telling - timing.pruning
     click.echo(

@@ -247,15 +247,22 @@ class _Group:
         """Each member's seed for the random ops of the epoch's update ``b``."""
         return [update_seed(m.noise_seed, m.steps_done + b) for m in self.members]
 
-    def recorded(self, row: int) -> dict[str, float]:
-        """The problem's ``record`` of member ``row``'s parameters, by name (nothing without a record)."""
+    def recorded(self) -> list[dict[str, float]]:
+        """The problem's ``record`` of each member's parameters (at its evaluation point, found once for all of
+        them), by name; nothing without a record."""
         record = self.problem.record
         if record is None:
-            return {}
+            return [{} for _ in self.members]
         names = [name for name, _ in self.problem.model.shapes]
+        point = self.evaluated()
         with torch.no_grad():
-            values = record({name: t[row].detach() for name, t in zip(names, self.evaluated(), strict=True)})
-        return {str(k): float(v) for k, v in values.items()}
+            return [
+                {
+                    str(k): float(v)
+                    for k, v in record({n: t[row].detach() for n, t in zip(names, point, strict=True)}).items()
+                }
+                for row in range(len(self.members))
+            ]
 
     def remember_best(self, rows: Sequence[int]) -> None:
         """Copy the current weights of members ``rows`` into their best-validation snapshot."""
@@ -399,10 +406,11 @@ class Population:
         reports: list[EpochReport] = []
         for group, stats in zip(groups, epoch_stats, strict=True):
             improved = []
+            recorded = group.recorded()
             for row, member in enumerate(group.members):
                 train_loss, train_acc, val_loss, val_acc, lr = (float(v) for v in stats[:, row])
                 metrics = EpochMetrics(
-                    len(member.history) + 1, lr, train_loss, train_acc, val_loss, val_acc, group.recorded(row)
+                    len(member.history) + 1, lr, train_loss, train_acc, val_loss, val_acc, recorded[row]
                 )
                 diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
                 reports.append(EpochReport(member.id, metrics, diverged))

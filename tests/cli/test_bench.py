@@ -62,3 +62,11 @@ def test_sampler_report(lrsearch: Callable[..., Outcome]) -> None:
 )
 def test_bad_input(lrsearch: Callable[..., Outcome], args: list[str], fragment: str) -> None:
     assert_one_line_error(lrsearch("bench", *args), 2, fragment)
+
+
+def test_search_report_gives_the_end_to_end_ratio_and_the_breakdown(lrsearch: Callable[..., Outcome]) -> None:
+    outcome = lrsearch("bench", "--trainer", "search", "--trials", "4", "--baseline-trials", "1", "--device", "cpu")
+    assert outcome.code == 0, outcome.err
+    for fragment in ("--n-trials 4:", "s end to end", "fixed:", "start-up and imports", "trials/s (training", "plain"):
+        assert fragment in outcome.out
+    assert outcome.out.rstrip().endswith("x the plain loop")
