@@ -18,10 +18,9 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from scipy import stats
 
 from lrsearch.schema import PBT_SCHEDULE, REPEAT_OF
-from lrsearch.search.evidence import ALPHA, Difference, Interval, degenerate, difference, look_level, t_interval
+from lrsearch.search.evidence import ALPHA, Difference, Interval, degenerate, difference, look_level, t_interval, welch
 from lrsearch.search.pbt import EXPLOITS, lineage, study_snippet
 from lrsearch.search.repeats import best_per_group, group_of
 from lrsearch.search.study import metadata, metric_of
@@ -202,10 +201,8 @@ def _comparisons(groups: list[GroupSummary], maximize: bool) -> list[Comparison]
     leader, others = tested[0], tested[1:]
     raw = []
     for other in others:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # identical values: t is nan, p is nan
-            result = stats.ttest_ind(leader.repeats.values, other.repeats.values, equal_var=False)  # type: ignore[union-attr]
-        raw.append((other, float(result.statistic), float(result.pvalue)))
+        test = welch(leader.repeats.values, other.repeats.values)  # type: ignore[union-attr]
+        raw.append((other, test.t, test.p))
     # Holm: the k-th smallest of m p-values times (m - k), kept monotone.
     order = sorted(range(len(raw)), key=lambda i: raw[i][2] if math.isfinite(raw[i][2]) else 1.0)
     adjusted = [1.0] * len(raw)

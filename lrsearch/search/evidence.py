@@ -7,19 +7,21 @@ further repeat of the two leading groups, the difference between them is tested;
 repeats once it is significant, or at ``max``. With L = max - min + 1 looks, each look is tested at level
 alpha / L (Bonferroni over the looks: whatever the looks' correlation, the chance that any of them rejects a
 true null is at most alpha). ``tests/search/test_evidence.py`` measures the rate on simulated null data.
+
+Student's t distribution comes from ``scipy.special`` (what ``scipy.stats`` computes it with; importing
+``scipy.stats`` itself takes half a second, which every run and report would wait for).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
-__all__ = ["ALPHA", "Difference", "Interval", "degenerate", "difference", "look_level", "t_interval"]
+__all__ = ["ALPHA", "Difference", "Interval", "Welch", "degenerate", "difference", "look_level", "t_interval", "welch"]
 
 #: The error rate the verdicts are held to.
 ALPHA = 0.05
@@ -55,7 +57,36 @@ def t_interval(values: Sequence[float | None], level: float = 0.95) -> Interval 
     if len(clean) < 2:
         return Interval(clean, mean, None)
     sem = float(np.std(clean, ddof=1)) / math.sqrt(len(clean))
-    return Interval(clean, mean, float(stats.t.ppf(0.5 + level / 2, len(clean) - 1)) * sem)
+    return Interval(clean, mean, _t_quantile(0.5 + level / 2, len(clean) - 1) * sem)
+
+
+def _t_quantile(q: float, df: float) -> float:
+    """The point below which Student's t with ``df`` degrees of freedom has mass ``q``."""
+    return float(special.stdtrit(df, q))
+
+
+@dataclasses.dataclass(frozen=True)
+class Welch:
+    """Welch's two-sample t-test: the statistic, its degrees of freedom (Welch-Satterthwaite), the standard
+    error of the difference of the means, and the two-sided p; t and p are NaN where both samples have no
+    spread (as ``scipy.stats.ttest_ind`` gives them)."""
+
+    t: float
+    df: float
+    se: float
+    p: float
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> Welch:
+    """Welch's test of ``a`` against ``b`` (two values each at least)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(vx + vy)
+    if se == 0:
+        return Welch(math.nan, math.nan, 0.0, math.nan)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    t = float(x.mean() - y.mean()) / se
+    return Welch(t, df, se, float(2 * special.stdtr(df, -abs(t))))
 
 
 def degenerate(values: Sequence[float | None]) -> bool:
@@ -89,14 +120,9 @@ def difference(a: Sequence[float | None], b: Sequence[float | None], level: floa
     stuck = degenerate(x.tolist()) or degenerate(y.tolist())
     if len(x) < 2 or len(y) < 2 or stuck:
         return Difference(mean, math.nan, math.nan, math.nan, level, stuck)
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    se = math.sqrt(vx + vy)
-    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(2 * stats.t.sf(abs(mean) / se, df))
-    return Difference(mean, mean - half, mean + half, p, level, False)
+    test = welch(x, y)  # both have spread here: not degenerate
+    half = _t_quantile(0.5 + level / 2, test.df) * test.se
+    return Difference(mean, mean - half, mean + half, test.p, level, False)
 
 
 def look_level(min_repeats: int, max_repeats: int, alpha: float = ALPHA) -> float:

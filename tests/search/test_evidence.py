@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lrsearch.search.evidence import ALPHA, degenerate, difference, look_level, t_interval
+from lrsearch.search.evidence import ALPHA, degenerate, difference, look_level, t_interval, welch
 
 
 def test_the_interval_is_student_s() -> None:
@@ -71,3 +71,15 @@ def test_the_sequential_rule_finds_a_real_difference() -> None:
 
 def test_the_look_level_is_alpha_over_the_looks() -> None:
     assert look_level(3, 10) == pytest.approx(0.05 / 8) and look_level(3, 3) == pytest.approx(0.05)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # SciPy's, on the sample with no spread
+@pytest.mark.parametrize(
+    ("a", "b"), [([0.9, 0.91, 0.93], [0.8, 0.84]), ([1.0, 2.0, 3.0, 4.0], [2.5, 2.6, 2.4]), ([0.5, 0.5], [0.4, 0.6])]
+)
+def test_welch_is_scipy_s_welch(a: list[float], b: list[float]) -> None:
+    ours, theirs = welch(a, b), stats.ttest_ind(a, b, equal_var=False)
+    assert ours.t == pytest.approx(theirs.statistic, rel=1e-12) and ours.p == pytest.approx(theirs.pvalue, rel=1e-9)
+    assert ours.df == pytest.approx(theirs.df, rel=1e-12)
+    flat = welch([0.1, 0.1], [0.1, 0.1])  # no spread anywhere: no test, as SciPy says
+    assert math.isnan(flat.t) and math.isnan(flat.p)
