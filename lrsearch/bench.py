@@ -26,6 +26,7 @@ import torch
 
 from lrsearch.engine import EpochMetrics, Problem, load_problem, train_population
 from lrsearch.engine.config import TrainConfig
+from lrsearch.engine.devices import timed
 from lrsearch.engine.modules import ModuleModel
 from lrsearch.engine.networks import blobs_mlp
 from lrsearch.engine.plain import train_plain
@@ -35,7 +36,7 @@ from lrsearch.search.runner import Tally
 from lrsearch.search.samplers import create_sampler
 from lrsearch.spec.files import find_study
 from lrsearch.spec.studies import load_study_file
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 
 __all__ = [
     "Measurement",
@@ -86,13 +87,7 @@ def default_population(trainer: str, device: torch.device) -> int:
 
 
 def _timed(label: str, trials: int, examples: int, run: Callable[[], object], device: torch.device) -> Measurement:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return Measurement(label, trials, examples, time.perf_counter() - started)
+    return Measurement(label, trials, examples, timed(device, run))
 
 
 def bench_blobs(

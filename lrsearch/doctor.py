@@ -31,6 +31,7 @@ from lrsearch.bench import bench_configs
 from lrsearch.engine import Population, load_problem, train_population
 from lrsearch.engine.config import TrainConfig
 from lrsearch.engine.data import Dataset, Split
+from lrsearch.engine.devices import timed
 from lrsearch.engine.faults import INJECT_OOM
 from lrsearch.engine.modules import ModuleModel
 from lrsearch.engine.networks import lenet
@@ -231,15 +232,11 @@ def measure_speed(device: torch.device, *, blobs_sizes: Sequence[int], lenet_siz
 
 
 def _timed(device: torch.device, run: Callable[[], object]) -> tuple[float, int | None]:
+    """``run``'s seconds, and on a GPU the peak memory it allocated."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter()
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        return time.perf_counter() - started, torch.cuda.max_memory_allocated(device)
-    return time.perf_counter() - started, None
+    seconds = timed(device, run)
+    return seconds, torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
 def _study_file(folder: Path, **values: int) -> Path:

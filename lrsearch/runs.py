@@ -52,7 +52,9 @@ from lrsearch.search.repeats import schedule_pbt, schedule_repeats
 from lrsearch.search.runner import Search, Tally, worker_id
 from lrsearch.search.study import join_study
 from lrsearch.spec.studies import StudySpec, load_study
-from lrsearch.storage import Heartbeat, open_storage, retrying
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.opening import open_storage
+from lrsearch.storage.retries import retrying
 from lrsearch.storage.urls import masked, resolve_url
 
 if TYPE_CHECKING:
@@ -472,7 +474,7 @@ def _work(
     )
     with display.progress:
         search.run(n_trials=spec.n_trials, timeout=spec.timeout)
-        if spec.pbt is not None and spec.pbt.members is not None:
+        if spec.pbt_members is not None:
             display.phase("PBT", None)
             schedule_pbt(study, spec)
             search.run(n_trials=None, timeout=None, drain_waiting=True)

@@ -7,7 +7,7 @@ import optuna_dashboard
 
 from lrsearch.cli import LOOPBACK, check_free, options
 from lrsearch.review.artifacts import open_store, resolve_artifacts
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import masked, resolve_url
 
 

@@ -9,7 +9,7 @@ import click
 from lrsearch.cli import options
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.search.study import load_existing
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 
 FORMATS = (".csv", ".parquet", ".json")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lrsearch.storage import Heartbeat
+from lrsearch.storage.heartbeat import Heartbeat
 
 __all__ = ["grace", "int_option", "max_retry", "storage"]
 

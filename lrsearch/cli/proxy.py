@@ -9,7 +9,7 @@ import optuna
 
 from lrsearch.cli import LOOPBACK, check_free, options
 from lrsearch.errors import RuntimeFailure
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import masked, resolve_url
 
 

@@ -6,8 +6,10 @@ import click
 
 from lrsearch.cli import options
 from lrsearch.search.study import load_existing
-from lrsearch.storage import Heartbeat, fail_stale, open_storage
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
+from lrsearch.storage.workers import fail_stale
 
 
 @click.command("reap")

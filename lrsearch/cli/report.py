@@ -14,7 +14,7 @@ from lrsearch.errors import ConfigError
 from lrsearch.review.page import write_page
 from lrsearch.review.report import StudyReport, build_report
 from lrsearch.search.study import load_existing
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 
 

@@ -10,7 +10,7 @@ from lrsearch.cli import options
 from lrsearch.cli.report import print_report, report_console
 from lrsearch.runs import run
 from lrsearch.spec.choices import PRUNERS, SAMPLERS
-from lrsearch.storage import Heartbeat
+from lrsearch.storage.heartbeat import Heartbeat
 
 
 @click.command("run")

@@ -6,6 +6,8 @@ import gc
 import os
 import platform
 import re
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -79,6 +81,17 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def timed(device: torch.device, run: Callable[[], object]) -> float:
+    """The seconds ``run`` takes on ``device``, its queued GPU work included."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
 
 
 def release_memory(device: torch.device) -> None:

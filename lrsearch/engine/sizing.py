@@ -11,13 +11,10 @@ many member-updates a second.
 from __future__ import annotations
 
 import dataclasses
-import time
-
-import torch
 
 from lrsearch.engine.config import TrainConfig
 from lrsearch.engine.data import Split
-from lrsearch.engine.devices import release_memory
+from lrsearch.engine.devices import release_memory, timed
 from lrsearch.engine.faults import is_out_of_memory
 from lrsearch.engine.population import train_population
 from lrsearch.engine.problems import Problem
@@ -89,10 +86,4 @@ def _epoch(problem: Problem, size: int, batch_size: int | None) -> float:
 
 def _timed(problem: Problem, size: int, batch_size: int | None, epochs: int) -> float:
     configs = [TrainConfig(lr=0.01, momentum=0.9, seed=i) for i in range(size)]
-    if problem.device.type == "cuda":
-        torch.cuda.synchronize(problem.device)
-    started = time.perf_counter()
-    train_population(problem, configs, epochs=epochs, batch_size=batch_size)
-    if problem.device.type == "cuda":
-        torch.cuda.synchronize(problem.device)
-    return time.perf_counter() - started
+    return timed(problem.device, lambda: train_population(problem, configs, epochs=epochs, batch_size=batch_size))

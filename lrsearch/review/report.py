@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.schema import PBT_SCHEDULE, REPEAT_OF
 from lrsearch.search.evidence import ALPHA, Difference, Interval, degenerate, difference, look_level, t_interval, welch
-from lrsearch.search.pbt import EXPLOITS, lineage, study_snippet
+from lrsearch.search.pbt import lineage, study_snippet
 from lrsearch.search.repeats import best_per_group, group_of
 from lrsearch.search.study import metadata, metric_of
 
@@ -193,9 +193,8 @@ def _tested(groups: list[GroupSummary], maximize: bool) -> list[GroupSummary]:
     return sorted(testable, key=lambda g: sign * g.repeats.mean)  # type: ignore[union-attr]
 
 
-def _comparisons(groups: list[GroupSummary], maximize: bool) -> list[Comparison]:
-    """The leader against each other tested group, in the order of ``_tested``."""
-    tested = _tested(groups, maximize)
+def _comparisons(tested: list[GroupSummary]) -> list[Comparison]:
+    """The leader against each other tested group (``_tested``: best first)."""
     if len(tested) < 2:
         return []
     leader, others = tested[0], tested[1:]
@@ -286,12 +285,8 @@ def _group_order(value: Any) -> tuple[int, float, str]:
 
 def _discovered(trials: list[FrozenTrial], maximize: bool) -> dict[str, Any] | None:
     """What a PBT study's best completed member followed, through its lineage."""
-    members = {t.number: t for t in trials if EXPLOITS in t.user_attrs and "lr_history" in t.user_attrs}
-    done = [
-        t
-        for t in members.values()
-        if t.state == TrialState.COMPLETE and t.value is not None and PBT_SCHEDULE in t.user_attrs
-    ]
+    members = {t.number: t for t in trials if PBT_SCHEDULE in t.user_attrs}  # written with its exploits
+    done = [t for t in members.values() if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None
     best = (max if maximize else min)(done, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
@@ -323,8 +318,8 @@ def build_report(study: optuna.Study) -> StudyReport:
         )
         for value in values
     ]
-    comparisons = _comparisons(groups, maximize)
     tested = _tested(groups, maximize)
+    comparisons = _comparisons(tested)
     most = meta.get("max_repeats", meta.get("repeats", 0))
     level = look_level(meta.get("repeats", 0), most) if most > meta.get("repeats", 0) else ALPHA
     # The difference's interval at the level it is tested at: it excludes zero exactly when the test rejects.

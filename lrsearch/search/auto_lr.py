@@ -16,7 +16,7 @@ from lrsearch.engine.lr_find import lr_range_test
 from lrsearch.errors import ConfigError, RuntimeFailure
 from lrsearch.spec.space import WITH_MOMENTUM, FloatRange
 from lrsearch.spec.studies import StudySpec
-from lrsearch.storage import retrying
+from lrsearch.storage.retries import retrying
 
 __all__ = ["LR_RANGE", "resolve_auto_lr"]
 

@@ -18,7 +18,6 @@ def resolve_auto_population(spec: StudySpec, problem: Problem, say: Callable[[st
     if spec.population != AUTO:
         return spec
     sizing = fastest_population(problem, most=spec.largest_population, batch_size=spec.batch_size)
-    members = spec.pbt.members if spec.pbt is not None and spec.pbt.members else 1
-    size = max(sizing.size, members)
+    size = max(sizing.size, spec.pbt_members or 1)
     say(f"population auto: {size} on {problem.device} ({sizing.describe()})")
     return spec.with_overrides(population=size)

@@ -131,7 +131,8 @@ def piecewise(rates: Sequence[float]) -> dict[str, Any]:
 
 
 def study_snippet(found: Mapping[str, Any]) -> str:
-    """``discovered_schedule``'s result as the lines a study file fixes it with (a fixed list is one list)."""
+    """A discovered schedule (``followed_schedule``'s result) as the lines a study file fixes it with (a fixed
+    list is one list)."""
     lines = ["[fixed]", f'schedule = "{found["schedule"]}"', f"lr = {found['lr']:.6g}"]
     if found.get("momentum"):
         lines.append(f"momentum = {found['momentum']:.6g}")

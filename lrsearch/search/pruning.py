@@ -26,8 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.errors import ConfigError
 from lrsearch.spec.choices import PRUNERS
-from lrsearch.storage import CompletedValues, values_at
 from lrsearch.storage.records import replaced
+from lrsearch.storage.view import CompletedValues
+from lrsearch.storage.workers import values_at
 
 __all__ = ["PercentilePruner", "PruningView", "create_pruner"]
 

@@ -21,7 +21,8 @@ from lrsearch.errors import RuntimeFailure
 from lrsearch.schema import PBT_GROUP, PBT_MEMBER, PBT_SCHEDULE, REPEAT_OF, REPLAY, pbt_keys, repeat_keys
 from lrsearch.search.evidence import degenerate, difference, look_level
 from lrsearch.spec.studies import StudySpec
-from lrsearch.storage import claim, fail_stale, retrying
+from lrsearch.storage.retries import retrying
+from lrsearch.storage.workers import claim, fail_stale
 
 __all__ = [
     "REPEAT_SEED_BASE",
@@ -123,10 +124,10 @@ def _still_running(study: optuna.Study, repeats: bool) -> bool:
 
 def enqueue_members(study: optuna.Study, spec: StudySpec) -> int:
     """A PBT comparison's population: ``members`` trials the sampler gives their first hyperparameters."""
-    assert spec.pbt is not None and spec.pbt.members is not None
-    for _ in range(spec.pbt.members):
+    assert spec.pbt_members is not None
+    for _ in range(spec.pbt_members):
         study.enqueue_trial({}, user_attrs={PBT_MEMBER: True})
-    return spec.pbt.members
+    return spec.pbt_members
 
 
 def schedule_pbt(study: optuna.Study, spec: StudySpec, *, poll: float = 2.0, patience: float = 600.0) -> int:

@@ -53,9 +53,10 @@ from lrsearch.search.samplers import GroupSampler
 from lrsearch.search.telling import Teller, finished_view
 from lrsearch.spec.space import Choice, SearchSpace
 from lrsearch.spec.studies import StudySpec
-from lrsearch.storage import (
-    Heartbeat,
-    TrialRecord,
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.records import TrialRecord
+from lrsearch.storage.retries import retrying
+from lrsearch.storage.workers import (
     asking,
     completed,
     count_trials,
@@ -65,7 +66,6 @@ from lrsearch.storage import (
     holding,
     record_heartbeats,
     refreshed,
-    retrying,
     write_finished,
 )
 
@@ -214,7 +214,7 @@ class Search:
         self.on_notice = on_notice or _log.warning
         self.space: SearchSpace = spec.space
         self._explorer = Explorer(spec.pbt, self.space, seed=spec.seed) if spec.pbt is not None else None
-        self._every_trial_pbt = spec.pbt is not None and spec.pbt.members is None
+        self._every_trial_pbt = spec.pbt is not None and spec.pbt_members is None
         self.pruner = study.pruner  # made once, by join_study, from the spec's checked settings
         self._direction = study.direction
         self._maximize = study.direction == StudyDirection.MAXIMIZE

@@ -25,7 +25,10 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from lrsearch.schema import PER_EPOCH_SUFFIX
-from lrsearch.storage import StudyStorage, TrialRecord, retrying, write_finished
+from lrsearch.storage.records import TrialRecord
+from lrsearch.storage.retries import retrying
+from lrsearch.storage.study_storage import StudyStorage
+from lrsearch.storage.workers import write_finished
 
 __all__ = ["Teller", "finished_view"]
 

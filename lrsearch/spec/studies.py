@@ -124,8 +124,13 @@ class StudySpec:
         if self.population != AUTO:
             return int(self.population)
         most = max(1, self.n_trials // 4) if self.n_trials else AUTO_MOST
-        members = self.pbt.members if self.pbt is not None and self.pbt.members else 1
-        return min(MAX_POPULATION, max(most, members))
+        return min(MAX_POPULATION, max(most, self.pbt_members or 1))
+
+    @property
+    def pbt_members(self) -> int | None:
+        """The size of the PBT population a comparison trains after its search (``[pbt] members``); None for
+        a search, and for a study whose every trial is PBT."""
+        return self.pbt.members if self.pbt is not None else None
 
     def trial_seed(self, number: int) -> int:
         """The seed search trial ``number`` trains with (a member's seeds follow from it:
@@ -204,17 +209,15 @@ def _parse(path: Path, raw: dict[str, Any], problem: Problem | None = None) -> S
             resolved = resolve(trainer, beside=path.parent)
         except ConfigError as exc:
             raise ConfigError(f"trainer: {exc}") from None
+    pbt = _parse_strategy(raw, raw.get("epochs", resolved.epochs))
     # A PBT population trains every member to the end; a search (that of a PBT comparison too) prunes
     # against the median by default.
-    every_trial_pbt = raw.get("strategy") == "pbt" and not (
-        isinstance(raw.get("pbt"), dict) and "members" in raw["pbt"]
-    )
+    every_trial_pbt = pbt is not None and pbt.members is None
     pruner, pruner_settings = _parse_pruner(raw.get("pruner", "none" if every_trial_pbt else "median"))
     timeout = raw.get("timeout")
     if timeout is not None:
         _expect("timeout", timeout, (int, float), "seconds > 0")
     repeats, max_repeats = _parse_repeats(raw.get("repeats", 0))
-    pbt = _parse_strategy(raw, raw.get("epochs", resolved.epochs))
     spec = StudySpec(
         name=path.stem,
         path=path,
@@ -311,12 +314,12 @@ def _check_run(spec: StudySpec) -> StudySpec:
             raise ConfigError(
                 f'pruner: a PBT population trains every member to the end: "none" but got {spec.pruner!r}'
             )
-        if spec.pbt.members is not None and spec.pbt.members > spec.largest_population:
+        if spec.pbt_members is not None and spec.pbt_members > spec.largest_population:
             raise ConfigError(
                 f"pbt.members: a PBT population trains together, so at most the population ({spec.population}) "
                 f"but got {spec.pbt.members}"
             )
-        size = spec.pbt.members or spec.largest_population
+        size = spec.pbt_members or spec.largest_population
         if spec.pbt.exploited(size) == 0:
             raise ConfigError(
                 f"pbt: in a PBT population of {size} a quantile of {spec.pbt.quantile} exploits nobody: "

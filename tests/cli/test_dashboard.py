@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from tests.cli.conftest import Outcome, assert_one_line_error
 from tests.conftest import Reviewed
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import optuna
 
-from lrsearch.storage import Heartbeat, open_storage
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 from tests.cli.conftest import Outcome, assert_one_line_error
 

@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lrsearch.schema import REPEAT_OF
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 from tests.cli.conftest import Outcome
 from tests.conftest import write_study

@@ -11,7 +11,7 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from lrsearch.search import tpe
-from lrsearch.storage import SCHEMA_VERSION as SCHEMA
+from lrsearch.storage.tables import SCHEMA_VERSION as SCHEMA
 
 
 def test_the_database_schema_is_the_one_lrsearch_writes() -> None:
@@ -67,7 +67,7 @@ def test_the_retry_callback_records_what_lrsearch_reads() -> None:
 
 
 def test_a_storage_that_is_not_rdb_is_used_as_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from lrsearch.storage import open_storage
+    from lrsearch.storage.opening import open_storage
 
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", None)
     assert optuna.create_study(storage=storage)._storage is storage, (

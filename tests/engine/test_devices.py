@@ -60,3 +60,12 @@ def test_a_device_is_named_as_the_host_numbers_it(device: torch.device, env: str
 
 def test_the_host_s_free_memory_is_a_positive_number_of_bytes() -> None:
     assert 2**20 < free_memory(torch.device("cpu")) < 2**50
+
+
+def test_timed_counts_what_the_run_takes() -> None:
+    import time
+
+    from lrsearch.engine.devices import timed
+
+    seconds = timed(torch.device("cpu"), lambda: time.sleep(0.05))
+    assert 0.05 <= seconds < 1.0

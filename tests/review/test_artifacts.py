@@ -11,7 +11,9 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all
 from lrsearch.engine import EpochMetrics
 from lrsearch.errors import ConfigError
 from lrsearch.review.artifacts import ArtifactWriter, curves_of, open_store, resolve_artifacts
-from lrsearch.storage import TrialRecord, open_storage, write_finished
+from lrsearch.storage.opening import open_storage
+from lrsearch.storage.records import TrialRecord
+from lrsearch.storage.workers import write_finished
 
 HISTORY = tuple(
     EpochMetrics(

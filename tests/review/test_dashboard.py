@@ -10,7 +10,7 @@ from lrsearch.review.dashboard import CHARTS, publish, study_note
 from lrsearch.review.report import build_report
 from lrsearch.spec.files import find_study
 from lrsearch.spec.studies import load_study_file
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from tests.conftest import Reviewed
 
 

@@ -7,7 +7,7 @@ import optuna
 
 from lrsearch.review.page import write_page
 from lrsearch.review.report import build_report
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from tests.conftest import Reviewed
 
 

@@ -10,7 +10,7 @@ from lrsearch.search.runner import worker_id
 from lrsearch.search.study import join_study
 from lrsearch.spec.space import FloatRange
 from lrsearch.spec.studies import load_study_file
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 from tests.conftest import write_study
 

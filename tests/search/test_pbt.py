@@ -19,7 +19,7 @@ from lrsearch.search.study import join_study
 from lrsearch.spec.pbt import PBTSettings
 from lrsearch.spec.space import FloatRange, SearchSpace
 from lrsearch.spec.studies import load_study_file
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 
 SPACE = SearchSpace(

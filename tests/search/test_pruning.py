@@ -10,8 +10,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.search.pruning import PruningView, create_pruner
 from lrsearch.spec.choices import pruner_settings
-from lrsearch.storage import CompletedValues, StudyStorage
-from lrsearch.storage import completed as completed_values
+from lrsearch.storage.study_storage import StudyStorage
+from lrsearch.storage.view import CompletedValues
+from lrsearch.storage.workers import completed as completed_values
 
 
 def make_pruner(name: str, settings: dict | None = None, *, epochs: int, population: int) -> optuna.pruners.BasePruner:
@@ -69,7 +70,7 @@ def test_successive_halving_rungs_are_stored_and_mirrored() -> None:
 
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9]])
 def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, values: list[float]) -> None:  # type: ignore[no-untyped-def]
-    from lrsearch.storage import open_storage
+    from lrsearch.storage.opening import open_storage
     from lrsearch.storage.urls import resolve_url
 
     url = resolve_url(f"sqlite:///{tmp_path / 's.db'}")
@@ -87,7 +88,7 @@ def test_a_worker_that_reads_no_per_epoch_values_decides_the_same(tmp_path, valu
 @pytest.mark.parametrize("name", ["median", "percentile"])
 @pytest.mark.parametrize("values", [[0.5, 0.55, 0.6], [0.5, 0.8, 0.9], [0.1, 0.2, 0.85], [0.5, float("nan"), 0.7]])
 def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, name: str, values: list[float]) -> None:
-    from lrsearch.storage import open_storage
+    from lrsearch.storage.opening import open_storage
     from lrsearch.storage.urls import resolve_url
 
     study = optuna.create_study(
@@ -112,7 +113,7 @@ def test_the_completed_trials_alone_decide_as_the_pruner_does(storage_url: str, 
 
 
 def test_completed_trials_are_read_once_and_looked_for_every_refresh(storage_url: str) -> None:
-    from lrsearch.storage import open_storage
+    from lrsearch.storage.opening import open_storage
     from lrsearch.storage.urls import resolve_url
 
     storage = open_storage(resolve_url(storage_url), heartbeat=None, per_epoch_values=False)

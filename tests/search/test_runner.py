@@ -15,7 +15,8 @@ from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
 from lrsearch.spec.studies import StudySpec, load_study_file
-from lrsearch.storage import Heartbeat, open_storage
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 from tests.conftest import write_study
 

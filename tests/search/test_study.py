@@ -7,7 +7,7 @@ import pytest
 from lrsearch.errors import ConfigError
 from lrsearch.search.study import join_study, load_existing, metadata, sampler_seed
 from lrsearch.spec.studies import load_study_file
-from lrsearch.storage import open_storage
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 from tests.conftest import write_study
 

@@ -8,8 +8,10 @@ from optuna.trial import TrialState
 
 from lrsearch.search import telling
 from lrsearch.search.telling import Teller, finished_view
-from lrsearch.storage import TrialRecord, finishing, open_storage
+from lrsearch.storage.opening import open_storage
+from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.urls import resolve_url
+from lrsearch.storage.workers import finishing
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 

@@ -13,9 +13,7 @@ import pytest
 import sqlalchemy
 
 from lrsearch.errors import RuntimeFailure
-from lrsearch.storage import (
-    open_storage,
-)
+from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
 
 

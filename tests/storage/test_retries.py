@@ -5,9 +5,7 @@ import pytest
 import sqlalchemy
 
 from lrsearch.errors import RuntimeFailure
-from lrsearch.storage import (
-    retrying,
-)
+from lrsearch.storage.retries import retrying
 
 
 @pytest.mark.parametrize(

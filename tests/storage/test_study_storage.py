@@ -10,8 +10,12 @@ import pytest
 from optuna.trial import TrialState
 
 from lrsearch.schema import SETTLED
-from lrsearch.storage import Heartbeat, StudyStorage, TrialRecord, asking, finishing, open_storage, write_finished
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.opening import open_storage
+from lrsearch.storage.records import TrialRecord
+from lrsearch.storage.study_storage import StudyStorage
 from lrsearch.storage.urls import resolve_url
+from lrsearch.storage.workers import asking, finishing, write_finished
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 WHO = {"worker": "host:1", "device": "cpu"}

@@ -9,7 +9,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.schema import SETTLED
-from lrsearch.storage import StudyStorage, open_storage
+from lrsearch.storage.opening import open_storage
+from lrsearch.storage.study_storage import StudyStorage
 from lrsearch.storage.tables import completed_curves, read_trials
 from lrsearch.storage.urls import resolve_url
 

@@ -9,17 +9,11 @@ import pytest
 from optuna.trial import TrialState
 
 from lrsearch.errors import ConfigError
-from lrsearch.storage import (
-    Heartbeat,
-    TrialRecord,
-    claim,
-    count_trials,
-    fail_stale,
-    open_storage,
-    record_heartbeats,
-    write_finished,
-)
+from lrsearch.storage.heartbeat import Heartbeat
+from lrsearch.storage.opening import open_storage
+from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.urls import resolve_url
+from lrsearch.storage.workers import claim, count_trials, fail_stale, record_heartbeats, write_finished
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
