@@ -52,9 +52,17 @@ class _Split:
     below: ParzenEstimator
     above_numbers: np.ndarray
     above: dict[str, np.ndarray]
-    # Running trials' rows by trial id: a trial's values, once all there, stay; one that lacks some is looked
-    # at again once it has more params or system attrs (a running trial's are only ever added to).
-    running_rows: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _Running:
+    """One group's rows of the running trials, kept while trials finish (a split is made again for every
+    new finished trial; a running trial's row is not, since a running trial's values are only ever added to).
+    """
+
+    # A trial's values, once all there, stay; one that lacks some is looked at again once it has more params
+    # or system attrs.
+    rows_by_id: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     lacking: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     # The running trials last seen, and the numbers and rows of those holding every parameter: between two
     # reads of the study each ask adds one running trial (the one asked before it), and the others are the
@@ -63,7 +71,7 @@ class _Split:
     numbers: list[int] = dataclasses.field(default_factory=list)
     rows: list[tuple[float, ...]] = dataclasses.field(default_factory=list)
 
-    def see_running(
+    def see(
         self, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
     ) -> tuple[np.ndarray, list[tuple[float, ...]]]:
         """The numbers and rows of the running trials holding every parameter; only those added since the
@@ -72,16 +80,19 @@ class _Split:
         seen = len(self.running)
         if len(running) < seen or not all(map(operator.is_, running, self.running)):
             self.numbers, self.rows, seen = [], [], 0
+            ids = {t._trial_id for t in running}  # those that finished are forgotten
+            self.rows_by_id = {i: row for i, row in self.rows_by_id.items() if i in ids}
+            self.lacking = {i: stamp for i, stamp in self.lacking.items() if i in ids}
         for trial in running[seen:]:
-            row = self.running_row(trial, search_space)
+            row = self.row(trial, search_space)
             if row is not None:
                 self.numbers.append(trial.number)
                 self.rows.append(row)
         self.running = running
         return np.asarray(self.numbers, dtype=np.int64), self.rows
 
-    def running_row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
-        row = self.running_rows.get(trial._trial_id)
+    def row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
+        row = self.rows_by_id.get(trial._trial_id)
         stamp = (len(trial.params), len(trial.system_attrs))
         if row is not None or self.lacking.get(trial._trial_id) == stamp:
             return row
@@ -89,7 +100,7 @@ class _Split:
         if row is None:
             self.lacking[trial._trial_id] = stamp
         else:
-            self.running_rows[trial._trial_id] = row
+            self.rows_by_id[trial._trial_id] = row
         return row
 
 
@@ -137,6 +148,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         self._splits: dict[tuple[tuple[str, BaseDistribution], ...], _Split] = {}
         self._division: tuple[list[FrozenTrial], list[FrozenTrial]] = ([], [])  # the good and the rest
         self._finished_rows: dict[tuple[tuple[str, BaseDistribution], ...], dict[int, tuple[float, ...] | None]] = {}
+        self._running: dict[tuple[tuple[str, BaseDistribution], ...], _Running] = {}
         self._seen: _Seen | None = None
 
     def reseed_rng(self) -> None:
@@ -189,7 +201,9 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     ) -> dict[str, Any]:
         seen = self._read(study, trial)
         split = self._split(study, seen, search_space)
-        numbers, rows = split.see_running(seen.running, search_space)
+        numbers, rows = self._running.setdefault(tuple(search_space.items()), _Running()).see(
+            seen.running, search_space
+        )
         # The rest by number, as Optuna orders them: older observations weigh less.
         order = np.argsort(np.concatenate([split.above_numbers, numbers]), kind="stable")
         above = {

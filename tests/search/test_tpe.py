@@ -135,5 +135,20 @@ def test_the_running_trials_rows_are_read_once() -> None:
     running = [study.ask() for _ in range(5)]
     for trial in running:
         trial.suggest_float("x", 0, 1)
-    (split,) = sampler._splits.values()
-    assert sorted(split.running_rows) == [t._trial_id for t in running[:-1]]  # the one being asked is not
+    (rows,) = sampler._running.values()
+    assert sorted(rows.rows_by_id) == [t._trial_id for t in running[:-1]]  # the one being asked is not
+
+
+def test_the_running_trials_rows_outlast_a_new_finished_trial() -> None:
+    sampler = PopulationTPESampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=12)
+    running = [study.ask() for _ in range(4)]
+    for trial in running:
+        trial.suggest_float("x", 0, 1)
+    (rows,) = sampler._running.values()
+    kept = dict(rows.rows_by_id)
+    study.tell(running[0], 0.5)  # the finished trials change: split again, the running rows stand
+    study.ask().suggest_float("x", 0, 1)
+    assert sorted(rows.rows_by_id) == [t._trial_id for t in running[1:]]  # the finished one is forgotten
+    assert all(rows.rows_by_id[i] is kept[i] for i in (running[1]._trial_id, running[2]._trial_id))
