@@ -124,19 +124,31 @@ def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
 
 
 def _rows(
-    session: Any, model: Any, columns: Iterable[str], ids: list[int], order: str | None = None, where: Any = None
-) -> list[Any]:
-    out: list[Any] = []
-    for start in range(0, len(ids), _CHUNK):
-        query = sqlalchemy.select(*(getattr(model, c) for c in columns)).where(
-            _among(model, ids[start : start + _CHUNK])
-        )
-        if where is not None:
-            query = query.where(where)
-        if order:
-            query = query.order_by(getattr(model, order))
-        out.extend(session.execute(query).all())
+    connection: sqlalchemy.engine.Connection, model: Any, columns: str, ids: list[int], where: str = "", order: str = ""
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM model's table WHERE trial_id IN (ids) [AND where] [ORDER BY order]`` through the
+    driver's own cursor, as plain tuples: a worker reads every trial of the study a few times, and
+    SQLAlchemy's statement building and its rows took most of a read (2x this); the ids are integers, safe
+    to write into the statement. An enum column comes as its name."""
+    table = model.__tablename__
+    out: list[tuple[Any, ...]] = []
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        for start in range(0, len(ids), _CHUNK):
+            listed = ",".join(str(int(i)) for i in ids[start : start + _CHUNK])
+            condition = f" AND {where}" if where else ""
+            ordering = f" ORDER BY {order}" if order else ""
+            cursor.execute(f"SELECT {columns} FROM {table} WHERE trial_id IN ({listed}){condition}{ordering}")
+            out += cursor.fetchall()
+    finally:
+        cursor.close()
     return out
+
+
+#: A worker's reads leave out the per-epoch lists (user attrs whose key ends with ``PER_EPOCH_SUFFIX``).
+_NOT_PER_EPOCH = "key NOT LIKE '%{}' ESCAPE '/'".format(
+    PER_EPOCH_SUFFIX.replace("/", "//").replace("_", "/_").replace("%", "/%")
+)
 
 
 #: A running trial's rows as ``_stamps`` counts them: (table, count, sum of row ids) per child table.
@@ -237,34 +249,42 @@ def read_trials(
         ids = [h.trial_id for h in heads if h.trial_id not in kept]
         # The system attrs first: on PostgreSQL each statement sees what was committed when it began, so a
         # trial read settled has its round's parameters and attrs (written with the mark) in the reads after.
-        system = _rows(session, models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), ids)
+        system = _rows(session, models.TrialSystemAttributeModel, "trial_id, key, value_json", ids)
         params = _rows(
             session,
             models.TrialParamModel,
-            ("trial_id", "param_name", "param_value", "distribution_json"),
+            "trial_id, param_name, param_value, distribution_json",
             ids,
             order="param_id",
         )
-        values = _rows(session, models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), ids)
-        attrs = models.TrialUserAttributeModel
-        per_epoch = None if with_steps else ~attrs.key.endswith(PER_EPOCH_SUFFIX, autoescape=True)
-        user = _rows(session, attrs, ("trial_id", "key", "value_json"), ids, where=per_epoch)
+        values = _rows(session, models.TrialValueModel, "trial_id, objective, value, value_type", ids)
+        user = _rows(
+            session,
+            models.TrialUserAttributeModel,
+            "trial_id, key, value_json",
+            ids,
+            where="" if with_steps else _NOT_PER_EPOCH,
+        )
         steps = (
             _rows(
                 session,
                 models.TrialIntermediateValueModel,
-                ("trial_id", "step", "intermediate_value", "intermediate_value_type"),
+                "trial_id, step, intermediate_value, intermediate_value_type",
                 ids,
             )
             if with_steps
             else []
         )
 
-    by_trial: dict[str, dict[int, list[Any]]] = {name: defaultdict(list) for name in ("p", "v", "i")}
+    by_trial: dict[str, dict[int, list[tuple[Any, ...]]]] = {name: defaultdict(list) for name in ("p", "v", "i")}
     for name, rows in (("p", params), ("v", values), ("i", steps)):
         for row in rows:
-            by_trial[name][row.trial_id].append(row)
+            by_trial[name][row[0]].append(row)
     user_attrs, system_attrs = _attrs_by_trial(user), _attrs_by_trial(system)
+    value_type, step_type = (
+        models.TrialValueModel.TrialValueType,
+        models.TrialIntermediateValueModel.TrialIntermediateValueType,
+    )
     out = []
     for head in heads:
         tid = head.trial_id
@@ -274,9 +294,9 @@ def read_trials(
         trial_values: list[float] | None = None
         if by_trial["v"][tid]:
             trial_values = [0.0] * len(by_trial["v"][tid])
-            for v in by_trial["v"][tid]:
-                trial_values[v.objective] = models.TrialValueModel.stored_repr_to_value(v.value, v.value_type)
-        dists = {p.param_name: _distribution(p.distribution_json) for p in by_trial["p"][tid]}
+            for _, objective, value, kind in by_trial["v"][tid]:
+                trial_values[objective] = models.TrialValueModel.stored_repr_to_value(value, value_type[kind])
+        dists = {name: _distribution(text) for _, name, _, text in by_trial["p"][tid]}
         out.append(
             FrozenTrial(
                 number=head.number,
@@ -285,15 +305,13 @@ def read_trials(
                 values=trial_values,
                 datetime_start=_local(head.started),
                 datetime_complete=_local(head.completed),
-                params={p.param_name: dists[p.param_name].to_external_repr(p.param_value) for p in by_trial["p"][tid]},
+                params={name: dists[name].to_external_repr(internal) for _, name, internal, _ in by_trial["p"][tid]},
                 distributions=dists,
                 user_attrs=user_attrs.get(tid, {}),
                 system_attrs=system_attrs.get(tid, {}),
                 intermediate_values={
-                    i.step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                        i.intermediate_value, i.intermediate_value_type
-                    )
-                    for i in by_trial["i"][tid]
+                    step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(value, step_type[kind])
+                    for _, step, value, kind in by_trial["i"][tid]
                 },
                 trial_id=tid,
             )
@@ -307,13 +325,13 @@ def read_trials(
     return out
 
 
-def _attrs_by_trial(rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+def _attrs_by_trial(rows: Sequence[tuple[Any, ...]]) -> dict[int, dict[str, Any]]:
     """Attr rows (trial id, key, JSON text) by trial, the values parsed in one call: each row holds valid
     JSON, so their texts joined are one JSON list (a call per value, thousands per read, cost more than the
     parsing)."""
     out: dict[int, dict[str, Any]] = defaultdict(dict)
-    for row, value in zip(rows, json.loads(f"[{','.join(row.value_json for row in rows)}]"), strict=True):
-        out[row.trial_id][row.key] = value
+    for (trial_id, key, _), value in zip(rows, json.loads(f"[{','.join(row[2] for row in rows)}]"), strict=True):
+        out[trial_id][key] = value
     return out
 
 
@@ -359,22 +377,12 @@ _NOT_FINITE = {
 
 def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The per-epoch values of the trials ``ids`` as (trial id, step, value) arrays: a worker's pruner reads
-    each completed trial once, hundreds of values each, so they come through the driver's own cursor as
-    plain numbers (SQLAlchemy's rows and a Python object per value took 3x as long as that, and the ids in
-    the query are integers, safe to write into it), a value stored without one (inf, NaN) as its kind's
-    code."""
-    values = models.TrialIntermediateValueModel
-    kind = sqlalchemy.case(*((values.intermediate_value_type == k, i) for i, k in enumerate(_NOT_FINITE, 1)), else_=0)
-    rows: list[tuple[int, int, float | None, int]] = []
-    ids = [int(i) for i in ids]
+    each completed trial once, hundreds of values each, so they come as plain numbers (``_rows``), a value
+    stored without one (inf, NaN) as its kind's code."""
+    kinds = " ".join(f"WHEN '{kind.name}' THEN {code}" for code, kind in enumerate(_NOT_FINITE, 1))
+    columns = f"trial_id, step, intermediate_value, CASE intermediate_value_type {kinds} ELSE 0 END"
     with _reading(backend) as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        for start in range(0, len(ids), _CHUNK):
-            query = sqlalchemy.select(values.trial_id, values.step, values.intermediate_value, kind).where(
-                _among(values, ids[start : start + _CHUNK])
-            )
-            cursor.execute(str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})))
-            rows += cursor.fetchall()
+        rows = _rows(connection, models.TrialIntermediateValueModel, columns, [int(i) for i in ids])
     table = np.array(rows, dtype=float).reshape(-1, 4)  # one C loop over the tuples; None -> NaN
     value = table[:, 2]
     for code, number in enumerate(_NOT_FINITE.values(), 1):
