@@ -100,8 +100,13 @@ def _reading(backend: RDBStorage) -> Iterator[sqlalchemy.engine.Connection]:
             yield connection
 
 
-#: Ids per IN (...) list, below every database's limit on bound variables.
+#: Ids per IN (...) list where they are written into the statement (not on PostgreSQL): short statements.
 _CHUNK = 500
+
+
+def _listed(ids: Sequence[int]) -> str:
+    """Trial ids as the text of an IN (...) list: integers, safe to write into a statement."""
+    return ",".join(str(int(i)) for i in ids)
 
 
 def _among(model: Any, ids: Sequence[int], dialect: str) -> Any:
@@ -116,8 +121,7 @@ def _among(model: Any, ids: Sequence[int], dialect: str) -> Any:
         return model.trial_id == sqlalchemy.any_(
             sqlalchemy.bindparam("ids", listed, type_=sqlalchemy.ARRAY(sqlalchemy.Integer), unique=True)
         )
-    listed_text = ",".join(str(int(i)) for i in ids)
-    return sqlalchemy.text(f"{model.__tablename__}.trial_id IN ({listed_text})")
+    return sqlalchemy.text(f"{model.__tablename__}.trial_id IN ({_listed(ids)})")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -133,31 +137,35 @@ def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
 
 
 def _rows(
-    connection: sqlalchemy.engine.Connection, model: Any, columns: str, ids: list[int], where: str = "", order: str = ""
+    connection: sqlalchemy.engine.Connection,
+    model: Any,
+    columns: str,
+    ids: Sequence[int],
+    where: str = "",
+    order: str = "",
 ) -> list[tuple[Any, ...]]:
     """``SELECT columns FROM model's table WHERE trial_id among ids [AND where] [ORDER BY order]`` through the
     driver's own cursor, as plain tuples: a worker reads every trial of the study a few times, and
     SQLAlchemy's statement building and its rows took most of a read (2x this). An enum column comes as its
-    name. On PostgreSQL the ids are one array parameter, so that the statement's text is the same at every
-    read and the driver prepares it (planning it took longer than running it); elsewhere they are written
-    into the statement (integers, safe there), a chunk at a time."""
+    name. The ids as ``_among`` gives them: on PostgreSQL one array parameter (a statement the driver
+    prepares), elsewhere written into the statement a chunk at a time."""
     table = model.__tablename__
     condition = f" AND {where}" if where else ""
     ordering = f" ORDER BY {order}" if order else ""
-    out: list[tuple[Any, ...]] = []
     cursor = connection.connection.driver_connection.cursor()
     try:
         if connection.dialect.name == "postgresql":
             among = f"trial_id = ANY(%s){condition.replace('%', '%%')}"
             cursor.execute(f"SELECT {columns} FROM {table} WHERE {among}{ordering}", ([int(i) for i in ids],))
             return cursor.fetchall()
+        out: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), _CHUNK):
-            listed = ",".join(str(int(i)) for i in ids[start : start + _CHUNK])
+            listed = _listed(ids[start : start + _CHUNK])
             cursor.execute(f"SELECT {columns} FROM {table} WHERE trial_id IN ({listed}){condition}{ordering}")
             out += cursor.fetchall()
+        return out
     finally:
         cursor.close()
-    return out
 
 
 #: A worker's reads leave out the per-epoch lists (user attrs whose key ends with ``PER_EPOCH_SUFFIX``).
@@ -399,7 +407,7 @@ def completed_curves(backend: RDBStorage, ids: Sequence[int]) -> tuple[np.ndarra
     kinds = " ".join(f"WHEN '{kind.name}' THEN {code}" for code, kind in enumerate(_NOT_FINITE, 1))
     columns = f"trial_id, step, intermediate_value, CASE intermediate_value_type {kinds} ELSE 0 END"
     with _reading(backend) as connection:
-        rows = _rows(connection, models.TrialIntermediateValueModel, columns, [int(i) for i in ids])
+        rows = _rows(connection, models.TrialIntermediateValueModel, columns, ids)
     table = np.array(rows, dtype=float).reshape(-1, 4)  # one C loop over the tuples; None -> NaN
     value = table[:, 2]
     for code, number in enumerate(_NOT_FINITE.values(), 1):

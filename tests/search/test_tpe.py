@@ -128,24 +128,25 @@ def test_a_round_splits_the_finished_trials_once(monkeypatch: pytest.MonkeyPatch
     assert len(calls) == 2  # a new finished trial: split again
 
 
-def test_the_running_trials_rows_are_read_once() -> None:
+def _with_running(count: int) -> tuple[PopulationTPESampler, optuna.Study, list[optuna.Trial]]:
+    """A study of 12 finished trials and ``count`` running ones, each asked after the one before suggested."""
     sampler = PopulationTPESampler(seed=0)
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=12)
-    running = [study.ask() for _ in range(5)]
+    running = [study.ask() for _ in range(count)]
     for trial in running:
         trial.suggest_float("x", 0, 1)
+    return sampler, study, running
+
+
+def test_the_running_trials_rows_are_read_once() -> None:
+    sampler, _, running = _with_running(5)
     (rows,) = sampler._running.values()
     assert sorted(rows.rows_by_id) == [t._trial_id for t in running[:-1]]  # the one being asked is not
 
 
 def test_the_running_trials_rows_outlast_a_new_finished_trial() -> None:
-    sampler = PopulationTPESampler(seed=0)
-    study = optuna.create_study(sampler=sampler)
-    study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=12)
-    running = [study.ask() for _ in range(4)]
-    for trial in running:
-        trial.suggest_float("x", 0, 1)
+    sampler, study, running = _with_running(4)
     (rows,) = sampler._running.values()
     kept = dict(rows.rows_by_id)
     study.tell(running[0], 0.5)  # the finished trials change: split again, the running rows stand
