@@ -193,7 +193,7 @@ def test_each_local_worker_s_job_names_its_own_device_and_shares_the_cores(
 
 
 def test_sequential_repeats_grow_until_the_leaders_are_told_apart_or_reach_the_most(tmp_path: Path) -> None:
-    from lrsearch.search.evidence import difference, look_level
+    from lrsearch.search.evidence import degenerate, difference, look_level
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = write_study(tmp_path, n_trials=6, population=3, epochs=8, repeats="{ min = 2, max = 5 }", pruner='"none"')
@@ -209,6 +209,8 @@ def test_sequential_repeats_grow_until_the_leaders_are_told_apart_or_reach_the_m
     assert len(counts) == 2 and all(2 <= n <= 5 for n in counts)
     a, b = repeats.values()
     decided = difference(a, b).p < look_level(2, 5)
-    assert decided or counts == [5, 5]  # stopped when told apart, or at the most
+    # Stopped when told apart, or at the most, or when a group's repeats all agree (no spread to test
+    # against: no contender; seen in CI, two blobs repeats at 0.832 each).
+    assert decided or counts == [5, 5] or degenerate(a) or degenerate(b)
     if decided and counts != [2, 2]:  # it went on while undecided: the look before did not decide
         assert difference(a[:-1], b[:-1]).p >= look_level(2, 5)
