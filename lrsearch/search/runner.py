@@ -57,6 +57,7 @@ from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.retries import retrying
 from lrsearch.storage.workers import (
+    RoundOfAsks,
     asking,
     completed,
     count_trials,
@@ -271,7 +272,9 @@ class Search:
             return True
         refreshed(self.study)
         if drain_waiting:
-            wanted = min(free, len(retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,))))
+            waiting = wanted = min(
+                free, len(retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,)))
+            )
             existing: list[FrozenTrial] = []
         else:
             existing = retrying(self._search_trials)
@@ -285,21 +288,24 @@ class Search:
         # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
         # Only a pruner that writes rungs (successive halving) writes to a trial while it trains.
         settled = isinstance(self.pruner, (optuna.pruners.NopPruner, PercentilePruner))
-        with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid", settled=settled) as started:
-            for i in range(wanted):
+        enqueued = min(wanted, waiting)
+        with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid", settled=settled) as round_:
+            # The enqueued trials taken at once (those others took meanwhile are theirs: not replaced), or
+            # where the storage cannot, by Optuna's ask; then new search trials, each given its group.
+            taken: list[int | None] | None = round_.take_waiting(enqueued) if enqueued else []
+            asks = [*(taken if taken is not None else [None] * enqueued), *[None] * (wanted - enqueued)]
+            for i, trial_id in enumerate(asks):
                 group = None
-                if self._groups and not drain_waiting and i >= waiting:
+                if self._groups and i >= enqueued:
                     group = min(self._groups, key=tried.__getitem__)
                 # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
                 # fail_stale ends and re-enqueues once its grace period is over.
-                retrying(self._ask, population, group, started)
+                retrying(self._ask, population, round_, group, trial_id)
                 if group is not None:
                     tried[group] += 1
         return wanted < free
 
-    def _ask(
-        self, population: Population, group: object | None = None, started: Callable[[int], None] = lambda i: None
-    ) -> None:
+    def _ask(self, population: Population, round_: RoundOfAsks, group: object | None, trial_id: int | None) -> None:
         # Fix the compared parameter for this trial only; the sampler chooses everything else but the branches
         # of the other groups. Optuna samples when a parameter is suggested, so it stays fixed until the config
         # is drawn.
@@ -309,13 +315,14 @@ class Search:
             else contextlib.nullcontext()
         )
         with fixing:
-            self._ask_fixed(population, started)
+            self._ask_fixed(population, round_, trial_id)
 
-    def _ask_fixed(self, population: Population, started: Callable[[int], None]) -> None:
+    def _ask_fixed(self, population: Population, round_: RoundOfAsks, trial_id: int | None) -> None:
+        """A new trial (``trial_id`` None: Optuna's ask) or an enqueued one the round took, as a new member."""
         try:
-            trial = self.study.ask()
+            trial = self.study.ask() if trial_id is None else optuna.Trial(self.study, trial_id)
             self._asking = trial  # from here on, a failure must end it (``_fail_live``)
-            started(trial._trial_id)
+            round_.started(trial._trial_id)
             attrs = trial.user_attrs
             config = self.space.sample(trial, seed=int(attrs.get("seed", self.spec.trial_seed(trial.number))))
             if REPLAY in attrs:  # a repeat of a PBT member: the schedule its weights followed, from scratch

@@ -55,6 +55,8 @@ class _Round:
     created: list[FrozenTrial] | None = None  # the trials made for this round, not yet handed out
     fresh: dict[int, FrozenTrial] = dataclasses.field(default_factory=dict)
     others: list[int] = dataclasses.field(default_factory=list)
+    taken: set[int] = dataclasses.field(default_factory=set)  # enqueued trials taken at once (``take_waiting``)
+    handed: set[int] = dataclasses.field(default_factory=set)  # ... of which a Trial was made (``get_trial``)
     params: list[tuple[int, str, float, BaseDistribution]] = dataclasses.field(default_factory=list)
     system_attrs: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -140,7 +142,7 @@ class StudyStorage(BaseStorage):
         # failed once their grace period is over, and their retries sample afresh.
         others = {trial_id: round_.user_attrs for trial_id in round_.others}
         if round_.batch and round_.settled:
-            for trial_id in [*round_.fresh, *round_.others]:
+            for trial_id in [*round_.fresh, *round_.others, *round_.taken]:
                 round_.system_attrs.setdefault(trial_id, {})[SETTLED] = True
         beating = round_.others if self.heartbeat is not None else []
         if round_.params or round_.system_attrs or others:
@@ -148,11 +150,15 @@ class StudyStorage(BaseStorage):
         if round_.created:
             unasked = [TrialRecord(t._trial_id, {}, {}, TrialState.FAIL) for t in round_.created]
             retrying(tables.write_finished, self.backend, unasked)
+        if round_.taken - round_.handed:  # enqueued trials still to run: back in the queue
+            retrying(tables.put_back, self.backend, sorted(round_.taken - round_.handed))
 
     def _in_round(self, trial_id: int) -> _Round | None:
         """The round whose writes for ``trial_id`` wait for its end, if one does."""
         round_ = self._round
-        if round_ is None or not round_.batch or (trial_id not in round_.fresh and trial_id not in round_.others):
+        if round_ is None or not round_.batch:
+            return None
+        if trial_id not in round_.fresh and trial_id not in round_.others and trial_id not in round_.taken:
             return None
         return round_
 
@@ -195,6 +201,30 @@ class StudyStorage(BaseStorage):
             self.set_trial_user_attr(trial_id, key, value)
         if self.heartbeat is not None:
             retrying(tables.record_heartbeats, self.backend, [trial_id])
+
+    def take_waiting(self, study_id: int, count: int) -> list[int]:
+        """In a round of asks: up to ``count`` of the study's enqueued trials, taken at once
+        (``tables.take_waiting``: with the round's user attrs and a first heartbeat), the round's asks for
+        any that others took meanwhile given up. Their ids, first by number; a ``Trial`` made for one
+        reads it from the view."""
+        round_ = self._round
+        if round_ is None or study_id != round_.study_id:
+            raise RuntimeError("enqueued trials are taken in a round of asks")
+        ids, started = retrying(
+            tables.take_waiting,
+            self.backend,
+            study_id,
+            count,
+            round_.user_attrs,
+            beating=self.heartbeat is not None,
+        )
+        view = self.view(study_id)
+        for trial_id in ids:
+            view.taken(trial_id, started, round_.user_attrs)
+        round_.taken.update(ids)
+        round_.asks -= count - len(ids)
+        round_.asked += len(ids)
+        return ids
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         view = self._view_of(trial_id)
@@ -249,6 +279,9 @@ class StudyStorage(BaseStorage):
             return copy.deepcopy(round_.fresh[trial_id])
         view = self._view_of(trial_id)
         held = view.get(trial_id) if view is not None else None
+        if held is not None and round_ is not None and trial_id in round_.taken:
+            round_.handed.add(trial_id)
+            return copy.deepcopy(held)  # an enqueued trial this round took: as read with the study, and taken
         if held is not None and held.state.is_finished():
             return held
         trial = self.backend.get_trial(trial_id)

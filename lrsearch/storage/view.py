@@ -20,6 +20,7 @@ the view is what the sampler, the pruner, the teller and the budget see:
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import threading
 import time
@@ -205,6 +206,15 @@ class StudyView:
             if not trial.state.is_finished():
                 self._add(trial)
                 self._unfinished.add(trial._trial_id)
+
+    def taken(self, trial_id: int, started: datetime.datetime | None, user_attrs: Mapping[str, Any]) -> None:
+        """An enqueued trial this worker took (``tables.take_waiting``): RUNNING since ``started``, with
+        ``user_attrs`` (one the view does not hold yet is read when asked for)."""
+        with self._lock:
+            trial = self._trials.get(trial_id)
+            if trial is not None:
+                changes = {"state": TrialState.RUNNING, "datetime_start": started}
+                self._change(trial_id, **changes, user_attrs={**trial.user_attrs, **user_attrs})
 
     def check_param(self, name: str, distribution: BaseDistribution) -> None:
         """Raise if ``distribution`` is not the one the study's trials give ``name`` (as Optuna's storage does)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -22,6 +22,7 @@ from lrsearch.storage.study_storage import StudyStorage
 from lrsearch.storage.view import CompletedValues
 
 __all__ = [
+    "RoundOfAsks",
     "asking",
     "claim",
     "completed",
@@ -96,24 +97,42 @@ def refreshed(study: optuna.Study) -> None:
         study._storage.refresh(study._study_id)
 
 
+class RoundOfAsks:
+    """What a round of asks (``asking``) offers the one asking: enqueued trials taken at once, and word of
+    each trial asked."""
+
+    def __init__(self, study: optuna.Study, user_attrs: Mapping[str, Any]) -> None:
+        self.study, self.user_attrs = study, user_attrs
+
+    def take_waiting(self, count: int) -> list[int] | None:
+        """Up to ``count`` enqueued trials taken at once on lrsearch's storage, with the round's user attrs
+        (``StudyStorage.take_waiting``): their ids, first by number, for ``optuna.Trial``. None elsewhere:
+        Optuna's ``ask`` takes them, one at a time."""
+        storage = self.study._storage
+        if isinstance(storage, StudyStorage):
+            return storage.take_waiting(self.study._study_id, count)
+        return None
+
+    def started(self, trial_id: int) -> None:
+        """A trial asked in the round: on any storage but lrsearch's, its user attrs are set now."""
+        storage = self.study._storage
+        if not isinstance(storage, StudyStorage):
+            for key, value in self.user_attrs.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+
+
 @contextlib.contextmanager
 def asking(
     study: optuna.Study, asks: int, user_attrs: Mapping[str, Any], *, batch: bool = True, settled: bool = False
-) -> Iterator[Callable[[int], None]]:
+) -> Iterator[RoundOfAsks]:
     """A round of up to ``asks`` asks, each started trial given ``user_attrs`` (see ``StudyStorage.asking``,
-    and for ``settled``).
-    Yields what to call with the id of each trial asked: on any other storage, it sets the attrs then."""
+    and for ``settled``)."""
     storage = study._storage
     if isinstance(storage, StudyStorage):
         with storage.asking(study._study_id, asks, user_attrs, batch=batch, settled=settled):
-            yield lambda trial_id: None
+            yield RoundOfAsks(study, user_attrs)
         return
-
-    def started(trial_id: int) -> None:
-        for key, value in user_attrs.items():
-            storage.set_trial_user_attr(trial_id, key, value)
-
-    yield started
+    yield RoundOfAsks(study, user_attrs)
 
 
 def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:

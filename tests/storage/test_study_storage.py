@@ -7,6 +7,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from lrsearch.schema import SETTLED
@@ -45,9 +47,9 @@ def test_a_round_creates_its_trials_at_once_and_numbers_them_among_other_workers
     mine = optuna.create_study(storage=_open(storage_url), study_name="s")
     other = optuna.load_study(study_name="s", storage=_open(storage_url))
     other.ask(X)  # number 0
-    with asking(mine, 3, WHO) as started:
+    with asking(mine, 3, WHO) as round_:
         for _ in range(3):
-            started(mine.ask(X)._trial_id)
+            round_.started(mine.ask(X)._trial_id)
             other.ask(X)  # another worker, between this round's asks: its own numbers after the batch
     found = _elsewhere(storage_url)
     assert [t.number for t in found] == list(range(7))
@@ -70,6 +72,47 @@ def test_a_round_takes_enqueued_trials_first_and_leaves_no_created_trial_over(st
     assert [t.state for t in found] == [TrialState.RUNNING] * 3 + [TrialState.WAITING]
     assert [t.user_attrs for t in found[:3]] == [WHO] * 3  # the enqueued one too
     assert study.ask(X).params == {"x": 0.75}  # after the round: Optuna's own ask again
+
+
+def test_a_round_takes_enqueued_trials_at_once_leaving_others_theirs(storage_url: str) -> None:
+    study = optuna.create_study(storage=_open(storage_url, Heartbeat()), study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url, Heartbeat()))
+    for x in (0.1, 0.2, 0.3, 0.4):
+        study.enqueue_trial({"x": x}, user_attrs={"repeat_of": 0, "worker": "gone:1"})  # a retry's copied worker
+    study._storage.refresh(study._study_id)
+    with asking(other, 1, {"worker": "other:2", "device": "cpu"}) as theirs:
+        (first,) = theirs.take_waiting(1)  # another worker took the first meanwhile
+        optuna.Trial(other, first)
+    with asking(study, 4, WHO) as round_:
+        taken = round_.take_waiting(4)
+        assert len(taken) == 3
+        trials = [optuna.Trial(study, trial_id) for trial_id in taken]
+        assert [t.suggest_float("x", 0, 1) for t in trials] == [0.2, 0.3, 0.4]
+        assert study.ask(X).number == 4  # the round's asks: the three taken, then none (not one in place of the fourth)
+    found = _elsewhere(storage_url)
+    assert [t.state for t in found] == [TrialState.RUNNING] * 5 and found[4].params.keys() == {"x"}
+    assert [t.user_attrs["worker"] for t in found[:4]] == ["other:2", *[WHO["worker"]] * 3]
+    assert all(t.user_attrs["repeat_of"] == 0 and t.datetime_start is not None for t in found[:4])
+    assert [t.params for t in found[1:4]] == [{"x": 0.2}, {"x": 0.3}, {"x": 0.4}]
+    assert all(t.system_attrs.get(SETTLED) is None for t in found)  # a round settles its trials only when told
+    beats = sqlalchemy.select(models.TrialHeartbeatModel.trial_id)
+    with study._storage.engine.connect() as connection:  # a worker that dies now leaves nothing without a beat
+        assert {t._trial_id for t in found} <= set(connection.scalars(beats))
+
+
+def test_a_round_cut_short_puts_the_enqueued_trials_it_took_back(storage_url: str) -> None:
+    study = optuna.create_study(storage=_open(storage_url, Heartbeat()), study_name="s")
+    for x in (0.1, 0.2, 0.3):
+        study.enqueue_trial({"x": x})
+    study._storage.refresh(study._study_id)
+    with pytest.raises(KeyboardInterrupt), asking(study, 3, WHO) as round_:
+        (first, *_) = round_.take_waiting(3)
+        optuna.Trial(study, first).suggest_float("x", 0, 1)
+        raise KeyboardInterrupt
+    found = _elsewhere(storage_url)
+    assert [t.state for t in found] == [TrialState.RUNNING, TrialState.WAITING, TrialState.WAITING]
+    assert [t.datetime_start is None for t in found] == [False, True, True]
+    assert study.ask(X).params == {"x": 0.2}  # the next worker's ask runs it
 
 
 def test_a_round_cut_short_ends_the_trials_it_did_not_ask(storage_url: str) -> None:
@@ -139,9 +182,10 @@ def test_a_started_trial_names_its_worker_and_beats_from_the_moment_it_exists(
 
 def test_elsewhere_the_round_sets_the_attrs_through_optunas_api() -> None:
     study = optuna.create_study()
-    with asking(study, 2, WHO) as started:
+    with asking(study, 2, WHO) as round_:
+        assert round_.take_waiting(1) is None  # Optuna's ask takes enqueued trials here
         for _ in range(2):
-            started(study.ask(X)._trial_id)
+            round_.started(study.ask(X)._trial_id)
     study.ask(X)
     assert [t.user_attrs for t in study.get_trials()] == [WHO, WHO, {}]
 

@@ -6,13 +6,25 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrsearch.schema import SETTLED
+from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.opening import open_storage
+from lrsearch.storage.records import TrialRecord
+from lrsearch.storage.retries import retrying
 from lrsearch.storage.study_storage import StudyStorage
-from lrsearch.storage.tables import completed_curves, read_trials
+from lrsearch.storage.tables import (
+    completed_curves,
+    create_trials,
+    read_trials,
+    record_heartbeats,
+    write_finished,
+    write_round,
+)
 from lrsearch.storage.urls import resolve_url
+from tests.conftest import POSTGRES_ADMIN
 
 
 @pytest.fixture
@@ -201,3 +213,37 @@ def test_completed_curves_come_as_arrays_with_what_is_not_finite(populated: tupl
     )  # no value stored
     no_trials, _, _ = completed_curves(storage, [])
     assert no_trials.size == 0
+
+
+def test_its_own_sql_survives_connections_the_server_dropped(postgres_url: str) -> None:
+    """The driver's own calls (pipelines, COPY, arrays) fail over a lost connection as SQLAlchemy's own do:
+    retried on a fresh one, not raised as a bug."""
+    import psycopg
+
+    storage = open_storage(resolve_url(postgres_url), Heartbeat(), per_epoch_values=False, retried=True)
+    assert isinstance(storage, StudyStorage)
+    backend, study_id = storage.backend, storage.create_new_study([StudyDirection.MAXIMIZE], "s")
+    database = postgres_url.rsplit("/", 1)[1]
+
+    def drop_every_connection() -> None:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+
+    calls = [
+        lambda: create_trials(backend, study_id, 2, {"worker": "w"}, beating=True, settling=True),
+        lambda: record_heartbeats(backend, [1, 2]),
+        lambda: write_round(backend, [(1, "x", 0.5, FloatDistribution(0, 1))], {1: {"k": 1}}, {}, [1]),
+        lambda: write_finished(backend, [TrialRecord(1, {1: 0.5, 2: math.nan}, {"k": [1]}, TrialState.COMPLETE, 0.5)]),
+        lambda: completed_curves(backend, [1]),
+        lambda: read_trials(backend, study_id, None, set(), -1, with_steps=False),
+    ]
+    for call in calls:
+        read_trials(backend, study_id, None, set(), -1)  # a connection in the pool
+        drop_every_connection()
+        retrying(call)
+    first, second = read_trials(backend, study_id, None, set(), -1)
+    assert first.state == TrialState.COMPLETE and first.params == {"x": 0.5} and 2 in first.intermediate_values
+    assert second.state == TrialState.RUNNING

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, stor
             0.7,
             {"artifacts:a": '{"artifact_id": "a"}'},
         ),
-        TrialRecord(pruned._trial_id, {1: 0.4, 2: 0.3}, {"seed": 1}, TrialState.PRUNED),
+        # A diverged member's last values have no finite form: stored without one, by kind.
+        TrialRecord(pruned._trial_id, {1: 0.4, 2: math.nan, 3: math.inf, 4: -math.inf, 5: 0.3}, {}, TrialState.PRUNED),
         TrialRecord(failed._trial_id, {}, {"error": "x"}, TrialState.FAIL),
         TrialRecord(taken._trial_id, {1: 0.9}, {"seed": 3}, TrialState.COMPLETE, 0.9),
     ]
@@ -45,6 +47,9 @@ def test_finishing_in_bulk_lands_as_the_public_api_reads_it(tmp_path: Path, stor
     assert trials[done.number].system_attrs == {"artifacts:a": '{"artifact_id": "a"}'}
     assert trials[done.number].datetime_complete is not None
     assert trials[pruned.number].state == TrialState.PRUNED and trials[pruned.number].value == pytest.approx(0.3)
+    steps = trials[pruned.number].intermediate_values
+    assert steps.keys() == {1, 2, 3, 4, 5} and math.isnan(steps[2]) and (steps[3], steps[4]) == (math.inf, -math.inf)
+    assert (steps[1], steps[5]) == (pytest.approx(0.4), pytest.approx(0.3))
     assert trials[failed.number].state == TrialState.FAIL and trials[failed.number].value is None
     assert trials[taken.number].state == TrialState.FAIL and trials[taken.number].user_attrs == {}  # untouched
 
