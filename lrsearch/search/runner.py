@@ -65,6 +65,7 @@ from lrsearch.storage.workers import (
     finishing,
     heartbeat_of,
     holding,
+    reading_completed,
     record_heartbeats,
     refreshed,
     write_finished,
@@ -357,8 +358,8 @@ class Search:
             return []
         started = time.perf_counter()
         # The median and percentile pruners decide by the completed trials' values alone, which the view
-        # keeps: read again at most every second (every epoch would read every running trial of every
-        # worker each time, twice as long as the training with eight workers).
+        # keeps: read behind the training (``run``), or here at most every second (every epoch would read
+        # every running trial of every worker each time, twice as long as the training with eight workers).
         values = completed(self.study, max_age=1.0) if isinstance(self.pruner, PercentilePruner) else None
         if values is not None:
             members = [(r.metrics.epoch, self._live[r.member].best) for r in prunable]
@@ -539,6 +540,11 @@ class Search:
             with (
                 holding(self.study),
                 _heartbeats(self.study._storage, live_ids),
+                # The median and percentile pruners' values, read behind the training once a second (the
+                # enqueued trials are repeats and PBT members, never pruned).
+                reading_completed(self.study, every=1.0)
+                if isinstance(self.pruner, PercentilePruner) and not drain_waiting
+                else contextlib.nullcontext(),
                 Teller[_Finishing](self.study._storage) as teller,
             ):
                 while True:

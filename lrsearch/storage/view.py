@@ -39,12 +39,14 @@ __all__ = ["CompletedValues", "StudyView"]
 
 
 class CompletedValues:
-    """Completed trials' per-epoch values, a row each: what the median and percentile pruners compare with."""
+    """Completed trials' per-epoch values, a row each: what the median and percentile pruners compare with.
+    Rows are added by one thread while another reads (``at``): the arrays are replaced together, never
+    changed in place."""
 
     def __init__(self) -> None:
         self._rows: dict[int, int] = {}  # trial id -> row
-        self._values = np.empty((0, 0))  # NaN where a trial has no value at a step (or a NaN value)
-        self._present = np.empty((0, 0), dtype=bool)
+        # NaN where a trial has no value at a step (or a NaN value), and where it has one.
+        self._table = (np.empty((0, 0)), np.empty((0, 0), dtype=bool))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -61,21 +63,25 @@ class CompletedValues:
         trial, step, value = rows
         keep = np.isin(trial, fresh)
         trial, step, value = trial[keep], step[keep], value[keep]
-        width = max(self._values.shape[1], int(step.max()) + 1 if step.size else 0)
+        old_values, old_present = self._table
+        width = max(old_values.shape[1], int(step.max()) + 1 if step.size else 0)
         order = np.argsort(fresh)
         at = order[np.searchsorted(fresh, trial, sorter=order)]
         values, present = np.full((fresh.size, width), np.nan), np.zeros((fresh.size, width), dtype=bool)
         values[at, step], present[at, step] = value, True
-        pad = width - self._values.shape[1]
-        self._values = np.vstack([np.pad(self._values, ((0, 0), (0, pad)), constant_values=np.nan), values])
-        self._present = np.vstack([np.pad(self._present, ((0, 0), (0, pad))), present])
+        pad = width - old_values.shape[1]
+        self._table = (
+            np.vstack([np.pad(old_values, ((0, 0), (0, pad)), constant_values=np.nan), values]),
+            np.vstack([np.pad(old_present, ((0, 0), (0, pad))), present]),
+        )
         self._rows.update((int(i), len(self._rows) + k) for k, i in enumerate(fresh))
 
     def at(self, step: int) -> np.ndarray:
         """The values at ``step`` of the trials that have one."""
-        if step >= self._values.shape[1]:
+        values, present = self._table
+        if step >= values.shape[1]:
             return np.empty(0)
-        return self._values[self._present[:, step], step]
+        return values[present[:, step], step]
 
 
 class StudyView:
@@ -135,33 +141,40 @@ class StudyView:
             self._known[trial_id] = values
 
     def refresh_completed(self) -> None:
-        """Read the per-epoch values of the trials completed since the last read, and nothing else: what the
-        median and percentile pruners need, at a fraction of a full read's cost with hundreds of trials
-        running (the rest of the trials are read at the next full read)."""
+        """Find the trials completed since the last read, and nothing else: what the median and percentile
+        pruners need, at a fraction of a full read's cost with hundreds of trials running (the rest of the
+        trials are read at the next full read). The database is read outside the lock: a thread that reads
+        behind the training (the pruner's) never holds up the one training."""
         with self._lock:
             # Every trial before the first one unfinished when last read, and before the last read, was read.
-            ids = tables.completed_ids(self.backend, self.study_id, min([self._last_finished + 1, *self._unfinished]))
+            since = min([self._last_finished + 1, *self._unfinished])
+        ids = tables.completed_ids(self.backend, self.study_id, since)
+        with self._lock:
             self.completed_at = time.monotonic()
             for trial_id in ids:
                 self._completed_now(trial_id, None)
 
-    def completed(self) -> CompletedValues:
-        """The completed trials' per-epoch values (those found since last asked read now, in one query)."""
+    def completed(self, *, read: bool = True) -> CompletedValues:
+        """The completed trials' per-epoch values: those found since last asked read now, in one query
+        (outside the lock), unless not ``read`` (then only those this worker completed are added)."""
         with self._lock:
-            unread = [i for i in self._unread if i not in self._completed and i not in self._known]
-            if unread:
-                self._completed.add(unread, tables.completed_curves(self.backend, unread))
+            unread = [i for i in self._unread if i not in self._completed and i not in self._known] if read else []
+        curves = tables.completed_curves(self.backend, unread) if unread else None
+        with self._lock:
+            if curves is not None:
+                self._completed.add(unread, curves)
             if self._known:
                 ids = list(self._known)
-                curves = [self._known[i] for i in ids]
-                count = sum(map(len, curves))
+                values = [self._known[i] for i in ids]
+                count = sum(map(len, values))
                 arrays = (
-                    np.repeat(np.array(ids, dtype=np.int64), list(map(len, curves))),
-                    np.fromiter(itertools.chain.from_iterable(curves), dtype=np.int64, count=count),
-                    np.fromiter(itertools.chain.from_iterable(c.values() for c in curves), dtype=float, count=count),
+                    np.repeat(np.array(ids, dtype=np.int64), list(map(len, values))),
+                    np.fromiter(itertools.chain.from_iterable(values), dtype=np.int64, count=count),
+                    np.fromiter(itertools.chain.from_iterable(c.values() for c in values), dtype=float, count=count),
                 )
                 self._completed.add(ids, arrays)
-            self._unread, self._known = {}, {}
+                self._known = {}
+            self._unread = {i: None for i in self._unread if i not in self._completed}
             return self._completed
 
     def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:

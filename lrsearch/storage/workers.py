@@ -31,6 +31,7 @@ __all__ = [
     "finishing",
     "heartbeat_of",
     "holding",
+    "reading_completed",
     "record_heartbeats",
     "refreshed",
     "values_at",
@@ -141,6 +142,17 @@ def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:
     if isinstance(study._storage, StudyStorage):
         return study._storage.completed(study._study_id, max_age=max_age)
     return None
+
+
+@contextlib.contextmanager
+def reading_completed(study: optuna.Study, *, every: float) -> Iterator[None]:
+    """Within the block, on lrsearch's storage, the completed trials' values are read behind the training
+    (``StudyStorage.reading_completed``); elsewhere each ``completed`` reads (it gives None there)."""
+    if isinstance(study._storage, StudyStorage):
+        with study._storage.reading_completed(study._study_id, every=every):
+            yield
+    else:
+        yield
 
 
 def values_at(study: optuna.Study, steps: Iterable[int]) -> dict[int, dict[int, float]] | None:

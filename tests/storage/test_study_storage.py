@@ -3,6 +3,8 @@ from __future__ import annotations
 import copy
 import datetime
 import itertools
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -247,6 +249,29 @@ def test_reading_the_completed_values_alone_leaves_the_trials_to_the_next_full_r
         other.tell(started, 0.25)
         assert len(storage.refresh_completed(study._study_id, max_age=3600).completed()) == 1  # read just now
         assert sorted(storage.refresh_completed(study._study_id, max_age=0).completed().at(1)) == [0.25, 0.5]
+
+
+def test_the_completed_values_read_behind_are_handed_out_at_once(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url))
+    first = other.ask(X)
+    first.report(0.5, 1)
+    other.tell(first, 0.5)
+    with storage.hold(study._study_id), storage.reading_completed(study._study_id, every=0.2):
+        assert storage.completed(study._study_id, max_age=0).at(1).tolist() == [0.5]  # read before the block
+        second = other.ask(X)
+        second.report(0.25, 1)
+        other.tell(second, 0.25)
+        waited = 0.0
+        while len(storage.completed(study._study_id, max_age=0)) < 2 and waited < 10:
+            time.sleep(0.05)
+            waited += 0.05
+        checkouts: list[threading.Thread] = []
+        sqlalchemy.event.listen(storage.engine, "checkout", lambda *_: checkouts.append(threading.current_thread()))
+        assert sorted(storage.completed(study._study_id, max_age=0).at(1)) == [0.25, 0.5]  # the thread read it
+        assert threading.current_thread() not in checkouts  # handed out without a read here
+    assert not [t for t in threading.enumerate() if t.name == "lrsearch-completed"]
 
 
 def test_each_ask_of_a_round_changes_only_the_trial_it_asks(storage_url: str) -> None:
