@@ -138,11 +138,22 @@ def _among(model: Any, ids: Sequence[int], dialect: str) -> Any:
     if not ids:
         return sqlalchemy.false()
     if dialect == "postgresql":
-        listed = [int(i) for i in ids]
-        return model.trial_id == sqlalchemy.any_(
-            sqlalchemy.bindparam("ids", listed, type_=sqlalchemy.ARRAY(sqlalchemy.Integer), unique=True)
-        )
+        listed = sqlalchemy.bindparam("ids", _array(ids, int), type_=sqlalchemy.String, unique=True)
+        return model.trial_id == sqlalchemy.any_(sqlalchemy.cast(listed, sqlalchemy.ARRAY(sqlalchemy.Integer)))
     return sqlalchemy.text(f"{model.__tablename__}.trial_id IN ({_listed(ids)})")
+
+
+def _array(values: Iterable[Any], kind: type[int | float | str]) -> str:
+    """PostgreSQL's text form of an array of integers, floats or strings, for a parameter cast to one
+    (``%s::int[]``): psycopg converts a list element by element in Python (5 ms for 1,600 of them), this
+    joins them at once (0.3 ms)."""
+    if kind is str:
+        items: Iterable[str] = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    elif kind is int:
+        items = map(str, map(int, values))
+    else:
+        items = map(repr, map(float, values))
+    return "{" + ",".join(items) + "}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -177,10 +188,10 @@ def _rows(
     and the selects go in one round trip (``_pipelined``); elsewhere the ids are written into each
     statement a chunk at a time (integers, safe there)."""
     if connection.dialect.name == "postgresql":
-        listed = [int(i) for i in ids]
+        listed = _array(ids, int)
         statements = [
             (
-                f"SELECT {q.columns} FROM {q.model.__tablename__} WHERE trial_id = ANY(%s)"
+                f"SELECT {q.columns} FROM {q.model.__tablename__} WHERE trial_id = ANY(%s::int[])"
                 + (f" AND {q.where.replace('%', '%%')}" if q.where else "")
                 + (f" ORDER BY {q.order}" if q.order else ""),
                 (listed,),
@@ -482,7 +493,7 @@ def _column_arrays(
     aggregated = ", ".join(f"array_send(array_agg({column.sql}))" for column in columns)
     with _driver(connection) as driver, driver.cursor() as cursor:
         cursor.execute(
-            f"SELECT {aggregated} FROM {model.__tablename__} WHERE trial_id = ANY(%s)", ([int(i) for i in ids],)
+            f"SELECT {aggregated} FROM {model.__tablename__} WHERE trial_id = ANY(%s::int[])", (_array(ids, int),)
         )
         blobs = cursor.fetchone()
     return [_binary_array(blob, column.kind) for blob, column in zip(blobs, columns, strict=True)]
@@ -607,10 +618,10 @@ def _created_in_one_trip(
         "study": study_id,
         "now": _utc_now(),
         "count": count,
-        "user_keys": list(user_attrs),
-        "user_values": [json.dumps(v) for v in user_attrs.values()],
-        "system_keys": list(system_attrs),
-        "system_values": [json.dumps(v) for v in system_attrs.values()],
+        "user_keys": _array(user_attrs, str),
+        "user_values": _array(map(json.dumps, user_attrs.values()), str),
+        "system_keys": _array(system_attrs, str),
+        "system_values": _array(map(json.dumps, system_attrs.values()), str),
         "beating": beating,
     }
     _, created = _one_trip(backend, [(lock, (study_id,)), (_CREATE, parameters)], transaction=True)
@@ -683,17 +694,17 @@ def write_round(
             (
                 _PARAMS,
                 (
-                    [p[0] for p in params],
-                    [p[1] for p in params],
-                    [float(p[2]) for p in params],
-                    [_distribution_json(p[3]) for p in params],
+                    _array((p[0] for p in params), int),
+                    _array((p[1] for p in params), str),
+                    _array((p[2] for p in params), float),
+                    _array((_distribution_json(p[3]) for p in params), str),
                 ),
             ),
             *_attr_statements(models.TrialSystemAttributeModel, system_attrs),
             *_attr_statements(models.TrialUserAttributeModel, user_attrs),
         ]
         if beating:
-            statements.append((_BEATS, ([int(i) for i in beating],)))
+            statements.append((_BEATS, (_array(beating, int),)))
         _one_trip(backend, statements, transaction=True)
         return
     rows = [
@@ -726,7 +737,8 @@ def _attr_statements(model: Any, attrs: Mapping[int, Mapping[str, Any]]) -> list
     if not rows:
         return []
     table = model.__tablename__
-    ids, keys, values = [r["trial_id"] for r in rows], [r["key"] for r in rows], [r["value_json"] for r in rows]
+    ids, keys = _array((r["trial_id"] for r in rows), int), _array((r["key"] for r in rows), str)
+    values = _array((r["value_json"] for r in rows), str)
     return [
         (
             (
@@ -928,7 +940,7 @@ def record_heartbeats(backend: RDBStorage, trial_ids: Sequence[int]) -> None:
     """Record a heartbeat for each trial, in one transaction (Optuna's takes one per trial; on PostgreSQL
     one statement)."""
     if backend.engine.dialect.name == "postgresql":
-        _one_trip(backend, [(_BEATS, ([int(i) for i in trial_ids],))], transaction=False)
+        _one_trip(backend, [(_BEATS, (_array(trial_ids, int),))], transaction=False)
         return
     with _create_scoped_session(backend.scoped_session, True) as session:
         beat(session, trial_ids)
@@ -989,8 +1001,8 @@ def take_waiting(
             "now": now,
             "study": study_id,
             "count": count,
-            "keys": list(user_attrs),
-            "values": [json.dumps(v) for v in user_attrs.values()],
+            "keys": _array(user_attrs, str),
+            "values": _array(map(json.dumps, user_attrs.values()), str),
             "beating": beating,
         }
         (taken,) = _one_trip(backend, [(_TAKE, parameters)], transaction=False)

@@ -247,3 +247,17 @@ def test_its_own_sql_survives_connections_the_server_dropped(postgres_url: str) 
     first, second = read_trials(backend, study_id, None, set(), -1)
     assert first.state == TrialState.COMPLETE and first.params == {"x": 0.5} and 2 in first.intermediate_values
     assert second.state == TrialState.RUNNING
+
+
+@pytest.mark.parametrize("storage_url", ["postgresql"], indirect=True)
+def test_its_arrays_carry_any_text_and_number(storage_url: str) -> None:
+    """Arrays go to PostgreSQL in their text form (quotes, backslashes, braces, commas, NULL as a word)."""
+    storage = open_storage(resolve_url(storage_url), Heartbeat(), per_epoch_values=False, retried=True)
+    assert isinstance(storage, StudyStorage)
+    backend, study_id = storage.backend, storage.create_new_study([StudyDirection.MAXIMIZE], "s")
+    tricky = {'a"b': 'c\\d "e"', "{x,y}": ["NULL", "", " sp ", "é ü", {"k": 'q"r'}], "n": 1e-300}
+    (trial,) = create_trials(backend, study_id, 1, tricky, beating=False)
+    low = FloatDistribution(1e-300, 1.0, log=True)
+    write_round(backend, [(trial._trial_id, 'p"{,}', 1e-300, low)], {trial._trial_id: tricky}, {}, [])
+    (read,) = read_trials(backend, study_id, None, set(), -1)
+    assert read.user_attrs == tricky and read.system_attrs == tricky and read.params == {'p"{,}': 1e-300}
