@@ -117,28 +117,13 @@ class ParzenEstimator:
     def log_pdf(self, samples: dict[str, np.ndarray]) -> np.ndarray:
         """The mixture's log density at each sample (internal representations by parameter)."""
         x = np.asarray([samples[name] for name in self.search_space], dtype=float).T
-        per_kernel = np.zeros((len(x), len(self.weights)))
-        continuous = []
         with np.errstate(divide="ignore"):  # a weight of zero (no prior) is a log density of -inf
+            per_kernel = self._normal_exponents(x)
             for i, kernel in enumerate(self.kernels):
                 if isinstance(kernel, _Categorical):
                     per_kernel += kernel.log_weights_by_choice[x[:, i].astype(np.int64)]
                 elif kernel.step:
                     per_kernel += _log_bin_mass(x[:, i], kernel)
-                else:
-                    continuous.append((np.log(x[:, i]) if kernel.is_log else x[:, i], kernel))
-            if continuous:
-                # The normal densities' exponents here; what each kernel's are scaled by, summed once. In place:
-                # at a thousand kernels the temporaries cost more than the arithmetic.
-                squares = None
-                for v, k in continuous:
-                    z = np.subtract.outer(v, k.mu)
-                    z /= k.sigma
-                    z *= z
-                    squares = z if squares is None else np.add(squares, z, out=squares)
-                squares *= 0.5
-                per_kernel -= squares
-                per_kernel[np.any([(v < k.low) | (v > k.high) for v, k in continuous], axis=0)] = -np.inf
             per_kernel += self._log_scale
             top = per_kernel.max(axis=1)
             top[np.isneginf(top)] = 0  # no (-inf) - (-inf) where every kernel gives zero
@@ -146,14 +131,49 @@ class ParzenEstimator:
             np.exp(per_kernel, out=per_kernel)
             return np.log(per_kernel.sum(axis=1)) + top
 
+    def _normal_exponents(self, x: np.ndarray) -> np.ndarray:
+        """[samples, kernels]: the exponent of each kernel's normal density over the continuous parameters,
+        -(1/2) sum ((v - mu) / sigma)^2, as two matrix products (the square expanded: a kernel's terms are
+        computed once, and the thousand-kernel matrix is passed over twice instead of four times a
+        parameter); -inf for a sample outside a parameter's bounds."""
+        out = np.zeros((len(x), len(self.weights)))
+        if not self._continuous:
+            return out
+        v = np.stack([np.log(x[:, i]) if k.is_log else x[:, i] for i, k in self._continuous], axis=1)
+        squared, linear, constant = self._expanded
+        np.matmul(v * v, squared, out=out)
+        out += v @ linear
+        out += constant
+        out *= -0.5
+        low = np.array([k.low for _, k in self._continuous])
+        high = np.array([k.high for _, k in self._continuous])
+        out[((v < low) | (v > high)).any(axis=1)] = -np.inf
+        return out
+
+    @functools.cached_property
+    def _continuous(self) -> list[tuple[int, _Numerical]]:
+        return [(i, k) for i, k in enumerate(self.kernels) if isinstance(k, _Numerical) and not k.step]
+
+    @functools.cached_property
+    def _expanded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """((v - mu) / sigma)^2 = v^2 / sigma^2 - 2 v mu / sigma^2 + mu^2 / sigma^2, by kernel: the
+        continuous parameters' [parameters, kernels] coefficients of v^2 and v, and the constant summed."""
+        inverse = np.array([1.0 / (k.sigma * k.sigma) for _, k in self._continuous])
+        mu = np.array([k.mu for _, k in self._continuous])
+        return inverse, -2.0 * mu * inverse, (mu * mu * inverse).sum(axis=0)
+
     @functools.cached_property
     def _log_scale(self) -> np.ndarray:
-        """Per kernel: its log weight, less the log normalisers of its continuous parameters' truncated normals
-        (sqrt(2 pi), the bandwidth, the mass inside the bounds)."""
+        """Per kernel: its log weight, less the log normalisers of its numerical parameters' truncated normals
+        (a continuous one's sqrt(2 pi), bandwidth and mass inside the bounds; a stepped one's mass inside
+        the bounds, which its bins' masses are divided by)."""
         scale = np.log(self.weights)
         for kernel in self.kernels:
-            if isinstance(kernel, _Numerical) and not kernel.step:
-                scale = scale - (_LOG_SQRT_2PI + np.log(kernel.sigma) + kernel.log_mass)
+            if isinstance(kernel, _Numerical):
+                if kernel.step:
+                    scale = scale - kernel.log_mass
+                else:
+                    scale = scale - (_LOG_SQRT_2PI + np.log(kernel.sigma) + kernel.log_mass)
         return scale
 
 
@@ -185,7 +205,9 @@ def _numerical(
     if not consider_endpoints and len(with_ends) >= 4:
         sigmas[0] = with_ends[2] - with_ends[1]
         sigmas[-1] = with_ends[-2] - with_ends[-3]
-    sigmas = sigmas[np.argsort(order)]
+    unsorted = np.empty_like(sigmas)
+    unsorted[order] = sigmas  # back in the observations' order
+    sigmas = unsorted
     floor = (high - low) / min(100.0, len(observed) + 2.0) if consider_magic_clip else 1e-12
     sigmas = np.clip(sigmas, floor, high - low)
     return _Numerical(
@@ -202,8 +224,9 @@ def _numerical(
 
 def _log_bin_mass(x: np.ndarray, kernel: _Numerical) -> np.ndarray:
     """[samples, kernels]: each kernel's log mass on each sample's bin (a stepped value, half a step each
-    side), within the bounds; computed once per distinct value and distinct kernel (both repeat: values
-    are on the steps, and so are the observations the kernels sit on)."""
+    side), not yet divided by its mass inside the bounds (``ParzenEstimator._log_scale`` does); computed
+    once per distinct value and distinct kernel (both repeat: values are on the steps, and so are the
+    observations the kernels sit on)."""
     values, at = np.unique(x, return_inverse=True)
     order = np.lexsort((kernel.sigma, kernel.mu))
     mu, sigma = kernel.mu[order], kernel.sigma[order]
@@ -217,7 +240,7 @@ def _log_bin_mass(x: np.ndarray, kernel: _Numerical) -> np.ndarray:
     if kernel.is_log:
         left, right = np.log(left), np.log(right)
     inside = log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
-    return inside[np.ix_(at.ravel(), which)] - kernel.log_mass
+    return inside[np.ix_(at.ravel(), which)]
 
 
 def log_gauss_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -226,6 +249,9 @@ def log_gauss_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     own branch alone (most of a Parzen estimator's kernels lie around 0: the tails' logs are the costly part)."""
     a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     mirrored = a > 0
+    if not mirrored.any() and (b > 0).all():
+        # Every interval around 0: a kernel's own truncation always is (it sits inside the bounds).
+        return np.log1p(-special.ndtr(a) - special.ndtr(-b))
     low, high = np.where(mirrored, -b, a), np.where(mirrored, -a, b)
     in_tail = high <= 0
     out = np.empty(a.shape)

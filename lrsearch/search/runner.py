@@ -23,6 +23,7 @@ the population for the rest of the run and carries on (``faults.INJECT_OOM`` tes
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -284,7 +285,8 @@ class Search:
             wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
         if wanted == 0:
             return True
-        tried = {g: sum(t.params.get(self.spec.compare) == g for t in existing) for g in self._groups}
+        counted = collections.Counter(t.params.get(self.spec.compare) for t in existing) if self._groups else {}
+        tried = {g: counted.get(g, 0) for g in self._groups}
         attrs = {"worker": self.worker, "device": host_device(self.problem.device)}
         # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
         # Only a pruner that writes rungs (successive halving) writes to a trial while it trains.

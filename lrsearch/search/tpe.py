@@ -70,16 +70,17 @@ class _Running:
     running: list[FrozenTrial] = dataclasses.field(default_factory=list)
     numbers: list[int] = dataclasses.field(default_factory=list)
     rows: list[tuple[float, ...]] = dataclasses.field(default_factory=list)
+    table: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 0)))  # the rows, as one array
 
     def see(
         self, running: list[FrozenTrial], search_space: dict[str, BaseDistribution]
-    ) -> tuple[np.ndarray, list[tuple[float, ...]]]:
-        """The numbers and rows of the running trials holding every parameter; only those added since the
-        last ask are looked at, unless the study was read again (the same trials by identity: comparing
-        trials' contents costs more than looking at them again)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The numbers and rows (an array, a row each) of the running trials holding every parameter; only
+        those added since the last ask are looked at, unless the study was read again (the same trials by
+        identity: comparing trials' contents costs more than looking at them again)."""
         seen = len(self.running)
         if len(running) < seen or not all(map(operator.is_, running, self.running)):
-            self.numbers, self.rows, seen = [], [], 0
+            self.numbers, self.rows, self.table, seen = [], [], np.empty((0, len(search_space))), 0
             ids = {t._trial_id for t in running}  # those that finished are forgotten
             self.rows_by_id = {i: row for i, row in self.rows_by_id.items() if i in ids}
             self.lacking = {i: stamp for i, stamp in self.lacking.items() if i in ids}
@@ -89,7 +90,12 @@ class _Running:
                 self.numbers.append(trial.number)
                 self.rows.append(row)
         self.running = running
-        return np.asarray(self.numbers, dtype=np.int64), self.rows
+        if len(self.table) < len(self.rows) or self.table.shape[1] != len(search_space):
+            # As an array: the rows added since the last ask appended.
+            kept = self.table.reshape(-1, len(search_space))
+            added = np.array(self.rows[len(kept) :], dtype=float).reshape(-1, len(search_space))
+            self.table = np.concatenate([kept, added])
+        return np.asarray(self.numbers, dtype=np.int64), self.table
 
     def row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
         row = self.rows_by_id.get(trial._trial_id)
@@ -206,10 +212,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         )
         # The rest by number, as Optuna orders them: older observations weigh less.
         order = np.argsort(np.concatenate([split.above_numbers, numbers]), kind="stable")
-        above = {
-            name: np.concatenate([split.above[name], [row[i] for row in rows]])[order]
-            for i, name in enumerate(search_space)
-        }
+        above = {name: np.concatenate([split.above[name], rows[:, i]])[order] for i, name in enumerate(search_space)}
         g = self._estimator(above, search_space)
         candidates = split.below.sample(self._rng, self.n_ei_candidates)
         best = int(np.argmax(split.below.log_pdf(candidates) - g.log_pdf(candidates)))
