@@ -1057,15 +1057,23 @@ def count_trials(
     backend: RDBStorage, study_id: int, states: Sequence[TrialState], user_attrs: Sequence[str], present: bool
 ) -> int:
     """How many of the study's trials are in ``states`` (and lack every user attr of ``user_attrs``, or with
-    ``present`` have one of them), in one query."""
-    trials, attrs = models.TrialModel, models.TrialUserAttributeModel
-    query = (
-        sqlalchemy.select(sqlalchemy.func.count())
-        .select_from(trials)
-        .where(trials.study_id == study_id, trials.state.in_(list(states)))
-    )
+    ``present`` have one of them), in one query, written out (a worker counts every round and while it
+    waits: building the query with SQLAlchemy cost five times running it)."""
+    sql = f"SELECT count(*) FROM trials t WHERE t.study_id = %s AND t.state IN ({', '.join(['%s'] * len(states))})"
+    parameters: list[Any] = [study_id, *(state.name for state in states)]
     if user_attrs:
-        marked = sqlalchemy.exists().where(attrs.trial_id == trials.trial_id, attrs.key.in_(list(user_attrs)))
-        query = query.where(marked if present else ~marked)
-    with _reading(backend) as session:
-        return int(session.scalar(query))
+        marked = (
+            "EXISTS (SELECT 1 FROM trial_user_attributes a WHERE a.trial_id = t.trial_id "
+            f"AND a.key IN ({', '.join(['%s'] * len(user_attrs))}))"
+        )
+        sql += f" AND {marked if present else 'NOT ' + marked}"
+        parameters += user_attrs
+    with _reading(backend) as connection, _driver(connection) as driver:
+        if connection.dialect.name != "postgresql":
+            sql = sql.replace("%s", "?")  # sqlite3's placeholder
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            return int(cursor.fetchone()[0])
+        finally:
+            cursor.close()
