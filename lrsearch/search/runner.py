@@ -5,7 +5,8 @@
         each member reports its validation metric; the pruner decides against the study read once
         (the median and percentile pruners: against the completed trials' values, each read once)
         a member whose loss went NaN/inf ends PRUNED with user attr diverged
-    write the finished trials' per-epoch values, attributes and ends in one transaction, behind the
+    every few seconds, write the running trials' new per-epoch values, behind the training
+    write the finished trials' last per-epoch values, attributes and ends in one transaction, behind the
     training (search.telling)
 
 ``n_trials`` is the study-wide count of finished search trials (COMPLETE or PRUNED) plus those running in
@@ -27,6 +28,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import os
@@ -51,7 +53,7 @@ from lrsearch.schema import OUTSIDE_BUDGET, PBT_MEMBER, PBT_SCHEDULE, REPEAT_OF,
 from lrsearch.search.pbt import EXPLOITS, Explorer, followed_schedule, replayed
 from lrsearch.search.pruning import PercentilePruner, PruningView
 from lrsearch.search.samplers import GroupSampler
-from lrsearch.search.telling import Teller, finished_view
+from lrsearch.search.telling import PROGRESS_EVERY_S, Teller, finished_view
 from lrsearch.spec.space import Choice, SearchSpace
 from lrsearch.spec.studies import StudySpec
 from lrsearch.storage.heartbeat import Heartbeat
@@ -137,6 +139,7 @@ class _Live:
     exploits: list[dict[str, object]] = dataclasses.field(default_factory=list)  # PBT: whose weights it took
     followed: list[float] = dataclasses.field(default_factory=list)  # PBT: the rates its weights followed
     best: float = math.nan  # the best of ``values`` (NaN while there is none), kept as they come
+    handed: int = 0  # how many of ``values`` were handed to the teller as the trial trained (``_progress``)
 
     def report(self, step: int, value: float, direction: StudyDirection) -> None:
         self.values[step] = value
@@ -225,6 +228,7 @@ class Search:
         self.tally = Tally()
         self.on_progress = on_progress or (lambda tally: None)
         self._live: dict[int, _Live] = {}
+        self._progress_at = time.monotonic()  # when the running trials' values were last handed on
         self._asking: optuna.Trial | None = None
         beats = heartbeat_of(study._storage)
         self._beating = beats is not None
@@ -452,6 +456,7 @@ class Search:
                 self.artifacts.prepare(live.trial.number, r.history, self.problem.metric)
                 if self.artifacts and r.history
                 else None,
+                stored=live.handed,
             )
             for r, live in batch
         ]
@@ -463,6 +468,17 @@ class Search:
             del self._live[r.member]
         finishing(self.study, views, records)
         teller.tell(records, batch)
+
+    def _progress(self, teller: Teller[_Finishing]) -> None:
+        """Hand the running trials' per-epoch values reported since the last call to the teller."""
+        steps = {}
+        for live in self._live.values():
+            if len(live.values) > live.handed:
+                steps[live.trial._trial_id] = dict(itertools.islice(live.values.items(), live.handed, None))
+                live.handed = len(live.values)
+        if steps:
+            teller.progress(steps)
+        self._progress_at = time.monotonic()
 
     def _count(self, written: list[tuple[_Finishing, set[int]]]) -> None:
         """Count the trials whose end was written; a trial another worker failed as stale meanwhile stays
@@ -590,6 +606,8 @@ class Search:
                         exhausted = False
                         continue
                     self._finish(teller, results)
+                    if time.monotonic() - self._progress_at >= PROGRESS_EVERY_S:
+                        self._progress(teller)
                     self.tally.telling += time.perf_counter() - telling_started
                     if self._explorer is not None:
                         self._exploit_and_explore(population, self._explorer)

@@ -1,7 +1,9 @@
-"""Telling the study how trials ended without making the training wait.
+"""Telling the study how trials train and end without making the training wait.
 
-A worker hands each batch of finished trials to one background thread, which writes the batches in order
-(one transaction each: ``storage.write_finished``). Until a batch is written, the worker's view of the
+A worker hands each batch of finished trials, and every few seconds its running trials' new per-epoch values
+(``progress``: the dashboard shows a running trial's curve, and a population's end writes only its last
+steps), to one background thread, which writes the batches in order (one transaction each:
+``storage.write_finished``, ``storage.write_steps``). Until a batch is written, the worker's view of the
 study shows its trials as finished (``storage.finishing``, with ``finished_view``), so the round of asks
 that follows at once when a population ends samples with their results while the database takes them in.
 On a GPU host the training never waits for the database; on a CPU host the write overlaps the next asks.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -28,17 +30,21 @@ from lrsearch.schema import PER_EPOCH_SUFFIX
 from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.retries import retrying
 from lrsearch.storage.study_storage import StudyStorage
-from lrsearch.storage.workers import write_finished
+from lrsearch.storage.workers import write_finished, write_steps
 
-__all__ = ["Teller", "finished_view"]
+__all__ = ["PROGRESS_EVERY_S", "Teller", "finished_view"]
 
 P = TypeVar("P")
 
 
+#: How often a worker writes its running trials' new per-epoch values, at most (seconds).
+PROGRESS_EVERY_S = 2.0
+
+
 @dataclasses.dataclass
 class _Batch(Generic[P]):
-    payload: P
-    future: Future[list[int]]
+    future: Future[list[int] | None]
+    ended: tuple[P] | None = None  # finished trials: their payload, to give back; running ones': nothing
 
 
 class Teller(Generic[P]):
@@ -64,21 +70,30 @@ class Teller(Generic[P]):
     def tell(self, records: Sequence[TrialRecord], payload: P) -> None:
         """Write ``records`` (retried while the database is away); ``payload`` comes back from ``written``
         with the ids of the trials the write ended."""
+        self._batches.append(_Batch(self._submit(write_finished, records), (payload,)))
+
+    def progress(self, steps: Mapping[int, Mapping[int, float]]) -> None:
+        """Write running trials' new per-epoch values (trial id -> {step: value}), before any batch told
+        after this."""
+        self._batches.append(_Batch(self._submit(write_steps, steps)))
+
+    def _submit(self, write: Callable[..., list[int] | None], what: object) -> Future[list[int] | None]:
         if self._executor is None:
-            future: Future[list[int]] = Future()
-            future.set_result(retrying(write_finished, self._storage, records))
-        else:
-            future = self._executor.submit(retrying, write_finished, self._storage, records)
-        self._batches.append(_Batch(payload, future))
+            future: Future[list[int] | None] = Future()
+            future.set_result(retrying(write, self._storage, what))
+            return future
+        return self._executor.submit(retrying, write, self._storage, what)
 
     def written(self, *, wait: bool) -> list[tuple[P, set[int]]]:
-        """The batches written since the last call, in order, each with the ids of the trials it ended (a
-        trial another worker failed as stale meanwhile stays failed); with ``wait``, every batch. A write
-        that failed raises its error here."""
+        """The batches of finished trials written since the last call, in order, each with the ids of the
+        trials it ended (a trial another worker failed as stale meanwhile stays failed); with ``wait``,
+        every batch. A write that failed raises its error here."""
         out = []
         while self._batches and (wait or self._batches[0].future.done()):
             batch = self._batches.popleft()
-            out.append((batch.payload, set(batch.future.result())))
+            ended = batch.future.result()
+            if batch.ended is not None:
+                out.append((batch.ended[0], set(ended or ())))
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,10 +31,11 @@ def replaced(trial: FrozenTrial, **changes: Any) -> FrozenTrial:
 
 
 class TrialRecord:
-    """How a trial ends: its state, its value (COMPLETE), its per-epoch values, its user attributes and
-    new system attributes (its artifacts')."""
+    """How a trial ends: its state, its value (COMPLETE), its per-epoch values (of which the first
+    ``stored`` are written already, as it trained), its user attributes and new system attributes (its
+    artifacts')."""
 
-    __slots__ = ("intermediate", "state", "system_attrs", "trial_id", "user_attrs", "value")
+    __slots__ = ("intermediate", "state", "stored", "system_attrs", "trial_id", "user_attrs", "value")
 
     def __init__(
         self,
@@ -43,9 +45,17 @@ class TrialRecord:
         state: TrialState,
         value: float | None = None,
         system_attrs: Mapping[str, Any] | None = None,
+        *,
+        stored: int = 0,
     ) -> None:
         self.trial_id, self.intermediate, self.user_attrs = trial_id, intermediate, user_attrs
-        self.state, self.value, self.system_attrs = state, value, system_attrs or {}
+        self.state, self.value, self.system_attrs, self.stored = state, value, system_attrs or {}, stored
+
+    def unstored(self) -> Mapping[int, float]:
+        """The per-epoch values not yet written."""
+        if not self.stored:
+            return self.intermediate
+        return dict(itertools.islice(self.intermediate.items(), self.stored, None))
 
     def final_value(self) -> float | None:
         """COMPLETE: its value; PRUNED: its last reported value (as Optuna's tell does); FAIL: none."""

@@ -345,6 +345,10 @@ class StudyStorage(BaseStorage):
         """End trials in one transaction (see ``tables.write_finished``); returns the ids of those it ended."""
         return tables.write_finished(self.backend, records)
 
+    def write_steps(self, steps: Mapping[int, Mapping[int, float]]) -> None:
+        """Running trials' per-epoch values so far, in one transaction (see ``tables.write_steps``)."""
+        tables.write_steps(self.backend, steps)
+
     def finishing(
         self, study_id: int, trials: Sequence[FrozenTrial], completed: Mapping[int, Mapping[int, float]]
     ) -> None:

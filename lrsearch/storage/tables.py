@@ -24,16 +24,15 @@ import dataclasses
 import datetime
 import enum
 import functools
-import itertools
 import json
 import math
-import struct
 from collections import defaultdict
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import sqlalchemy
+import sqlalchemy.dialects.sqlite
 from optuna import distributions
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
@@ -64,6 +63,7 @@ __all__ = [
     "take_waiting",
     "write_finished",
     "write_round",
+    "write_steps",
 ]
 
 #: The schema version of Optuna's tables that this module reads and writes.
@@ -773,7 +773,7 @@ def write_finished(backend: RDBStorage, records: Sequence[TrialRecord]) -> list[
         ending = [r for r in records if r.trial_id in running]
         if not ending:
             return []
-        _insert_steps(session, ending)
+        _insert_steps(session, {r.trial_id: r.unstored() for r in ending})
         # A trial keeps what it was enqueued with (a repeat's repeat_of); a retry's copy of its original's
         # attributes is overwritten where this run has news.
         _set_attrs(session, models.TrialUserAttributeModel, {r.trial_id: r.user_attrs for r in ending})
@@ -794,74 +794,65 @@ def write_finished(backend: RDBStorage, records: Sequence[TrialRecord]) -> list[
     return [r.trial_id for r in ending]
 
 
-#: PostgreSQL's binary COPY: the header (signature, flags, no extension) and the end of the rows.
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_END = b"\xff\xff"
-#: A per-epoch value's row in binary COPY with a finite value: each field's length, then its big-endian value.
-_FINITE_STEP = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("trial_length", ">i4"),
-        ("trial", ">i4"),
-        ("step_length", ">i4"),
-        ("step", ">i4"),
-        ("value_length", ">i4"),
-        ("value", ">f8"),
-        ("kind_length", ">i4"),
-        ("kind", "S6"),
-    ]
-)
+#: PostgreSQL: per-epoch values from arrays (trial ids, steps, values with NULL where not finite, kinds),
+#: of the trials among them still running, those already there (a step written twice) left as they are.
+_STEPS = """
+INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type)
+SELECT given.* FROM unnest(%s::int[], %s::int[], %s::float8[], %s::trialintermediatevaluetype[])
+    AS given(trial_id, step, value, kind)
+{running}
+ON CONFLICT (trial_id, step) DO NOTHING
+"""
+_RUNNING = "JOIN trials ON trials.trial_id = given.trial_id AND trials.state = 'RUNNING'"
 
 
-def _insert_steps(session: Any, records: Sequence[TrialRecord]) -> None:
-    """The records' per-epoch values, in the session's transaction. On PostgreSQL as binary COPY rows that
-    numpy lays out (a population's values are thousands of rows: a Python object per row was most of
-    writing a batch, in the thread that writes behind the training, and its interpreter lock is the
-    training's too); elsewhere as rows (``_insert``)."""
+def _insert_steps(session: Any, steps: Mapping[int, Mapping[int, float]], *, running_only: bool = False) -> None:
+    """Per-epoch values (trial id -> {step: value}) in the session's transaction, a step already stored
+    left as it is (a running trial's values are written as it trains: ``write_steps``); with
+    ``running_only``, only those of trials still running. On PostgreSQL in one statement over arrays."""
     model = models.TrialIntermediateValueModel
+    stored = [
+        (trial_id, step, *model.intermediate_value_to_stored_repr(value))
+        for trial_id, values in steps.items()
+        for step, value in values.items()
+    ]
+    if not stored:
+        return
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        rows = []
-        for r in records:
-            for step, value in r.intermediate.items():
-                stored, kind = model.intermediate_value_to_stored_repr(value)
-                rows.append(
-                    {
-                        "trial_id": r.trial_id,
-                        "step": step,
-                        "intermediate_value": stored,
-                        "intermediate_value_type": kind,
-                    }
+    if connection.dialect.name == "postgresql":
+        arrays = (
+            _array((row[0] for row in stored), int),
+            _array((row[1] for row in stored), int),
+            "{" + ",".join("NULL" if row[2] is None else repr(float(row[2])) for row in stored) + "}",
+            _array((row[3].name for row in stored), str),
+        )
+        with _driver(connection) as driver, driver.cursor() as cursor:
+            cursor.execute(_STEPS.format(running=_RUNNING if running_only else ""), arrays)
+        return
+    if running_only:
+        trials = models.TrialModel
+        running = set(
+            session.scalars(
+                sqlalchemy.select(trials.trial_id).where(
+                    trials.trial_id.in_(list(steps)), trials.state == TrialState.RUNNING
                 )
-        _insert(session, model, rows)
-        return
-    counts = [len(r.intermediate) for r in records]
-    total = sum(counts)
-    if not total:
-        return
-    trial = np.repeat(np.array([r.trial_id for r in records], dtype=np.int64), counts)
-    step = np.fromiter(itertools.chain.from_iterable(r.intermediate for r in records), dtype=np.int64, count=total)
-    value = np.fromiter(
-        itertools.chain.from_iterable(r.intermediate.values() for r in records), dtype=float, count=total
-    )
-    finite = np.isfinite(value)
-    rows = np.empty(int(finite.sum()), dtype=_FINITE_STEP)
-    rows["fields"], rows["trial_length"], rows["step_length"], rows["value_length"] = 4, 4, 4, 8
-    rows["trial"], rows["step"], rows["value"] = trial[finite], step[finite], value[finite]
-    rows["kind_length"], rows["kind"] = 6, model.TrialIntermediateValueType.FINITE.name.encode()
-    parts = [_COPY_HEADER, rows.tobytes()]
-    for trial_id, at, number in zip(trial[~finite], step[~finite], value[~finite], strict=True):
-        # Stored without a value (NULL: length -1), its kind saying which.
-        label = model.intermediate_value_to_stored_repr(float(number))[1].name.encode()
-        parts.append(struct.pack(f">hiiiiii{len(label)}s", 4, 4, trial_id, 4, at, -1, len(label), label))
-    parts.append(_COPY_END)
-    columns = "trial_id, step, intermediate_value, intermediate_value_type"
-    with (
-        _driver(connection) as driver,
-        driver.cursor() as cursor,
-        cursor.copy(f"COPY {model.__tablename__} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.write(b"".join(parts))
+            )
+        )
+        stored = [row for row in stored if row[0] in running]
+    if stored:
+        columns = ("trial_id", "step", "intermediate_value", "intermediate_value_type")
+        insert = sqlalchemy.dialects.sqlite.insert(model.__table__).on_conflict_do_nothing()
+        connection.execute(insert, [dict(zip(columns, row, strict=True)) for row in stored])
+
+
+def write_steps(backend: RDBStorage, steps: Mapping[int, Mapping[int, float]]) -> None:
+    """Running trials' per-epoch values so far (trial id -> {step: value}), in one transaction: a worker
+    writes them as its members train, not all at their end (the dashboard shows a running trial's curve,
+    a trial whose worker dies keeps its curve, and the end of a population writes only its last steps;
+    the end of every worker's first population at once was the busiest moment of a search). A trial
+    ended meanwhile (failed as stale) is left as it is."""
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        _insert_steps(session, steps, running_only=True)
 
 
 def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:

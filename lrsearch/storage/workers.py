@@ -36,6 +36,7 @@ __all__ = [
     "refreshed",
     "values_at",
     "write_finished",
+    "write_steps",
 ]
 
 
@@ -51,6 +52,20 @@ def write_finished(storage: optuna.storages.BaseStorage, records: Sequence[Trial
     if isinstance(storage, StudyStorage):
         return storage.write_finished(records)
     return [r.trial_id for r in records if _finish_one(storage, r)]
+
+
+def write_steps(storage: optuna.storages.BaseStorage, steps: Mapping[int, Mapping[int, float]]) -> None:
+    """Running trials' per-epoch values so far (trial id -> {step: value}), as they train: in one transaction
+    on lrsearch's storage, elsewhere through Optuna's API; a trial ended meanwhile is left as it is."""
+    if isinstance(storage, StudyStorage):
+        storage.write_steps(steps)
+        return
+    for trial_id, values in steps.items():
+        try:
+            for step, value in values.items():
+                storage.set_trial_intermediate_value(trial_id, step, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
 
 
 def _finish_one(storage: optuna.storages.BaseStorage, record: TrialRecord) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import optuna
@@ -11,6 +12,7 @@ from optuna.trial import TrialState
 from lrsearch.engine import Problem, load_problem
 from lrsearch.engine.models import MLP
 from lrsearch.schema import REPEAT_OF, SETTLED
+from lrsearch.search import runner
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
@@ -276,3 +278,40 @@ def test_an_error_while_ending_trials_fails_them_and_loses_none(tmp_path: Path, 
     trials = study.get_trials()
     assert len(trials) >= 3 and all(t.state in (TrialState.FAIL, TrialState.WAITING) for t in trials)
     assert sum(t.state == TrialState.FAIL for t in trials) == 3  # each ended, and its retry waits
+
+
+def test_running_trials_show_their_curves_and_keep_them_when_interrupted(
+    tmp_path: Path, storage_url: str, blobs: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's per-epoch values are written as it trains (the dashboard draws its curve), once each: its
+    end writes only the rest, and an interrupt ends it FAIL with every value it reported."""
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)  # every epoch's values handed on at once
+    spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, pruner='"none"'))
+    study = open_study(spec, storage_url)
+    elsewhere = optuna.load_study(study_name=spec.name, storage=open_storage(resolve_url(storage_url)))
+    search = Search(spec, study, blobs)
+    original, seen = search._on_epoch, []
+
+    def look_in_epoch_8(reports):  # type: ignore[no-untyped-def]
+        seen.append(reports[0].metrics.epoch)
+        if len(seen) == 8:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the teller writes behind: wait for it
+                running = elsewhere.get_trials(states=(TrialState.RUNNING,))
+                if len(running) == 3 and all(len(t.intermediate_values) >= 6 for t in running):
+                    break
+                time.sleep(0.05)
+            assert all(sorted(t.intermediate_values) == list(range(1, len(t.intermediate_values) + 1)) for t in running)
+            assert all(len(t.intermediate_values) >= 6 for t in running)
+            raise KeyboardInterrupt
+        return original(reports)
+
+    search._on_epoch = look_in_epoch_8  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        search.run(n_trials=3, timeout=None)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 3 and all(sorted(t.intermediate_values) == list(range(1, 8)) for t in failed)
+    monkeypatch.undo()
+    Search(spec, open_study(spec, storage_url), blobs).run(n_trials=3, timeout=None)  # the retries, to the end
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3 and all(sorted(t.intermediate_values) == list(range(1, 13)) for t in done)

@@ -98,3 +98,18 @@ def test_a_finished_view_is_the_trial_as_a_worker_reads_it_back() -> None:
     assert view.user_attrs == {"repeat_of": 3, "seed": 5} and view.intermediate_values == {}
     assert view.system_attrs == {"completed_rung_0": 0.4, "artifacts:a": {"x": 1}}
     view._validate()
+
+
+def test_running_trials_values_go_before_their_end_and_once(storage_url: str) -> None:
+    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
+    trial, gone = study.ask(X), study.ask(X)
+    study._storage.set_trial_state_values(gone._trial_id, TrialState.FAIL)  # another worker failed it as stale
+    with Teller[str](study._storage) as teller:
+        teller.progress({trial._trial_id: {1: 0.25}, gone._trial_id: {1: 0.5}})
+        teller.progress({trial._trial_id: {2: 0.5}})
+        ended = TrialRecord(trial._trial_id, {1: 0.25, 2: 0.5, 3: 0.75}, {}, TrialState.COMPLETE, 0.75, stored=2)
+        teller.tell([ended], "end")
+        assert teller.written(wait=True) == [("end", {trial._trial_id})]  # the values' batches give nothing back
+    found = {t.number: t for t in study.get_trials()}
+    assert found[trial.number].intermediate_values == {1: 0.25, 2: 0.5, 3: 0.75}
+    assert found[gone.number].intermediate_values == {}  # ended elsewhere: left as it is

@@ -14,7 +14,14 @@ from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.opening import open_storage
 from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.urls import resolve_url
-from lrsearch.storage.workers import claim, count_trials, fail_stale, record_heartbeats, write_finished
+from lrsearch.storage.workers import (
+    claim,
+    count_trials,
+    fail_stale,
+    record_heartbeats,
+    write_finished,
+    write_steps,
+)
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
@@ -138,3 +145,17 @@ def test_counting_trials_without_reading_them(storage_url: str) -> None:
         both = ("repeat_of", "pbt_member")
         assert count_trials(study, running, user_attrs=both, present=True) == 2
         assert count_trials(study, running, user_attrs=both) == 1
+
+
+def test_running_trials_values_are_written_once_each_and_only_while_they_run(storage_url: str) -> None:
+    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), heartbeat=None))
+    running, ended = study.ask(), study.ask()
+    study.tell(ended, 0.5)
+    write_steps(study._storage, {running._trial_id: {1: 0.5, 2: math.nan}, ended._trial_id: {1: 0.1}})
+    write_steps(study._storage, {running._trial_id: {2: 0.9, 3: math.inf}})  # step 2 again: the first stays
+    # Its end may carry every value again (an interrupted trial's): those written stay as they are.
+    everything = {1: 0.5, 2: math.nan, 3: math.inf, 4: -math.inf}
+    assert write_finished(study._storage, [TrialRecord(running._trial_id, everything, {}, TrialState.FAIL)])
+    steps = study.trials[0].intermediate_values
+    assert steps.keys() == {1, 2, 3, 4} and steps[1] == 0.5 and math.isnan(steps[2])
+    assert (steps[3], steps[4]) == (math.inf, -math.inf) and study.trials[1].intermediate_values == {}
