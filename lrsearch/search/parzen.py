@@ -90,7 +90,9 @@ class ParzenEstimator:
 
     def sample(self, rng: np.random.RandomState, size: int) -> dict[str, np.ndarray]:
         """``size`` draws, internal representations by parameter."""
-        active = rng.choice(len(self.weights), p=self.weights, size=size)
+        # RandomState.choice(len(weights), p=weights, size=size), as Optuna draws, without checking and summing
+        # the weights at every ask (the legacy generator's streams are frozen: the same draws).
+        active = self._cumulative.searchsorted(rng.random_sample(size), side="right")
         drawn = np.empty((size, len(self.kernels)))
         numerical = [(i, k) for i, k in enumerate(self.kernels) if isinstance(k, _Numerical)]
         for i, kernel in enumerate(self.kernels):
@@ -113,6 +115,11 @@ class ParzenEstimator:
                     value = np.clip(low_ + np.round((value - low_) / step) * step, low_, high_)
                 drawn[:, i] = value
         return {name: drawn[:, i] for i, name in enumerate(self.search_space)}
+
+    @functools.cached_property
+    def _cumulative(self) -> np.ndarray:
+        cumulative = self.weights.cumsum()
+        return cumulative / cumulative[-1]
 
     def log_pdf(self, samples: dict[str, np.ndarray]) -> np.ndarray:
         """The mixture's log density at each sample (internal representations by parameter)."""

@@ -36,7 +36,7 @@ __all__ = ["RELATIVE_PARAMS_KEY", "PopulationTPESampler", "default_gamma"]
 
 RELATIVE_PARAMS_KEY = "tpe:relative_params"
 _ATTR_LENGTH = 2045  # a system attr's value in Optuna's RDB schema holds at most 2048 characters
-_WITH_RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def default_gamma(finished: int) -> int:
@@ -221,12 +221,12 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     def _read(self, study: optuna.Study, trial: FrozenTrial) -> _Seen:
         """The trials one ask samples against, read once for all its groups."""
         if self._seen is None or self._seen.trial_id != trial._trial_id:
-            finished, running = [], []
-            for t in study.get_trials(deepcopy=False, states=_WITH_RUNNING):
-                if t.state != TrialState.RUNNING:
-                    finished.append(t)
-                elif t._trial_id != trial._trial_id:
-                    running.append(t)
+            finished = study.get_trials(deepcopy=False, states=_FINISHED)
+            running = [
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t._trial_id != trial._trial_id
+            ]
             # A trial only ever joins the finished ones, but for a worker's own view of a trial it finished
             # that another worker failed as stale meanwhile: the numbers say which set this is (the same
             # FrozenTrials as the last ask's, most often: the same numbers).
