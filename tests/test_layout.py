@@ -13,7 +13,7 @@ PACKAGE = Path(lrsearch.__file__).parent
 
 #: Each layer and what it holds; a module imports only from its own layer and the ones below it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("lrsearch.errors", "lrsearch.checks", "lrsearch.schema", "lrsearch.interrupts")),
+    ("base", ("lrsearch.errors", "lrsearch.checks", "lrsearch.schema", "lrsearch.interrupts", "lrsearch.periodic")),
     ("engine", ("lrsearch.engine",)),
     ("storage", ("lrsearch.storage",)),
     ("spec", ("lrsearch.spec",)),

@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from lrsearch.engine.devices import host_device, release_memory
 from lrsearch.engine.faults import injected_oom_epoch, is_out_of_memory
 from lrsearch.errors import ConfigError, one_line
 from lrsearch.interrupts import check as check_interrupted
+from lrsearch.periodic import every
 from lrsearch.schema import OUTSIDE_BUDGET, PBT_MEMBER, PBT_SCHEDULE, REPEAT_OF, REPLAY, TIMING_PREFIX
 from lrsearch.search.pbt import EXPLOITS, Explorer, followed_schedule, replayed
 from lrsearch.search.pruning import PercentilePruner, PruningView
@@ -179,22 +179,9 @@ def _heartbeats(storage: optuna.storages.BaseStorage, live: Callable[[], list[in
     if settings is None:
         yield
         return
-    interval = settings.interval
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            # A missed beat is retried at the next; the grace period allows it.
-            with contextlib.suppress(Exception):
-                record_heartbeats(storage, live())
-
-    thread = threading.Thread(target=beat, name="lrsearch-heartbeat", daemon=True)
-    thread.start()
-    try:
+    # A missed beat is retried at the next; the grace period allows it.
+    with every(settings.interval, lambda: record_heartbeats(storage, live()), name="lrsearch-heartbeat"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 class Search:
@@ -560,7 +547,7 @@ class Search:
                 _heartbeats(self.study._storage, live_ids),
                 # The median and percentile pruners' values, read behind the training once a second (the
                 # enqueued trials are repeats and PBT members, never pruned).
-                reading_completed(self.study, every=1.0)
+                reading_completed(self.study, period=1.0)
                 if isinstance(self.pruner, PercentilePruner) and not drain_waiting
                 else contextlib.nullcontext(),
                 Teller[_Finishing](self.study._storage) as teller,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import threading
 import time
 from collections.abc import Container, Iterator, Mapping, Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
+from lrsearch.periodic import every
 from lrsearch.schema import SETTLED
 from lrsearch.storage import tables
 from lrsearch.storage.heartbeat import Heartbeat
@@ -116,29 +116,23 @@ class StudyStorage(BaseStorage):
         return retrying(self.refresh_completed(study_id, max_age=max_age).completed)
 
     @contextlib.contextmanager
-    def reading_completed(self, study_id: int, *, every: float) -> Iterator[None]:
-        """Within the block a thread reads the study's completed trials' values every ``every`` seconds, and
+    def reading_completed(self, study_id: int, *, period: float) -> Iterator[None]:
+        """Within the block a thread reads the study's completed trials' values every ``period`` seconds, and
         ``completed`` hands out what it read last without waiting for the database: the median pruner
         decides every epoch, and its once-a-second query (a round trip on a loaded server, 16 ms) was most
         of a worker's pruning. Read once before the block, so that the first epochs decide on what is there."""
         view = self.view(study_id)
         self.completed(study_id, max_age=0.0)
-        stop = threading.Event()
 
-        def read() -> None:
-            while not stop.wait(every):
-                with contextlib.suppress(Exception):  # a read that failed is tried again at the next
-                    view.refresh_completed()
-                    view.completed()
+        def read() -> None:  # a read that failed is tried again at the next
+            view.refresh_completed()
+            view.completed()
 
-        thread = threading.Thread(target=read, name="lrsearch-completed", daemon=True)
         self._behind.add(study_id)
-        thread.start()
         try:
-            yield
+            with every(period, read, name="lrsearch-completed"):
+                yield
         finally:
-            stop.set()
-            thread.join()
             self._behind.discard(study_id)
 
     # --- a round of asks ----------------------------------------------------------------------------------

@@ -160,11 +160,11 @@ def completed(study: optuna.Study, *, max_age: float) -> CompletedValues | None:
 
 
 @contextlib.contextmanager
-def reading_completed(study: optuna.Study, *, every: float) -> Iterator[None]:
+def reading_completed(study: optuna.Study, *, period: float) -> Iterator[None]:
     """Within the block, on lrsearch's storage, the completed trials' values are read behind the training
     (``StudyStorage.reading_completed``); elsewhere each ``completed`` reads (it gives None there)."""
     if isinstance(study._storage, StudyStorage):
-        with study._storage.reading_completed(study._study_id, every=every):
+        with study._storage.reading_completed(study._study_id, period=period):
             yield
     else:
         yield

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -34,6 +35,22 @@ def open_study(spec: StudySpec, url: str, *, per_epoch_values: bool = True) -> o
 
 def search_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials() if REPEAT_OF not in t.user_attrs]
+
+
+def interrupted_in_epoch(search: Search, epoch: int, look: Callable[[], None] = lambda: None) -> Search:
+    """``search``, made to raise KeyboardInterrupt (as Ctrl-C does) in its ``epoch``-th epoch, once ``look``
+    has looked at the study."""
+    original, seen = search._on_epoch, []
+
+    def interrupting(reports):  # type: ignore[no-untyped-def]
+        seen.append(reports[0].metrics.epoch)
+        if len(seen) == epoch:
+            look()
+            raise KeyboardInterrupt
+        return original(reports)
+
+    search._on_epoch = interrupting  # type: ignore[method-assign]
+    return search
 
 
 def test_the_study_wide_total_and_every_trial_ends(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
@@ -147,19 +164,8 @@ def test_an_interrupt_fails_the_running_trials_and_requeues_them(
 ) -> None:
     spec = load_study_file(write_study(tmp_path, n_trials=6, population=3, pruner='"none"'))
     study = open_study(spec, storage_url)
-    epochs_seen = []
-    search = Search(spec, study, blobs)
-    original = search._on_epoch
-
-    def ctrl_c_in_epoch_5(reports):  # type: ignore[no-untyped-def]
-        epochs_seen.append(reports[0].metrics.epoch)
-        if len(epochs_seen) == 5:
-            raise KeyboardInterrupt
-        return original(reports)
-
-    search._on_epoch = ctrl_c_in_epoch_5  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        search.run(n_trials=6, timeout=None)
+        interrupted_in_epoch(Search(spec, study, blobs), 5).run(n_trials=6, timeout=None)
     failed = study.get_trials(states=(TrialState.FAIL,))
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(failed) == 3 and len(waiting) == 3 and not study.get_trials(states=(TrialState.RUNNING,))
@@ -289,26 +295,19 @@ def test_running_trials_show_their_curves_and_keep_them_when_interrupted(
     spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, pruner='"none"'))
     study = open_study(spec, storage_url)
     elsewhere = optuna.load_study(study_name=spec.name, storage=open_storage(resolve_url(storage_url)))
-    search = Search(spec, study, blobs)
-    original, seen = search._on_epoch, []
 
-    def look_in_epoch_8(reports):  # type: ignore[no-untyped-def]
-        seen.append(reports[0].metrics.epoch)
-        if len(seen) == 8:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # the teller writes behind: wait for it
-                running = elsewhere.get_trials(states=(TrialState.RUNNING,))
-                if len(running) == 3 and all(len(t.intermediate_values) >= 6 for t in running):
-                    break
-                time.sleep(0.05)
-            assert all(sorted(t.intermediate_values) == list(range(1, len(t.intermediate_values) + 1)) for t in running)
-            assert all(len(t.intermediate_values) >= 6 for t in running)
-            raise KeyboardInterrupt
-        return original(reports)
+    def curves_so_far() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the teller writes behind: wait for it
+            running = elsewhere.get_trials(states=(TrialState.RUNNING,))
+            if len(running) == 3 and all(len(t.intermediate_values) >= 6 for t in running):
+                break
+            time.sleep(0.05)
+        assert all(sorted(t.intermediate_values) == list(range(1, len(t.intermediate_values) + 1)) for t in running)
+        assert all(len(t.intermediate_values) >= 6 for t in running)
 
-    search._on_epoch = look_in_epoch_8  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        search.run(n_trials=3, timeout=None)
+        interrupted_in_epoch(Search(spec, study, blobs), 8, curves_so_far).run(n_trials=3, timeout=None)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 3 and all(sorted(t.intermediate_values) == list(range(1, 8)) for t in failed)
     monkeypatch.undo()

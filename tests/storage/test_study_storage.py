@@ -258,7 +258,7 @@ def test_the_completed_values_read_behind_are_handed_out_at_once(storage_url: st
     first = other.ask(X)
     first.report(0.5, 1)
     other.tell(first, 0.5)
-    with storage.hold(study._study_id), storage.reading_completed(study._study_id, every=0.2):
+    with storage.hold(study._study_id), storage.reading_completed(study._study_id, period=0.2):
         assert storage.completed(study._study_id, max_age=0).at(1).tolist() == [0.5]  # read before the block
         second = other.ask(X)
         second.report(0.25, 1)
