@@ -30,7 +30,7 @@ from lrsearch.storage.records import replaced
 from lrsearch.storage.view import CompletedValues
 from lrsearch.storage.workers import values_at
 
-__all__ = ["PercentilePruner", "PruningView", "create_pruner"]
+__all__ = ["PercentilePruner", "PruningView", "create_pruner", "nan_percentile"]
 
 
 def create_pruner(name: str, settings: Mapping[str, Any]) -> optuna.pruners.BasePruner:
@@ -167,7 +167,7 @@ class PercentilePruner(optuna.pruners.BasePruner):
             if step not in self._thresholds:
                 values = completed.at(step)
                 self._thresholds[step] = (
-                    math.nan if len(values) < self.n_min_trials else float(np.nanpercentile(values, percentile))
+                    math.nan if len(values) < self.n_min_trials else nan_percentile(values, percentile)
                 )
             threshold = self._thresholds[step]
             decisions.append(
@@ -175,3 +175,22 @@ class PercentilePruner(optuna.pruners.BasePruner):
                 and (best < threshold if direction == StudyDirection.MAXIMIZE else best > threshold)
             )
         return decisions
+
+
+def nan_percentile(values: np.ndarray, q: float) -> float:
+    """``np.nanpercentile(values, q)`` of a 1-d array, to the bit (the rule's threshold, Optuna's call), at a
+    fraction of its cost: numpy's general path took most of a population's pruning decision. Linear
+    interpolation between the two order statistics around ``(n - 1) q / 100``, as numpy's ``_lerp`` does it."""
+    finite = values[~np.isnan(values)]
+    n = len(finite)
+    if n == 0:
+        return math.nan
+    at = (n - 1) * (q / 100)
+    if at >= n - 1:  # the largest, interpolated with itself as numpy does (an infinite one gives NaN)
+        below = -1
+        low = high = float(finite.max())
+    else:
+        below = math.floor(at)
+        low, high = (float(v) for v in np.partition(finite, (below, below + 1))[below : below + 2])
+    t, gap = at - below, high - low
+    return high - gap * (1 - t) if t >= 0.5 else low + gap * t

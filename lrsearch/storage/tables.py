@@ -938,22 +938,28 @@ def record_heartbeats(backend: RDBStorage, trial_ids: Sequence[int]) -> None:
 
 
 def silent_trials(backend: RDBStorage, study_id: int, grace: datetime.timedelta) -> list[int]:
-    """The study's running trials with no heartbeat for ``grace`` (by the database's clock), or, for a trial
-    whose first heartbeat never came (its worker died at once), started longer ago than ``grace``."""
-    trials, beats = models.TrialModel, models.TrialHeartbeatModel
-    with _reading(backend) as session:
-        rows = session.execute(
-            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc, beats.heartbeat, sqlalchemy.func.now())
-            .outerjoin(beats, beats.trial_id == trials.trial_id)
-            .where(trials.study_id == study_id, trials.state == TrialState.RUNNING)
-        ).all()
-    now = _utc_now()  # Optuna stores start times in UTC, from the clock of the worker that started the trial
-    return [
-        trial_id
-        for trial_id, started, heartbeat, db_now in rows
-        if (heartbeat is not None and db_now.replace(tzinfo=None) - heartbeat.replace(tzinfo=None) > grace)
-        or (heartbeat is None and started is not None and now - started > grace)
-    ]
+    """The study's running trials with no heartbeat for ``grace`` (by the database's clock, which wrote the
+    heartbeats), or, for a trial whose first heartbeat never came (its worker died at once), started longer
+    ago than ``grace`` (by this worker's clock in UTC, as Optuna stores start times). Chosen by the server:
+    every worker asks at every round, and the running trials are hundreds."""
+    seconds = grace.total_seconds()
+    with _reading(backend) as connection, _driver(connection) as driver:
+        if connection.dialect.name == "postgresql":
+            # A heartbeat is the server's now() stored without its zone, as LOCALTIMESTAMP gives it.
+            silent, mark = "h.heartbeat < LOCALTIMESTAMP - make_interval(secs => %s)", "%s"
+        else:
+            silent, mark, seconds = "h.heartbeat < datetime('now', ?)", "?", f"-{seconds} seconds"
+        cursor = driver.cursor()
+        try:
+            cursor.execute(
+                "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+                f"WHERE t.study_id = {mark} AND t.state = 'RUNNING' AND ({silent} OR "
+                f"(h.heartbeat IS NULL AND t.datetime_start < {mark})) ORDER BY t.trial_id",
+                [study_id, seconds, (_utc_now() - grace).isoformat(sep=" ")],
+            )
+            return [int(trial_id) for (trial_id,) in cursor.fetchall()]
+        finally:
+            cursor.close()
 
 
 #: PostgreSQL: up to a count of the study's enqueued trials, first by number, taken in one statement: their

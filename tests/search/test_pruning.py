@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.search.pruning import PruningView, create_pruner
+from lrsearch.search.pruning import PruningView, create_pruner, nan_percentile
 from lrsearch.spec.choices import pruner_settings
 from lrsearch.storage.study_storage import StudyStorage
 from lrsearch.storage.view import CompletedValues
@@ -183,3 +183,23 @@ def test_a_populations_decisions_are_the_pruners_own(direction: str, settings: d
     ours = pruner.decide(held, study.direction, given)  # type: ignore[attr-defined]
     assert ours == [pruner.prune(study, member) for member in members]
     assert any(ours) or settings.get("n_startup_trials") == 30
+
+
+@pytest.mark.parametrize("q", [0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 100.0, 33.3])
+@pytest.mark.parametrize("shape", ["plain", "ties", "nans", "infinities", "all_nan", "one"])
+def test_nan_percentile_is_numpys_to_the_bit(q: float, shape: str) -> None:
+    rng = np.random.default_rng(int(q * 10) + len(shape))
+    for n in (1, 2, 3, 7, 64, 513):
+        values = rng.normal(size=1 if shape == "one" else n) * 10 ** rng.uniform(-5, 5)
+        if shape == "ties":
+            values = np.round(values, 1)
+        elif shape == "nans":
+            values[rng.random(len(values)) < 0.3] = np.nan
+        elif shape == "infinities":
+            values[rng.random(len(values)) < 0.3] = np.inf * rng.choice([-1, 1])
+        elif shape == "all_nan":
+            values[:] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy warns on an all-NaN slice
+            expected = float(np.nanpercentile(values, q))
+        assert nan_percentile(values, q) == expected or (np.isnan(expected) and np.isnan(nan_percentile(values, q)))
