@@ -294,7 +294,9 @@ def test_running_trials_show_their_curves_and_keep_them_when_interrupted(
     monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)  # every epoch's values handed on at once
     spec = load_study_file(write_study(tmp_path, n_trials=3, population=3, pruner='"none"'))
     study = open_study(spec, storage_url)
-    elsewhere = optuna.load_study(study_name=spec.name, storage=open_storage(resolve_url(storage_url)))
+    # Read as the dashboard reads (Optuna's storage, which reads running trials afresh every time); a
+    # worker's view keeps a settled running trial as it first read it, which a poll would never see grow.
+    elsewhere = optuna.load_study(study_name=spec.name, storage=resolve_url(storage_url))
 
     def curves_so_far() -> None:
         deadline = time.monotonic() + 10
