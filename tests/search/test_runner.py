@@ -205,7 +205,8 @@ def test_a_worker_keeps_where_its_time_went_with_the_study(tmp_path: Path, stora
     assert set(timing) == set(tally.TIMES) and timing == tally.timing()
     parts = sum(timing[name] for name in tally.TIMES if name != "wall")
     assert all(timing[name] >= 0 for name in tally.TIMES) and timing["training"] > 0 and parts <= timing["wall"] + 1e-3
-    assert timing["asking"] > 0 and timing["pruning"] > 0 and timing["telling"] > 0
+    # Each part timed (unrounded: the study keeps milliseconds, and a few epochs' pruning can take less).
+    assert tally.asking > 0 and tally.pruning > 0 and tally.telling > 0
 
 
 def test_a_retry_enqueued_once_the_budget_is_taken_still_runs(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
