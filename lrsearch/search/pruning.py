@@ -181,16 +181,16 @@ def nan_percentile(values: np.ndarray, q: float) -> float:
     """``np.nanpercentile(values, q)`` of a 1-d array, to the bit (the rule's threshold, Optuna's call), at a
     fraction of its cost: numpy's general path took most of a population's pruning decision. Linear
     interpolation between the two order statistics around ``(n - 1) q / 100``, as numpy's ``_lerp`` does it."""
-    finite = values[~np.isnan(values)]
-    n = len(finite)
+    kept = values[~np.isnan(values)]  # infinities stay, as numpy keeps them
+    n = len(kept)
     if n == 0:
         return math.nan
     at = (n - 1) * (q / 100)
     if at >= n - 1:  # the largest, interpolated with itself as numpy does (an infinite one gives NaN)
         below = -1
-        low = high = float(finite.max())
+        low = high = float(kept.max())
     else:
         below = math.floor(at)
-        low, high = (float(v) for v in np.partition(finite, (below, below + 1))[below : below + 2])
+        low, high = (float(v) for v in np.partition(kept, (below, below + 1))[below : below + 2])
     t, gap = at - below, high - low
     return high - gap * (1 - t) if t >= 0.5 else low + gap * t

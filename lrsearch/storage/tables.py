@@ -121,6 +121,17 @@ def _driver(connection: sqlalchemy.engine.Connection) -> Iterator[Any]:
         raise sqlalchemy.exc.DBAPIError.instance(None, None, exc, dbapi.Error, connection_invalidated=lost) from exc
 
 
+def _fetched(connection: sqlalchemy.engine.Connection, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of one statement written out (``%s`` placeholders, sqlite3's ``?`` on SQLite), through the
+    driver's cursor: for the queries every worker makes every round, where SQLAlchemy's statement building
+    cost several times the query."""
+    if connection.dialect.name != "postgresql":
+        sql = sql.replace("%s", "?")
+    with _driver(connection) as driver, contextlib.closing(driver.cursor()) as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall()
+
+
 #: Ids per IN (...) list where they are written into the statement (not on PostgreSQL): short statements.
 _CHUNK = 500
 
@@ -942,24 +953,20 @@ def silent_trials(backend: RDBStorage, study_id: int, grace: datetime.timedelta)
     heartbeats), or, for a trial whose first heartbeat never came (its worker died at once), started longer
     ago than ``grace`` (by this worker's clock in UTC, as Optuna stores start times). Chosen by the server:
     every worker asks at every round, and the running trials are hundreds."""
-    seconds = grace.total_seconds()
-    with _reading(backend) as connection, _driver(connection) as driver:
+    with _reading(backend) as connection:
         if connection.dialect.name == "postgresql":
             # A heartbeat is the server's now() stored without its zone, as LOCALTIMESTAMP gives it.
-            silent, mark = "h.heartbeat < LOCALTIMESTAMP - make_interval(secs => %s)", "%s"
+            silent, grace_parameter = "LOCALTIMESTAMP - make_interval(secs => %s)", grace.total_seconds()
         else:
-            silent, mark, seconds = "h.heartbeat < datetime('now', ?)", "?", f"-{seconds} seconds"
-        cursor = driver.cursor()
-        try:
-            cursor.execute(
-                "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
-                f"WHERE t.study_id = {mark} AND t.state = 'RUNNING' AND ({silent} OR "
-                f"(h.heartbeat IS NULL AND t.datetime_start < {mark})) ORDER BY t.trial_id",
-                [study_id, seconds, (_utc_now() - grace).isoformat(sep=" ")],
-            )
-            return [int(trial_id) for (trial_id,) in cursor.fetchall()]
-        finally:
-            cursor.close()
+            silent, grace_parameter = "datetime('now', %s)", f"-{grace.total_seconds()} seconds"
+        rows = _fetched(
+            connection,
+            "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+            f"WHERE t.study_id = %s AND t.state = 'RUNNING' AND (h.heartbeat < {silent} OR "
+            "(h.heartbeat IS NULL AND t.datetime_start < %s)) ORDER BY t.trial_id",
+            [study_id, grace_parameter, (_utc_now() - grace).isoformat(sep=" ")],
+        )
+    return [int(trial_id) for (trial_id,) in rows]
 
 
 #: PostgreSQL: up to a count of the study's enqueued trials, first by number, taken in one statement: their
@@ -1065,12 +1072,5 @@ def count_trials(
         )
         sql += f" AND {marked if present else 'NOT ' + marked}"
         parameters += user_attrs
-    with _reading(backend) as connection, _driver(connection) as driver:
-        if connection.dialect.name != "postgresql":
-            sql = sql.replace("%s", "?")  # sqlite3's placeholder
-        cursor = driver.cursor()
-        try:
-            cursor.execute(sql, parameters)
-            return int(cursor.fetchone()[0])
-        finally:
-            cursor.close()
+    with _reading(backend) as connection:
+        return int(_fetched(connection, sql, parameters)[0][0])
