@@ -135,8 +135,7 @@ class ParzenEstimator:
             top = per_kernel.max(axis=1)
             top[np.isneginf(top)] = 0  # no (-inf) - (-inf) where every kernel gives zero
             per_kernel -= top[:, np.newaxis]
-            np.exp(per_kernel, out=per_kernel)
-            return np.log(per_kernel.sum(axis=1)) + top
+            return np.log(_exp(per_kernel).sum(axis=1)) + top
 
     def _normal_exponents(self, x: np.ndarray) -> np.ndarray:
         """[samples, kernels]: the exponent of each kernel's normal density over the continuous parameters,
@@ -182,6 +181,16 @@ class ParzenEstimator:
                 else:
                     scale = scale - (_LOG_SQRT_2PI + np.log(kernel.sigma) + kernel.log_mass)
         return scale
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    """``np.exp(x)``, to the bit, with the exponents below -746 (whose exp is 0) left out: most of a sample's
+    kernels lie far from it, and numpy's exp takes seven times as long on an exponent it underflows."""
+    flat = x.ravel()
+    kept = np.flatnonzero(flat > -746.0)
+    out = np.zeros(x.shape)
+    out.ravel()[kept] = np.exp(flat[kept])
+    return out
 
 
 def _categorical(observed: np.ndarray, distribution: CategoricalDistribution, prior_weight: float) -> _Categorical:
@@ -247,7 +256,7 @@ def _log_bin_mass(x: np.ndarray, kernel: _Numerical) -> np.ndarray:
     if kernel.is_log:
         left, right = np.log(left), np.log(right)
     inside = log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
-    return inside[np.ix_(at.ravel(), which)]
+    return inside[at.ravel()][:, which]  # rows, then columns: a third of np.ix_'s time
 
 
 def log_gauss_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:

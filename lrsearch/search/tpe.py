@@ -54,16 +54,35 @@ class _Split:
     above: dict[str, np.ndarray]
 
 
+class _Values:
+    """The running trials' values, their relatively sampled ones included, parsed once per change of the trial
+    (its number of params and system attrs) and shared by every group's rows: a running trial's relative
+    values are one JSON text, which each group parsed again (seven times a trial in ``blobs_lr``)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+    def of(self, trial: FrozenTrial) -> dict[str, Any]:
+        stamp = (len(trial.params), len(trial.system_attrs))
+        held = self._held.get(trial._trial_id)
+        if held is None or held[0] != stamp:
+            held = self._held[trial._trial_id] = (stamp, _params(trial))
+        return held[1]
+
+    def keep(self, ids: set[int]) -> None:
+        """Forget the trials not among ``ids`` (those that finished)."""
+        self._held = {i: held for i, held in self._held.items() if i in ids}
+
+
 @dataclasses.dataclass
 class _Running:
     """One group's rows of the running trials, kept while trials finish (a split is made again for every
     new finished trial; a running trial's row is not, since a running trial's values are only ever added to).
     """
 
-    # A trial's values, once all there, stay; one that lacks some is looked at again once it has more params
-    # or system attrs.
+    values: _Values
+    # A trial's row, once all its values are there (they stay); one that lacks some is looked at again.
     rows_by_id: dict[int, tuple[float, ...]] = dataclasses.field(default_factory=dict)
-    lacking: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     # The running trials last seen, and the numbers and rows of those holding every parameter: between two
     # reads of the study each ask adds one running trial (the one asked before it), and the others are the
     # same FrozenTrials (the storage hands out a new one for any change), so their rows stand.
@@ -83,7 +102,6 @@ class _Running:
             self.numbers, self.rows, self.table, seen = [], [], np.empty((0, len(search_space))), 0
             ids = {t._trial_id for t in running}  # those that finished are forgotten
             self.rows_by_id = {i: row for i, row in self.rows_by_id.items() if i in ids}
-            self.lacking = {i: stamp for i, stamp in self.lacking.items() if i in ids}
         for trial in running[seen:]:
             row = self.row(trial, search_space)
             if row is not None:
@@ -99,14 +117,10 @@ class _Running:
 
     def row(self, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
         row = self.rows_by_id.get(trial._trial_id)
-        stamp = (len(trial.params), len(trial.system_attrs))
-        if row is not None or self.lacking.get(trial._trial_id) == stamp:
-            return row
-        row = _row(trial, search_space)
         if row is None:
-            self.lacking[trial._trial_id] = stamp
-        else:
-            self.rows_by_id[trial._trial_id] = row
+            row = _internal(self.values.of(trial), search_space)
+            if row is not None:
+                self.rows_by_id[trial._trial_id] = row
         return row
 
 
@@ -149,12 +163,14 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._groups: list[dict[str, BaseDistribution]] = []
         self._grouped: set[int] = set()  # the finished trials folded into the groups, by id
+        self._split_by: set[frozenset[str]] = set()  # the sets of names the groups were split by
         self._grouped_for: tuple[int, ...] | None = None  # the finished trials last looked through
         self._splits_for: tuple[int, ...] | None = None  # the finished trials the splits were made for
         self._splits: dict[tuple[tuple[str, BaseDistribution], ...], _Split] = {}
         self._division: tuple[list[FrozenTrial], list[FrozenTrial]] = ([], [])  # the good and the rest
         self._finished_rows: dict[tuple[tuple[str, BaseDistribution], ...], dict[int, tuple[float, ...] | None]] = {}
         self._running: dict[tuple[tuple[str, BaseDistribution], ...], _Running] = {}
+        self._values = _Values()
         self._seen: _Seen | None = None
 
     def reseed_rng(self) -> None:
@@ -171,7 +187,11 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
             for finished in seen.finished:
                 if finished._trial_id not in self._grouped:
                     self._grouped.add(finished._trial_id)
-                    self._groups = _refined(self._groups, finished.distributions)
+                    # Splitting by a set of names splits nothing a second time (groups are only ever split).
+                    names = frozenset(finished.distributions)
+                    if names not in self._split_by:
+                        self._split_by.add(names)
+                        self._groups = _refined(self._groups, finished.distributions)
             self._grouped_for = seen.fingerprint
         return {name: d for group in self._groups for name, d in _sampled(group).items()}
 
@@ -207,9 +227,11 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
     ) -> dict[str, Any]:
         seen = self._read(study, trial)
         split = self._split(study, seen, search_space)
-        numbers, rows = self._running.setdefault(tuple(search_space.items()), _Running()).see(
-            seen.running, search_space
-        )
+        key = tuple(search_space.items())
+        running = self._running.get(key)
+        if running is None:
+            running = self._running[key] = _Running(self._values)
+        numbers, rows = running.see(seen.running, search_space)
         # The rest by number, as Optuna orders them: older observations weigh less.
         order = np.argsort(np.concatenate([split.above_numbers, numbers]), kind="stable")
         above = {name: np.concatenate([split.above[name], rows[:, i]])[order] for i, name in enumerate(search_space)}
@@ -239,6 +261,7 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
                 fingerprint = last.fingerprint
             else:
                 fingerprint = tuple(t.number for t in finished)
+                self._values.keep({t._trial_id for t in running})
             self._seen = _Seen(trial._trial_id, finished, fingerprint, running)
         return self._seen
 
@@ -320,7 +343,10 @@ def _params(trial: FrozenTrial) -> dict[str, Any]:
 
 def _row(trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
     """A trial's internal values for every parameter of the space, or None where it lacks one."""
-    params = _params(trial)
+    return _internal(_params(trial), search_space)
+
+
+def _internal(params: dict[str, Any], search_space: dict[str, BaseDistribution]) -> tuple[float, ...] | None:
     if not search_space.keys() <= params.keys():
         return None
     return tuple(d.to_internal_repr(params[name]) for name, d in search_space.items())

@@ -256,6 +256,8 @@ def _children(with_steps: bool) -> list[tuple[Any, Any, Any]]:
 def _stamps(session: Any, ids: list[int], with_steps: bool) -> dict[int, Stamp]:
     """Per trial, how many rows it has in each child table and the sum of their ids: rows are only added or
     deleted (new ids are larger than every old one), so any change alters one or the other."""
+    if not ids:
+        return {}
     found: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for model, row_id, where in _children(with_steps):
         for start in range(0, len(ids), _CHUNK):
@@ -284,12 +286,14 @@ def read_trials(
     """The study's trials in ``states`` among ``included_trial_ids`` and those after
     ``trial_id_greater_than`` (what ``RDBStorage._get_trials`` returns), read without the ORM (and without
     the per-epoch values and user attrs unless ``with_steps``). ``running``: the running trials built before,
-    by id with their stamps; those settled or unchanged are not read again, and it is brought up to date
-    with this read."""
+    by id with their stamps; those still running and settled are left out (the server leaves them out: with
+    eight workers most of the study is running, and a worker read every one's row at every round), those
+    unchanged are not read again, and it is brought up to date with this read."""
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
-    trials = models.TrialModel
+    settled = [i for i, (_, trial) in (running or {}).items() if trial.system_attrs.get(SETTLED) is True]
+    trials, study = models.TrialModel, models.StudyModel
     with _reading(backend) as session:
-        conditions = [trials.study_id == study_id]
+        conditions = [trials.study_id == study.study_id]
         if states is not None:
             conditions.append(trials.state.in_(list(states)))
         if included and trial_id_greater_than > -1:
@@ -298,7 +302,11 @@ def read_trials(
             )
         elif trial_id_greater_than > -1:
             conditions.append(trials.trial_id > trial_id_greater_than)
-        heads = session.execute(
+        if settled:
+            still = sqlalchemy.and_(_among(trials, settled, session.dialect.name), trials.state == TrialState.RUNNING)
+            conditions.append(sqlalchemy.not_(still))
+        # From the study's row: a study that is not there is told from one without new trials in the same query.
+        found = session.execute(
             sqlalchemy.select(
                 trials.trial_id,
                 trials.number,
@@ -306,29 +314,32 @@ def read_trials(
                 trials._datetime_start_utc.label("started"),
                 trials._datetime_complete_utc.label("completed"),
             )
-            .where(*conditions)
+            .select_from(study)
+            .outerjoin(trials, sqlalchemy.and_(*conditions))
+            .where(study.study_id == study_id)
             .order_by(trials.trial_id)
         ).all()
+        if not found:
+            raise KeyError(models.NOT_FOUND_MSG)  # as Optuna's reader raises
+        heads = [h for h in found if h.trial_id is not None]
         if not heads:
-            study = models.StudyModel
-            if session.scalar(sqlalchemy.select(study.study_id).where(study.study_id == study_id)) is None:
-                raise KeyError(models.NOT_FOUND_MSG)  # as Optuna's reader raises
             return []
         stamps: dict[int, Stamp] = {}
         kept: dict[int, FrozenTrial] = {}
         if running is not None:
-            # A settled trial stays as read while it runs; a settling one (its round's writes to come) is read
-            # again, its few rows costing less than stamps; an unmarked one is stamped before its rows are read
-            # (a change in between is read now and seen again next time), from its second read on (most are
-            # marked, and a trial read for the first time is read anyway).
-            settling = {
-                h.trial_id: running[h.trial_id][1].system_attrs.get(SETTLED)
+            # A settling trial (its round's writes to come) is read again, its few rows costing less than
+            # stamps; an unmarked one is stamped before its rows are read (a change in between is read now and
+            # seen again next time), from its second read on (most are marked, and a trial read for the first
+            # time is read anyway).
+            unmarked = [
+                h.trial_id
                 for h in heads
-                if h.state == TrialState.RUNNING and h.trial_id in running
-            }
-            kept = {tid: running[tid][1] for tid, settled in settling.items() if settled is True}
-            stamps = _stamps(session, [tid for tid, settled in settling.items() if settled is None], with_steps)
-            kept.update((tid, running[tid][1]) for tid, stamp in stamps.items() if running[tid][0] == stamp)
+                if h.state == TrialState.RUNNING
+                and h.trial_id in running
+                and running[h.trial_id][1].system_attrs.get(SETTLED) is None
+            ]
+            stamps = _stamps(session, unmarked, with_steps)
+            kept = {tid: running[tid][1] for tid, stamp in stamps.items() if running[tid][0] == stamp}
         ids = [h.trial_id for h in heads if h.trial_id not in kept]
         selects = [
             _Select(models.TrialSystemAttributeModel, "trial_id, key, value_json"),

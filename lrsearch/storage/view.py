@@ -101,6 +101,10 @@ class StudyView:
         self._distributions: dict[str, BaseDistribution] = {}
         self._sorted: list[FrozenTrial] | None = None  # the trials shown, by number; rebuilt when None
         self._position: dict[int, int] = {}  # trial id -> its place in _sorted
+        # The trials shown in some states, by the states asked for, kept while no trial in them changed (the
+        # sampler asks for the finished ones at every ask, and an ask changes only a running trial).
+        self._in_states: dict[tuple[TrialState, ...], tuple[tuple[int, ...], list[FrozenTrial]]] = {}
+        self._changes = dict.fromkeys(TrialState, 0)  # changes to the trials shown in each state
         self.read_at = -float("inf")  # time.monotonic() of the last full read
         self.completed_at = -float("inf")  # ... and of the last read of the completed trials' values
 
@@ -184,9 +188,17 @@ class StudyView:
                 shown = (self._finishing.get(tid, t) for tid, t in self._trials.items())
                 self._sorted = sorted(shown, key=lambda t: t.number)
                 self._position = {t._trial_id: i for i, t in enumerate(self._sorted)}
+                self._in_states = {}
             if states is None:
                 return list(self._sorted)
-            return [t for t in self._sorted if t.state in states]
+            if not isinstance(states, (tuple, frozenset)):  # Optuna's tuples, lrsearch's sets of states
+                return [t for t in self._sorted if t.state in states]
+            key = tuple(states)
+            changes = tuple(self._changes[state] for state in key)
+            held = self._in_states.get(key)
+            if held is None or held[0] != changes:
+                held = self._in_states[key] = (changes, [t for t in self._sorted if t.state in states])
+            return list(held[1])
 
     def get(self, trial_id: int) -> FrozenTrial | None:
         """A trial as the view holds it, if it holds it."""
@@ -197,6 +209,10 @@ class StudyView:
 
     def _add(self, trial: FrozenTrial) -> None:
         trial_id = trial._trial_id
+        held = self._trials.get(trial_id)
+        if held is not None:
+            self._changes[held.state] += 1
+        self._changes[trial.state] += 1
         self._trials[trial_id] = trial
         for name, distribution in trial.distributions.items():
             self._distributions.setdefault(name, distribution)

@@ -206,6 +206,27 @@ def test_a_held_view_is_read_only_when_refreshed(storage_url: str) -> None:
     assert len(study.get_trials()) == 2  # not held: every read reads
 
 
+def test_a_held_views_trials_by_state_follow_every_change(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url))
+    finished, running = (TrialState.COMPLETE, TrialState.PRUNED), (TrialState.RUNNING,)
+    numbers = lambda states: [t.number for t in study.get_trials(deepcopy=False, states=states)]
+    with storage.hold(study._study_id):
+        first, second = study.ask(X), study.ask(X)
+        storage.refresh(study._study_id)
+        assert (numbers(finished), numbers(running)) == ([], [0, 1])
+        study.tell(first, 0.5)  # this worker's change
+        assert (numbers(finished), numbers(running)) == ([0], [1])
+        assert numbers(finished) == [0]  # asked again, nothing changed
+        other.tell(second.number, state=TrialState.PRUNED)  # another worker's, seen once read
+        other.ask(X)
+        assert (numbers(finished), numbers(running)) == ([0], [1])
+        storage.refresh(study._study_id)
+        assert (numbers(finished), numbers(running)) == ([0, 1], [2])
+        assert numbers(frozenset(finished)) == [0, 1]
+
+
 def test_this_workers_unwritten_trials_show_as_finished_until_the_database_says_otherwise(storage_url: str) -> None:
     storage = _open(storage_url)
     study = optuna.create_study(storage=storage, study_name="s")

@@ -171,7 +171,8 @@ def test_a_settled_running_trial_is_not_read_again_until_it_ends(storage_url: st
     for trial in (settled, plain):
         storage.set_trial_system_attr(trial._trial_id, "k", 1)  # what a settled trial's writer never does
     second = read()
-    assert second[settled._trial_id] is first[settled._trial_id]  # not looked at again
+    assert settled._trial_id not in second  # not looked at again: the caller holds it
+    assert memo[settled._trial_id][1] is first[settled._trial_id]
     assert second[plain._trial_id] is not first[plain._trial_id] and second[plain._trial_id].system_attrs == {"k": 1}
     study.tell(settled, 0.5)
     ended = read()[settled._trial_id]
