@@ -24,7 +24,7 @@ import datetime
 import itertools
 import threading
 import time
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,7 +103,7 @@ class StudyView:
         self._position: dict[int, int] = {}  # trial id -> its place in _sorted
         # The trials shown in some states, by the states asked for, kept while no trial in them changed (the
         # sampler asks for the finished ones at every ask, and an ask changes only a running trial).
-        self._in_states: dict[tuple[TrialState, ...], tuple[tuple[int, ...], list[FrozenTrial]]] = {}
+        self._in_states: dict[frozenset[TrialState], tuple[int, list[FrozenTrial]]] = {}
         self._changes = dict.fromkeys(TrialState, 0)  # changes to the trials shown in each state
         self.read_at = -float("inf")  # time.monotonic() of the last full read
         self.completed_at = -float("inf")  # ... and of the last read of the completed trials' values
@@ -181,7 +181,7 @@ class StudyView:
             self._unread = {i: None for i in self._unread if i not in self._completed}
             return self._completed
 
-    def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
         """The trials by number (as Optuna's samplers expect), those ended here shown as they ended."""
         with self._lock:
             if self._sorted is None:
@@ -191,13 +191,11 @@ class StudyView:
                 self._in_states = {}
             if states is None:
                 return list(self._sorted)
-            if not isinstance(states, (tuple, frozenset)):  # Optuna's tuples, lrsearch's sets of states
-                return [t for t in self._sorted if t.state in states]
-            key = tuple(states)
-            changes = tuple(self._changes[state] for state in key)
+            key = frozenset(states)
+            changes = sum(self._changes[state] for state in key)  # only ever grows
             held = self._in_states.get(key)
             if held is None or held[0] != changes:
-                held = self._in_states[key] = (changes, [t for t in self._sorted if t.state in states])
+                held = self._in_states[key] = (changes, [t for t in self._sorted if t.state in key])
             return list(held[1])
 
     def get(self, trial_id: int) -> FrozenTrial | None:
