@@ -10,6 +10,10 @@ weigh less past the 25 newest. The random stream is used in Optuna's order (the 
 categorical parameter, then the numerical ones together), so that a sampler seeded alike suggests the
 same values. The truncated normal is computed with SciPy's ``special`` functions (Optuna carries its own
 port of them), which agree to float precision.
+
+The numerical parameters are held as one array, a row per parameter and a column per kernel, and computed
+together: a sampler asks with a few parameters and a thousand kernels, where the cost of a numpy call, not
+its arithmetic, is what an ask spends.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def default_weights(n: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class _Categorical:
+    column: int  # the parameter's position in the search space
     weights: np.ndarray  # [kernels, choices]
 
     @functools.cached_property
@@ -47,90 +52,151 @@ class _Categorical:
 
 @dataclasses.dataclass(frozen=True)
 class _Numerical:
-    """One parameter's kernels, on the scale TPE works in (log for a log parameter)."""
+    """The numerical parameters' kernels, a row per parameter, on the scale TPE works in (log for a log
+    parameter)."""
 
-    mu: np.ndarray  # [kernels]
+    columns: np.ndarray  # [parameters]: their positions in the search space
+    mu: np.ndarray  # [parameters, kernels]
     sigma: np.ndarray
-    low: float  # the bounds of that scale (a stepped parameter's widened by half a step)
-    high: float
-    step: float  # 0: continuous
-    is_log: bool
-    external_low: float  # the distribution's own bounds, which a stepped value is rounded within
-    external_high: float
+    low: np.ndarray  # [parameters]: the bounds of that scale (a stepped parameter's widened by half a step)
+    high: np.ndarray
+    step: np.ndarray  # 0: continuous
+    is_log: np.ndarray
+    external_low: np.ndarray  # the distributions' own bounds, which a stepped value is rounded within
+    external_high: np.ndarray
+    log_mass: np.ndarray  # [parameters, kernels]: each kernel's probability mass inside the bounds, as a log
 
     @functools.cached_property
-    def log_mass(self) -> np.ndarray:
-        """Each kernel's probability mass inside the bounds (its truncation), as a log."""
-        return log_gauss_mass((self.low - self.mu) / self.sigma, (self.high - self.mu) / self.sigma)
+    def continuous(self) -> np.ndarray:
+        return self.step == 0
+
+
+class _Bins:
+    """A stepped parameter's kernels as the distinct (mu, sigma) pairs they are (values are on the steps, and
+    so are the observations the kernels sit on), and each pair's log mass on the bin of each value asked
+    for (half a step each side), computed once per value: an estimator is asked for the same few values
+    again and again."""
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray, step: float, is_log: bool, reusing: _Bins | None) -> None:
+        order = np.lexsort((sigma, mu))
+        mu, sigma = mu[order], sigma[order]
+        first = np.ones(len(mu), dtype=bool)
+        first[1:] = (mu[1:] != mu[:-1]) | (sigma[1:] != sigma[:-1])
+        self.which = np.empty(len(mu), dtype=np.int64)  # each kernel's pair
+        self.which[order] = np.cumsum(first) - 1
+        self.mu, self.sigma, self.half, self.is_log = mu[first], sigma[first], step / 2, is_log
+        same = reusing is not None and np.array_equal(reusing.mu, self.mu) and np.array_equal(reusing.sigma, self.sigma)
+        # The pairs' masses by value, shared with the estimator reused where the pairs are the same.
+        self.masses: dict[float, np.ndarray] = reusing.masses if same and reusing is not None else {}
+
+    def log_mass(self, x: np.ndarray) -> np.ndarray:
+        """[samples, kernels]: each kernel's log mass on each sample's bin, not yet divided by its mass inside
+        the bounds (``ParzenEstimator._log_scale`` does)."""
+        values = x.tolist()
+        missing = [v for v in dict.fromkeys(values) if v not in self.masses]
+        if missing:
+            at = np.array(missing)[:, np.newaxis]
+            left, right = at - self.half, at + self.half
+            if self.is_log:
+                left, right = np.log(left), np.log(right)
+            self.masses.update(
+                zip(missing, log_gauss_mass((left - self.mu) / self.sigma, (right - self.mu) / self.sigma))
+            )
+        return np.array([self.masses[v] for v in values])[:, self.which]
 
 
 class ParzenEstimator:
-    """The mixture for ``observations`` (internal representations, one array per parameter of
-    ``search_space``, a trial per position, oldest first)."""
+    """The mixture for ``observations`` ([observations, parameters]: internal representations in the order of
+    ``search_space``, oldest first)."""
 
     def __init__(
         self,
-        observations: dict[str, np.ndarray],
+        observations: np.ndarray,
         search_space: dict[str, BaseDistribution],
         *,
         prior_weight: float = 1.0,
         consider_magic_clip: bool = True,
         consider_endpoints: bool = False,
+        reusing: ParzenEstimator | None = None,
     ) -> None:
+        """``reusing``: an estimator of the same space (TPE's ``g`` at the ask before) whose computed masses are
+        taken where a kernel is the same: between two asks ``g`` gains one trial, which changes the bandwidths
+        of its neighbours only."""
         self.search_space = search_space
-        n = len(next(iter(observations.values()))) if observations else 0
+        observations = np.asarray(observations, dtype=float).reshape(-1, len(search_space))
+        n = len(observations)
         weights = np.append(default_weights(n), prior_weight) if n else np.ones(1)
         self.weights = weights / weights.sum()
-        self.kernels = [
-            _categorical(observations[name], d, prior_weight)
+        distributions = list(search_space.values())
+        self.categorical = [
+            _categorical(i, observations[:, i], d, prior_weight)
+            for i, d in enumerate(distributions)
             if isinstance(d, CategoricalDistribution)
-            else _numerical(np.asarray(observations[name], dtype=float), d, consider_magic_clip, consider_endpoints)
-            for name, d in search_space.items()
         ]
+        numerical = [i for i, d in enumerate(distributions) if not isinstance(d, CategoricalDistribution)]
+        previous = reusing.numerical if reusing is not None and reusing.search_space == search_space else None
+        self.numerical = (
+            _numerical(
+                numerical,
+                observations[:, numerical],
+                [distributions[i] for i in numerical],
+                consider_magic_clip,
+                consider_endpoints,
+                previous,
+            )
+            if numerical
+            else None
+        )
+        kernels = self.numerical
+        self._bins: dict[int, _Bins] = {}  # by row of the numerical parameters, the stepped ones'
+        if kernels is not None:
+            for row in np.flatnonzero(~kernels.continuous):
+                row = int(row)
+                reused = reusing._bins.get(row) if previous is not None and reusing is not None else None
+                self._bins[row] = _Bins(
+                    kernels.mu[row], kernels.sigma[row], kernels.step[row], kernels.is_log[row], reused
+                )
 
-    def sample(self, rng: np.random.RandomState, size: int) -> dict[str, np.ndarray]:
-        """``size`` draws, internal representations by parameter."""
+    def sample(self, rng: np.random.RandomState, size: int) -> np.ndarray:
+        """``size`` draws ([draws, parameters], internal representations)."""
         # RandomState.choice(len(weights), p=weights, size=size), as Optuna draws, without checking and summing
         # the weights at every ask (the legacy generator's streams are frozen: the same draws).
         active = self._cumulative.searchsorted(rng.random_sample(size), side="right")
-        drawn = np.empty((size, len(self.kernels)))
-        numerical = [(i, k) for i, k in enumerate(self.kernels) if isinstance(k, _Numerical)]
-        for i, kernel in enumerate(self.kernels):
-            if isinstance(kernel, _Categorical):
-                quantile = rng.rand(size)
-                cumulative = np.cumsum(kernel.weights[active], axis=-1)
-                cumulative[:, -1] = 1  # against rounding
-                drawn[:, i] = np.sum(cumulative < quantile[:, np.newaxis], axis=-1)
-        if numerical:
-            mu = np.asarray([k.mu[active] for _, k in numerical])
-            sigma = np.asarray([k.sigma[active] for _, k in numerical])
-            low = np.asarray([[k.low] for _, k in numerical])
-            high = np.asarray([[k.high] for _, k in numerical])
+        drawn = np.empty((size, len(self.search_space)))
+        for kernel in self.categorical:
+            quantile = rng.rand(size)
+            cumulative = np.cumsum(kernel.weights[active], axis=-1)
+            cumulative[:, -1] = 1  # against rounding
+            drawn[:, kernel.column] = np.sum(cumulative < quantile[:, np.newaxis], axis=-1)
+        kernels = self.numerical
+        if kernels is not None:
+            mu, sigma = kernels.mu[:, active], kernels.sigma[:, active]
+            low, high = kernels.low[:, np.newaxis], kernels.high[:, np.newaxis]
             quantiles = rng.uniform(low=0, high=1, size=mu.shape)
-            values = truncnorm_ppf(quantiles, (low - mu) / sigma, (high - mu) / sigma) * sigma + mu
-            for row, (i, kernel) in enumerate(numerical):
-                value = np.exp(values[row]) if kernel.is_log else values[row]
-                if kernel.step:
-                    low_, high_, step = kernel.external_low, kernel.external_high, kernel.step
-                    value = np.clip(low_ + np.round((value - low_) / step) * step, low_, high_)
-                drawn[:, i] = value
-        return {name: drawn[:, i] for i, name in enumerate(self.search_space)}
+            a, b = (low - mu) / sigma, (high - mu) / sigma
+            values = truncnorm_ppf(quantiles, a, b, log_mass=kernels.log_mass[:, active]) * sigma + mu
+            values[kernels.is_log] = np.exp(values[kernels.is_log])
+            stepped = ~kernels.continuous
+            if stepped.any():
+                low, high = kernels.external_low[stepped, np.newaxis], kernels.external_high[stepped, np.newaxis]
+                step = kernels.step[stepped, np.newaxis]
+                values[stepped] = np.clip(low + np.round((values[stepped] - low) / step) * step, low, high)
+            drawn[:, kernels.columns] = values.T
+        return drawn
 
     @functools.cached_property
     def _cumulative(self) -> np.ndarray:
         cumulative = self.weights.cumsum()
         return cumulative / cumulative[-1]
 
-    def log_pdf(self, samples: dict[str, np.ndarray]) -> np.ndarray:
-        """The mixture's log density at each sample (internal representations by parameter)."""
-        x = np.asarray([samples[name] for name in self.search_space], dtype=float).T
+    def log_pdf(self, x: np.ndarray) -> np.ndarray:
+        """The mixture's log density at each sample ([samples, parameters], internal representations)."""
         with np.errstate(divide="ignore"):  # a weight of zero (no prior) is a log density of -inf
             per_kernel = self._normal_exponents(x)
-            for i, kernel in enumerate(self.kernels):
-                if isinstance(kernel, _Categorical):
-                    per_kernel += kernel.log_weights_by_choice[x[:, i].astype(np.int64)]
-                elif kernel.step:
-                    per_kernel += _log_bin_mass(x[:, i], kernel)
+            for kernel in self.categorical:
+                per_kernel += kernel.log_weights_by_choice[x[:, kernel.column].astype(np.int64)]
+            for row, bins in self._bins.items():
+                per_kernel += bins.log_mass(x[:, self.numerical.columns[row]])  # type: ignore[union-attr]
             per_kernel += self._log_scale
             top = per_kernel.max(axis=1)
             top[np.isneginf(top)] = 0  # no (-inf) - (-inf) where every kernel gives zero
@@ -143,30 +209,38 @@ class ParzenEstimator:
         computed once, and the thousand-kernel matrix is passed over twice instead of four times a
         parameter); -inf for a sample outside a parameter's bounds."""
         out = np.zeros((len(x), len(self.weights)))
-        if not self._continuous:
+        if self._expanded is None:
             return out
-        v = np.stack([np.log(x[:, i]) if k.is_log else x[:, i] for i, k in self._continuous], axis=1)
-        squared, linear, constant = self._expanded
+        columns, is_log, low, high, squared, linear, constant = self._expanded
+        v = x[:, columns]
+        v[:, is_log] = np.log(v[:, is_log])
         np.matmul(v * v, squared, out=out)
         out += v @ linear
         out += constant
         out *= -0.5
-        low = np.array([k.low for _, k in self._continuous])
-        high = np.array([k.high for _, k in self._continuous])
         out[((v < low) | (v > high)).any(axis=1)] = -np.inf
         return out
 
     @functools.cached_property
-    def _continuous(self) -> list[tuple[int, _Numerical]]:
-        return [(i, k) for i, k in enumerate(self.kernels) if isinstance(k, _Numerical) and not k.step]
-
-    @functools.cached_property
-    def _expanded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _expanded(self) -> tuple[np.ndarray, ...] | None:
         """((v - mu) / sigma)^2 = v^2 / sigma^2 - 2 v mu / sigma^2 + mu^2 / sigma^2, by kernel: the
-        continuous parameters' [parameters, kernels] coefficients of v^2 and v, and the constant summed."""
-        inverse = np.array([1.0 / (k.sigma * k.sigma) for _, k in self._continuous])
-        mu = np.array([k.mu for _, k in self._continuous])
-        return inverse, -2.0 * mu * inverse, (mu * mu * inverse).sum(axis=0)
+        continuous parameters' [parameters, kernels] coefficients of v^2 and v, and the constant summed
+        (with their columns, which are on the log scale, and their bounds)."""
+        kernels = self.numerical
+        if kernels is None or not kernels.continuous.any():
+            return None
+        continuous = kernels.continuous
+        mu = kernels.mu[continuous]
+        inverse = 1.0 / (kernels.sigma[continuous] * kernels.sigma[continuous])
+        return (
+            kernels.columns[continuous],
+            kernels.is_log[continuous],
+            kernels.low[continuous],
+            kernels.high[continuous],
+            inverse,
+            -2.0 * mu * inverse,
+            (mu * mu * inverse).sum(axis=0),
+        )
 
     @functools.cached_property
     def _log_scale(self) -> np.ndarray:
@@ -174,13 +248,12 @@ class ParzenEstimator:
         (a continuous one's sqrt(2 pi), bandwidth and mass inside the bounds; a stepped one's mass inside
         the bounds, which its bins' masses are divided by)."""
         scale = np.log(self.weights)
-        for kernel in self.kernels:
-            if isinstance(kernel, _Numerical):
-                if kernel.step:
-                    scale = scale - kernel.log_mass
-                else:
-                    scale = scale - (_LOG_SQRT_2PI + np.log(kernel.sigma) + kernel.log_mass)
-        return scale
+        kernels = self.numerical
+        if kernels is None:
+            return scale
+        normalisers = kernels.log_mass.copy()
+        normalisers[kernels.continuous] += _LOG_SQRT_2PI + np.log(kernels.sigma[kernels.continuous])
+        return scale - normalisers.sum(axis=0)
 
 
 def _exp(x: np.ndarray) -> np.ndarray:
@@ -193,70 +266,86 @@ def _exp(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _categorical(observed: np.ndarray, distribution: CategoricalDistribution, prior_weight: float) -> _Categorical:
+def _categorical(
+    column: int, observed: np.ndarray, distribution: CategoricalDistribution, prior_weight: float
+) -> _Categorical:
     choices = len(distribution.choices)
     if len(observed) == 0:
-        return _Categorical(np.full((1, choices), 1.0 / choices))
+        return _Categorical(column, np.full((1, choices), 1.0 / choices))
     kernels = len(observed) + 1
     weights = np.full((kernels, choices), prior_weight / kernels)
-    weights[np.arange(len(observed)), np.asarray(observed).astype(int)] += 1
+    weights[np.arange(len(observed)), observed.astype(int)] += 1
     sums = weights.sum(axis=1, keepdims=True)
-    return _Categorical(weights / np.where(sums == 0, 1, sums))
+    return _Categorical(column, weights / np.where(sums == 0, 1, sums))
 
 
 def _numerical(
+    columns: list[int],
     observed: np.ndarray,
-    distribution: BaseDistribution,
+    distributions: list[BaseDistribution],
     consider_magic_clip: bool,
     consider_endpoints: bool,
+    previous: _Numerical | None,
 ) -> _Numerical:
-    assert isinstance(distribution, (FloatDistribution, IntDistribution))
-    step = float(distribution.step or 0.0)
-    low, high = distribution.low - step / 2, distribution.high + step / 2
-    if distribution.log:
-        observed, low, high = np.log(observed), math.log(low), math.log(high)
-    order = np.argsort(observed)
-    with_ends = np.concatenate([[low], observed[order], [high]])
-    sigmas = np.maximum(with_ends[1:-1] - with_ends[:-2], with_ends[2:] - with_ends[1:-1])
-    if not consider_endpoints and len(with_ends) >= 4:
-        sigmas[0] = with_ends[2] - with_ends[1]
-        sigmas[-1] = with_ends[-2] - with_ends[-3]
+    """The kernels of the numerical parameters ``distributions``, observed as ``observed`` ([observations,
+    parameters]); their masses taken from ``previous`` (the same parameters' kernels) where it has the
+    same kernel at the same place."""
+    assert all(isinstance(d, (FloatDistribution, IntDistribution)) for d in distributions)
+    step = np.array([float(d.step or 0.0) for d in distributions])  # type: ignore[attr-defined]
+    is_log = np.array([d.log for d in distributions])  # type: ignore[attr-defined]
+    external_low = np.array([float(d.low) for d in distributions])  # type: ignore[attr-defined]
+    external_high = np.array([float(d.high) for d in distributions])  # type: ignore[attr-defined]
+    low, high = external_low - step / 2, external_high + step / 2
+    observed = observed.T.copy()  # a row per parameter
+    observed[is_log] = np.log(observed[is_log])
+    low[is_log], high[is_log] = np.log(low[is_log]), np.log(high[is_log])
+    n = observed.shape[1]
+    order = np.argsort(observed, axis=1)
+    with_ends = np.concatenate([low[:, None], np.take_along_axis(observed, order, axis=1), high[:, None]], axis=1)
+    gaps = np.diff(with_ends, axis=1)
+    sigmas = np.maximum(gaps[:, :-1], gaps[:, 1:])
+    if not consider_endpoints and n >= 2:
+        sigmas[:, 0] = gaps[:, 1]
+        sigmas[:, -1] = gaps[:, -2]
     unsorted = np.empty_like(sigmas)
-    unsorted[order] = sigmas  # back in the observations' order
-    sigmas = unsorted
-    floor = (high - low) / min(100.0, len(observed) + 2.0) if consider_magic_clip else 1e-12
-    sigmas = np.clip(sigmas, floor, high - low)
+    np.put_along_axis(unsorted, order, sigmas, axis=1)  # back in the observations' order
+    span = high - low
+    floor = span / min(100.0, n + 2.0) if consider_magic_clip else np.full(len(span), 1e-12)
+    sigmas = np.clip(unsorted, floor[:, None], span[:, None])
+    mu = np.concatenate([observed, (0.5 * (low + high))[:, None]], axis=1)
+    sigma = np.concatenate([sigmas, span[:, None]], axis=1)
     return _Numerical(
-        mu=np.append(observed, 0.5 * (low + high)),
-        sigma=np.append(sigmas, high - low),
+        columns=np.asarray(columns, dtype=np.int64),
+        mu=mu,
+        sigma=sigma,
+        log_mass=_log_masses(low, high, mu, sigma, previous),
         low=low,
         high=high,
         step=step,
-        is_log=distribution.log,
-        external_low=float(distribution.low),
-        external_high=float(distribution.high),
+        is_log=is_log,
+        external_low=external_low,
+        external_high=external_high,
     )
 
 
-def _log_bin_mass(x: np.ndarray, kernel: _Numerical) -> np.ndarray:
-    """[samples, kernels]: each kernel's log mass on each sample's bin (a stepped value, half a step each
-    side), not yet divided by its mass inside the bounds (``ParzenEstimator._log_scale`` does); computed
-    once per distinct value and distinct kernel (both repeat: values are on the steps, and so are the
-    observations the kernels sit on)."""
-    values, at = np.unique(x, return_inverse=True)
-    order = np.lexsort((kernel.sigma, kernel.mu))
-    mu, sigma = kernel.mu[order], kernel.sigma[order]
-    first = np.ones(len(mu), dtype=bool)
-    first[1:] = (mu[1:] != mu[:-1]) | (sigma[1:] != sigma[:-1])
-    which = np.empty(len(mu), dtype=np.int64)
-    which[order] = np.cumsum(first) - 1
-    mu, sigma = mu[first], sigma[first]
-    half = kernel.step / 2
-    left, right = values[:, np.newaxis] - half, values[:, np.newaxis] + half
-    if kernel.is_log:
-        left, right = np.log(left), np.log(right)
-    inside = log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
-    return inside[at.ravel()][:, which]  # rows, then columns: a third of np.ix_'s time
+def _log_masses(
+    low: np.ndarray, high: np.ndarray, mu: np.ndarray, sigma: np.ndarray, previous: _Numerical | None
+) -> np.ndarray:
+    """[parameters, kernels]: each kernel's log mass inside the bounds; ``previous``'s where it has the same
+    kernel (mu and sigma) at the same place within the same bounds (log_gauss_mass is computed element by
+    element: the same inputs give the same bits)."""
+    a, b = (low[:, None] - mu) / sigma, (high[:, None] - mu) / sigma
+    if previous is None or not (np.array_equal(previous.low, low) and np.array_equal(previous.high, high)):
+        return log_gauss_mass(a, b)
+    shared = min(previous.mu.shape[1], mu.shape[1])
+    computed = np.ones(mu.shape, dtype=bool)
+    computed[:, :shared] = (mu[:, :shared] != previous.mu[:, :shared]) | (
+        sigma[:, :shared] != previous.sigma[:, :shared]
+    )
+    out = np.empty(mu.shape)
+    out[:, :shared] = previous.log_mass[:, :shared]
+    out[computed] = log_gauss_mass(a[computed], b[computed])
+    return out
 
 
 def log_gauss_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -284,10 +373,11 @@ def _log_diff(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     return log_p + np.log1p(-np.exp(log_q - log_p))
 
 
-def truncnorm_ppf(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The standard normal truncated to [a, b]: the point below which its mass is ``q``."""
+def truncnorm_ppf(q: np.ndarray, a: np.ndarray, b: np.ndarray, *, log_mass: np.ndarray | None = None) -> np.ndarray:
+    """The standard normal truncated to [a, b]: the point below which its mass is ``q`` (``log_mass``:
+    log_gauss_mass(a, b), where it is known)."""
     q, a, b = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (q, a, b)))
-    log_mass = log_gauss_mass(a, b)
+    log_mass = log_gauss_mass(a, b) if log_mass is None else np.broadcast_to(log_mass, q.shape)
     out = np.empty(q.shape)
     left = a < 0
     right = ~left

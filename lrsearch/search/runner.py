@@ -248,17 +248,20 @@ class Search:
     # --- asking -------------------------------------------------------------------------------------------
 
     def _ask_round(self, population: Population, free: int, n_trials: int | None, drain_waiting: bool) -> bool:
-        """Fail the trials of vanished workers, count the budget, read the study, then ask up to ``free``
-        trials: the enqueued ones (draining), else new search trials within budget, in one round (``storage.asking``: each
-        new trial's worker, device and first heartbeat written as it is created). Returns whether it asked
-        fewer than ``free`` (nothing more to ask for now)."""
+        """Fail the trials of vanished workers, count the budget (once the study as last read has it taken),
+        read the study, then ask up to ``free`` trials: the enqueued ones (draining), else new search trials
+        within budget, in one round (``storage.asking``: each new trial's worker, device and first heartbeat
+        written as it is created). Returns whether it asked fewer than ``free`` (nothing more to ask for now)."""
         retrying(fail_stale, self.study)
-        # The budget is counted, not read: a worker's last rounds, which ask nothing (and those of a worker
-        # waiting for others' trials), read nothing. A retry enqueued once the budget was taken runs all the
-        # same (it would be lost, and every worker would wait for it).
+        # Once the study as last read has the budget taken, it is counted, not read: a worker's last rounds,
+        # which ask nothing (and those of a worker waiting for others' trials), read nothing. Before, the read
+        # that the asking takes anyway tells the budget (a count at every round cost the server more than the
+        # read). A retry enqueued once the budget was taken runs all the same (it would be lost, and every
+        # worker would wait for it).
         if (
             not drain_waiting
             and n_trials is not None
+            and len(self._search_trials()) >= n_trials
             and retrying(count_trials, self.study, BUDGET_STATES, user_attrs=OUTSIDE_BUDGET) >= n_trials
             and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attrs=OUTSIDE_BUDGET)
         ):

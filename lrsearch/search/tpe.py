@@ -51,7 +51,7 @@ class _Split:
 
     below: ParzenEstimator
     above_numbers: np.ndarray
-    above: dict[str, np.ndarray]
+    above: np.ndarray  # [trials, parameters]
 
 
 class _Values:
@@ -170,6 +170,8 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         self._division: tuple[list[FrozenTrial], list[FrozenTrial]] = ([], [])  # the good and the rest
         self._finished_rows: dict[tuple[tuple[str, BaseDistribution], ...], dict[int, tuple[float, ...] | None]] = {}
         self._running: dict[tuple[tuple[str, BaseDistribution], ...], _Running] = {}
+        # Each group's g at its last ask, whose computed masses the next one takes where its kernels are the same.
+        self._last_above: dict[tuple[tuple[str, BaseDistribution], ...], ParzenEstimator] = {}
         self._values = _Values()
         self._seen: _Seen | None = None
 
@@ -234,11 +236,11 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         numbers, rows = running.see(seen.running, search_space)
         # The rest by number, as Optuna orders them: older observations weigh less.
         order = np.argsort(np.concatenate([split.above_numbers, numbers]), kind="stable")
-        above = {name: np.concatenate([split.above[name], rows[:, i]])[order] for i, name in enumerate(search_space)}
-        g = self._estimator(above, search_space)
+        g = self._estimator(np.concatenate([split.above, rows])[order], search_space, self._last_above.get(key))
+        self._last_above[key] = g
         candidates = split.below.sample(self._rng, self.n_ei_candidates)
-        best = int(np.argmax(split.below.log_pdf(candidates) - g.log_pdf(candidates)))
-        return {name: d.to_external_repr(candidates[name][best].item()) for name, d in search_space.items()}
+        best = candidates[int(np.argmax(split.below.log_pdf(candidates) - g.log_pdf(candidates)))]
+        return {name: d.to_external_repr(best[i].item()) for i, (name, d) in enumerate(search_space.items())}
 
     def _read(self, study: optuna.Study, trial: FrozenTrial) -> _Seen:
         """The trials one ask samples against, read once for all its groups."""
@@ -277,9 +279,9 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
             below_rows = [row for t in below if (row := self._finished_row(rows, t, search_space)) is not None]
             kept = [(t.number, row) for t in above if (row := self._finished_row(rows, t, search_space)) is not None]
             split = _Split(
-                below=self._estimator(_columns(below_rows, search_space), search_space),
+                below=self._estimator(_table(below_rows, search_space), search_space),
                 above_numbers=np.asarray([number for number, _ in kept], dtype=np.int64),
-                above=_columns([row for _, row in kept], search_space),
+                above=_table([row for _, row in kept], search_space),
             )
             self._splits[key] = split
         return split
@@ -293,13 +295,16 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
             rows[trial._trial_id] = _row(trial, search_space)
         return rows[trial._trial_id]
 
-    def _estimator(self, observations: dict[str, np.ndarray], space: dict[str, BaseDistribution]) -> ParzenEstimator:
+    def _estimator(
+        self, observations: np.ndarray, space: dict[str, BaseDistribution], reusing: ParzenEstimator | None = None
+    ) -> ParzenEstimator:
         return ParzenEstimator(
             observations,
             space,
             prior_weight=self.prior_weight,
             consider_magic_clip=self.consider_magic_clip,
             consider_endpoints=self.consider_endpoints,
+            reusing=reusing,
         )
 
 
@@ -352,8 +357,9 @@ def _internal(params: dict[str, Any], search_space: dict[str, BaseDistribution])
     return tuple(d.to_internal_repr(params[name]) for name, d in search_space.items())
 
 
-def _columns(rows: list[tuple[float, ...]], search_space: dict[str, BaseDistribution]) -> dict[str, np.ndarray]:
-    return {name: np.asarray([row[i] for row in rows]) for i, name in enumerate(search_space)}
+def _table(rows: list[tuple[float, ...]], search_space: dict[str, BaseDistribution]) -> np.ndarray:
+    """[rows, parameters]."""
+    return np.array(rows, dtype=float).reshape(-1, len(search_space))
 
 
 def _split_trials(

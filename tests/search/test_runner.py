@@ -209,6 +209,25 @@ def test_a_worker_keeps_where_its_time_went_with_the_study(tmp_path: Path, stora
     assert tally.asking > 0 and tally.pruning > 0 and tally.telling > 0
 
 
+def test_the_budget_is_counted_only_once_the_study_as_read_has_it_taken(
+    tmp_path: Path, storage_url: str, blobs: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A round that asks reads the study anyway, which tells the budget: a count before it only cost the server.
+    spec = load_study_file(write_study(tmp_path, n_trials=8, population=3))
+    search = Search(spec, open_study(spec, storage_url), blobs)
+    taken_as_read, count = [], runner.count_trials
+
+    def counting(study: optuna.Study, states: tuple[TrialState, ...], **kwargs: object) -> int:
+        if TrialState.COMPLETE in states:  # the budget's count (not the poll for others' running trials)
+            taken_as_read.append(len(search._search_trials()))
+        return count(study, states, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "count_trials", counting)
+    search.run(n_trials=8, timeout=None)
+    assert taken_as_read and all(n >= 8 for n in taken_as_read)
+    assert len(search_trials(search.study)) == 8
+
+
 def test_a_retry_enqueued_once_the_budget_is_taken_still_runs(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
     # A trial failed (a worker vanished, a database restart) while other workers filled the budget: its
     # retry waits, and every worker must take it rather than wait for it forever.

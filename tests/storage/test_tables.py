@@ -6,10 +6,13 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.dialects.postgresql import psycopg
 
 from lrsearch.schema import SETTLED
+from lrsearch.storage import tables
 from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.opening import open_storage
 from lrsearch.storage.records import TrialRecord
@@ -262,3 +265,11 @@ def test_its_arrays_carry_any_text_and_number(storage_url: str) -> None:
     write_round(backend, [(trial._trial_id, 'p"{,}', 1e-300, low)], {trial._trial_id: tricky}, {}, [])
     (read,) = read_trials(backend, study_id, None, set(), -1)
     assert read.user_attrs == tricky and read.system_attrs == tricky and read.params == {'p"{,}': 1e-300}
+
+
+def test_ids_go_to_postgresql_as_one_untyped_array() -> None:
+    # Typed VARCHAR and cast in the statement, the array's text is parsed again for every row compared with
+    # it (a read of a thousand trials took 40 ms instead of 2); untyped, the server takes it as the array once.
+    compiled = tables._among(models.TrialModel, [3, 1, 2], "postgresql").compile(dialect=psycopg.dialect())
+    assert str(compiled) == "trials.trial_id = ANY (CAST(%(ids_1)s AS INTEGER[]))"
+    assert compiled.params == {"ids_1": "{3,1,2}"}
