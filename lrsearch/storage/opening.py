@@ -16,7 +16,7 @@ from optuna.storages import RDBStorage
 
 from lrsearch.errors import ConfigError, RuntimeFailure, one_line
 from lrsearch.storage import tables
-from lrsearch.storage.engine import CONNECT_TIMEOUT_S, engine_kwargs, one_creator, sqlite_transactions
+from lrsearch.storage.engine import CONNECT_TIMEOUT_S, engine_kwargs, lz4_sessions, one_creator, sqlite_transactions
 from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.retries import restarting
 from lrsearch.storage.study_storage import StudyStorage
@@ -65,6 +65,8 @@ def open_storage(
             )
         if database is not None:
             sqlite_transactions(backend.engine)
+        elif backend.engine.dialect.name == "postgresql":
+            lz4_sessions(backend.engine)
         return StudyStorage(backend, heartbeat=heartbeat, with_steps=per_epoch_values)
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:  # a driver named, or the default, not installed
         raise RuntimeFailure(f"no database driver for {masked(url)} (install it): {_reason(exc, url)}") from None
