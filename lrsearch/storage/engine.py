@@ -1,4 +1,4 @@
-"""Engine settings for a study database: SQLite's locking and journal, PostgreSQL's pool and timeouts."""
+"""Engine settings for a study database: SQLite's locking and journal, PostgreSQL's pool, timeouts and compression."""
 
 from __future__ import annotations
 
