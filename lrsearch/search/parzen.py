@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import cast
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -77,22 +78,28 @@ class _Bins:
     for (half a step each side), computed once per value: an estimator is asked for the same few values
     again and again."""
 
-    def __init__(self, mu: np.ndarray, sigma: np.ndarray, step: float, is_log: bool, reusing: _Bins | None) -> None:
+    def __init__(self, kernels: _Numerical, row: int, reusing: _Bins | None) -> None:
+        self.column = int(kernels.columns[row])  # the parameter's position in the search space
+        mu, sigma = kernels.mu[row], kernels.sigma[row]
         order = np.lexsort((sigma, mu))
         mu, sigma = mu[order], sigma[order]
         first = np.ones(len(mu), dtype=bool)
         first[1:] = (mu[1:] != mu[:-1]) | (sigma[1:] != sigma[:-1])
         self.which = np.empty(len(mu), dtype=np.int64)  # each kernel's pair
         self.which[order] = np.cumsum(first) - 1
-        self.mu, self.sigma, self.half, self.is_log = mu[first], sigma[first], step / 2, is_log
-        same = reusing is not None and np.array_equal(reusing.mu, self.mu) and np.array_equal(reusing.sigma, self.sigma)
-        # The pairs' masses by value, shared with the estimator reused where the pairs are the same.
-        self.masses: dict[float, np.ndarray] = reusing.masses if same and reusing is not None else {}
+        self.mu, self.sigma = mu[first], sigma[first]
+        self.half, self.is_log = kernels.step[row] / 2, bool(kernels.is_log[row])
+        # The pairs' masses by value, shared with the bins reused where the pairs are the same.
+        self.masses: dict[float, np.ndarray] = (
+            reusing.masses
+            if reusing is not None and np.array_equal(reusing.mu, self.mu) and np.array_equal(reusing.sigma, self.sigma)
+            else {}
+        )
 
     def log_mass(self, x: np.ndarray) -> np.ndarray:
-        """[samples, kernels]: each kernel's log mass on each sample's bin, not yet divided by its mass inside
-        the bounds (``ParzenEstimator._log_scale`` does)."""
-        values = x.tolist()
+        """[samples, kernels]: each kernel's log mass on the bin of each sample's value (``x``: [samples,
+        parameters]), not yet divided by its mass inside the bounds (``ParzenEstimator._log_scale`` does)."""
+        values = x[:, self.column].tolist()
         missing = [v for v in dict.fromkeys(values) if v not in self.masses]
         if missing:
             at = np.array(missing)[:, np.newaxis]
@@ -134,28 +141,24 @@ class ParzenEstimator:
             if isinstance(d, CategoricalDistribution)
         ]
         numerical = [i for i, d in enumerate(distributions) if not isinstance(d, CategoricalDistribution)]
-        previous = reusing.numerical if reusing is not None and reusing.search_space == search_space else None
+        before = reusing if reusing is not None and reusing.search_space == search_space else None
         self.numerical = (
             _numerical(
                 numerical,
                 observations[:, numerical],
-                [distributions[i] for i in numerical],
+                cast(list[FloatDistribution | IntDistribution], [distributions[i] for i in numerical]),
                 consider_magic_clip,
                 consider_endpoints,
-                previous,
+                before.numerical if before is not None else None,
             )
             if numerical
             else None
         )
-        kernels = self.numerical
-        self._bins: dict[int, _Bins] = {}  # by row of the numerical parameters, the stepped ones'
-        if kernels is not None:
-            for row in np.flatnonzero(~kernels.continuous):
-                row = int(row)
-                reused = reusing._bins.get(row) if previous is not None and reusing is not None else None
-                self._bins[row] = _Bins(
-                    kernels.mu[row], kernels.sigma[row], kernels.step[row], kernels.is_log[row], reused
-                )
+        # The stepped parameters' bins, in the order of the space's parameters (the same as ``before``'s).
+        self._bins: list[_Bins] = []
+        if self.numerical is not None:
+            for i, row in enumerate(np.flatnonzero(~self.numerical.continuous)):
+                self._bins.append(_Bins(self.numerical, int(row), before._bins[i] if before is not None else None))
 
     def sample(self, rng: np.random.RandomState, size: int) -> np.ndarray:
         """``size`` draws ([draws, parameters], internal representations)."""
@@ -174,7 +177,7 @@ class ParzenEstimator:
             low, high = kernels.low[:, np.newaxis], kernels.high[:, np.newaxis]
             quantiles = rng.uniform(low=0, high=1, size=mu.shape)
             a, b = (low - mu) / sigma, (high - mu) / sigma
-            values = truncnorm_ppf(quantiles, a, b, log_mass=kernels.log_mass[:, active]) * sigma + mu
+            values = truncnorm_ppf(quantiles, a, b, kernels.log_mass[:, active]) * sigma + mu
             values[kernels.is_log] = np.exp(values[kernels.is_log])
             stepped = ~kernels.continuous
             if stepped.any():
@@ -195,8 +198,8 @@ class ParzenEstimator:
             per_kernel = self._normal_exponents(x)
             for kernel in self.categorical:
                 per_kernel += kernel.log_weights_by_choice[x[:, kernel.column].astype(np.int64)]
-            for row, bins in self._bins.items():
-                per_kernel += bins.log_mass(x[:, self.numerical.columns[row]])  # type: ignore[union-attr]
+            for bins in self._bins:
+                per_kernel += bins.log_mass(x)
             per_kernel += self._log_scale
             top = per_kernel.max(axis=1)
             top[np.isneginf(top)] = 0  # no (-inf) - (-inf) where every kernel gives zero
@@ -282,7 +285,7 @@ def _categorical(
 def _numerical(
     columns: list[int],
     observed: np.ndarray,
-    distributions: list[BaseDistribution],
+    distributions: list[FloatDistribution | IntDistribution],
     consider_magic_clip: bool,
     consider_endpoints: bool,
     previous: _Numerical | None,
@@ -291,10 +294,10 @@ def _numerical(
     parameters]); their masses taken from ``previous`` (the same parameters' kernels) where it has the
     same kernel at the same place."""
     assert all(isinstance(d, (FloatDistribution, IntDistribution)) for d in distributions)
-    step = np.array([float(d.step or 0.0) for d in distributions])  # type: ignore[attr-defined]
-    is_log = np.array([d.log for d in distributions])  # type: ignore[attr-defined]
-    external_low = np.array([float(d.low) for d in distributions])  # type: ignore[attr-defined]
-    external_high = np.array([float(d.high) for d in distributions])  # type: ignore[attr-defined]
+    step = np.array([float(d.step or 0.0) for d in distributions])
+    is_log = np.array([d.log for d in distributions])
+    external_low = np.array([float(d.low) for d in distributions])
+    external_high = np.array([float(d.high) for d in distributions])
     low, high = external_low - step / 2, external_high + step / 2
     observed = observed.T.copy()  # a row per parameter
     observed[is_log] = np.log(observed[is_log])
@@ -331,11 +334,11 @@ def _numerical(
 def _log_masses(
     low: np.ndarray, high: np.ndarray, mu: np.ndarray, sigma: np.ndarray, previous: _Numerical | None
 ) -> np.ndarray:
-    """[parameters, kernels]: each kernel's log mass inside the bounds; ``previous``'s where it has the same
-    kernel (mu and sigma) at the same place within the same bounds (log_gauss_mass is computed element by
-    element: the same inputs give the same bits)."""
+    """[parameters, kernels]: each kernel's log mass inside the bounds; ``previous``'s (the same parameters'
+    kernels) where it has the same kernel (mu and sigma) at the same place (log_gauss_mass is computed element
+    by element: the same inputs give the same bits)."""
     a, b = (low[:, None] - mu) / sigma, (high[:, None] - mu) / sigma
-    if previous is None or not (np.array_equal(previous.low, low) and np.array_equal(previous.high, high)):
+    if previous is None:
         return log_gauss_mass(a, b)
     shared = min(previous.mu.shape[1], mu.shape[1])
     computed = np.ones(mu.shape, dtype=bool)
@@ -373,11 +376,10 @@ def _log_diff(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     return log_p + np.log1p(-np.exp(log_q - log_p))
 
 
-def truncnorm_ppf(q: np.ndarray, a: np.ndarray, b: np.ndarray, *, log_mass: np.ndarray | None = None) -> np.ndarray:
+def truncnorm_ppf(q: np.ndarray, a: np.ndarray, b: np.ndarray, log_mass: np.ndarray) -> np.ndarray:
     """The standard normal truncated to [a, b]: the point below which its mass is ``q`` (``log_mass``:
-    log_gauss_mass(a, b), where it is known)."""
-    q, a, b = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (q, a, b)))
-    log_mass = log_gauss_mass(a, b) if log_mass is None else np.broadcast_to(log_mass, q.shape)
+    log_gauss_mass(a, b), which the kernels hold)."""
+    q, a, b, log_mass = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (q, a, b, log_mass)))
     out = np.empty(q.shape)
     left = a < 0
     right = ~left
