@@ -37,6 +37,7 @@ from lrsearch.search.samplers import create_sampler
 from lrsearch.spec.files import find_study
 from lrsearch.spec.studies import load_study_file
 from lrsearch.storage.opening import open_storage
+from lrsearch.storage.workers import count_trials
 
 __all__ = [
     "Measurement",
@@ -424,7 +425,7 @@ def bench_workers(
         ]
         return WorkerTiming(
             workers=len(timings),
-            trials=len(study.trials),
+            trials=count_trials(study, tuple(optuna.trial.TrialState)),  # counted: a read took seconds (the curves)
             seconds=seconds,
             **{name: sum(t.get(name, 0.0) for t in timings) for name in Tally.TIMES},
         )

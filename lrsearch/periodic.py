@@ -1,4 +1,5 @@
-"""A call repeated in a background thread while a block runs (heartbeats, reads behind the training)."""
+"""Work behind the training: a call repeated in a background thread while a block runs (heartbeats, reads
+behind the training), and a gate such work waits at while the worker does what cannot wait."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-__all__ = ["every"]
+__all__ = ["Gate", "every"]
 
 
 @contextlib.contextmanager
@@ -27,3 +28,29 @@ def every(seconds: float, action: Callable[[], object], *, name: str) -> Iterato
     finally:
         stop.set()
         thread.join()
+
+
+class Gate:
+    """Open but while a block closes it: work behind the training waits at it (``wait``). A worker's round
+    of asks closes it: its population (and device) stands idle until the round ends, and the writes and
+    reads behind, on the same cores and database, would only lengthen the round."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    @contextlib.contextmanager
+    def closed(self) -> Iterator[None]:
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
+
+    def wait(self) -> None:
+        """Return once the gate is open."""
+        self._open.wait()

@@ -68,6 +68,7 @@ from lrsearch.storage.workers import (
     finishing,
     heartbeat_of,
     holding,
+    holding_back,
     reading_completed,
     record_heartbeats,
     refreshed,
@@ -566,7 +567,9 @@ class Search:
                             # Optuna's grid sampler reads its grid points from the trials' system attrs,
                             # which a finished trial's view does not carry: it waits for the writes.
                             self._written(teller, wait=True)
-                        exhausted = self._ask_round(population, free, n_trials, drain_waiting)
+                        # The writes and reads behind the training wait: the population stands idle.
+                        with holding_back(self.study):
+                            exhausted = self._ask_round(population, free, n_trials, drain_waiting)
                         # A new member's weights are the trainer's work, counted as training in _ask.
                         self.tally.asking += (
                             time.perf_counter() - asking_started - (self.tally.training - training_before)

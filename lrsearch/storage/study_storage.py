@@ -32,7 +32,7 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from lrsearch.periodic import every
+from lrsearch.periodic import Gate, every
 from lrsearch.schema import SETTLED
 from lrsearch.storage import tables
 from lrsearch.storage.heartbeat import Heartbeat
@@ -75,6 +75,9 @@ class StudyStorage(BaseStorage):
         self._held: set[int] = set()
         self._behind: set[int] = set()  # studies whose completed values a thread reads (``reading_completed``)
         self._round: _Round | None = None
+        # What the work behind a worker's training waits at while the worker closes it (its round of asks):
+        # the completed values' reader here, the teller's writes (``search.telling``).
+        self.gate = Gate()
 
     # --- the view -----------------------------------------------------------------------------------------
 
@@ -125,6 +128,7 @@ class StudyStorage(BaseStorage):
         self.completed(study_id, max_age=0.0)
 
         def read() -> None:  # a read that failed is tried again at the next
+            self.gate.wait()
             view.refresh_completed()
             view.completed()
 

@@ -31,6 +31,7 @@ __all__ = [
     "finishing",
     "heartbeat_of",
     "holding",
+    "holding_back",
     "reading_completed",
     "record_heartbeats",
     "refreshed",
@@ -165,6 +166,17 @@ def reading_completed(study: optuna.Study, *, period: float) -> Iterator[None]:
     (``StudyStorage.reading_completed``); elsewhere each ``completed`` reads (it gives None there)."""
     if isinstance(study._storage, StudyStorage):
         with study._storage.reading_completed(study._study_id, period=period):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def holding_back(study: optuna.Study) -> Iterator[None]:
+    """Within the block the work behind the training on lrsearch's storage (the teller's writes, the
+    completed values' reader) waits (``StudyStorage.gate``): for a round of asks."""
+    if isinstance(study._storage, StudyStorage):
+        with study._storage.gate.closed():
             yield
     else:
         yield

@@ -209,6 +209,27 @@ def test_a_worker_keeps_where_its_time_went_with_the_study(tmp_path: Path, stora
     assert tally.asking > 0 and tally.pruning > 0 and tally.telling > 0
 
 
+def test_the_work_behind_waits_while_the_worker_asks(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
+    # The population stands idle while its worker asks: the teller's writes and the pruner's reads wait.
+    spec = load_study_file(write_study(tmp_path, n_trials=4, population=2))
+    search = Search(spec, open_study(spec, storage_url), blobs)
+    gate = search.study._storage.gate  # type: ignore[attr-defined]
+    while_asking, while_training = [], []
+    ask_round, on_epoch = search._ask_round, search._on_epoch
+
+    def asking(*args):  # type: ignore[no-untyped-def]
+        while_asking.append(gate.is_open)
+        return ask_round(*args)
+
+    def training(reports):  # type: ignore[no-untyped-def]
+        while_training.append(gate.is_open)
+        return on_epoch(reports)
+
+    search._ask_round, search._on_epoch = asking, training  # type: ignore[method-assign]
+    search.run(n_trials=4, timeout=None)
+    assert while_asking and not any(while_asking) and while_training and all(while_training)
+
+
 def test_the_budget_is_counted_only_once_the_study_as_read_has_it_taken(
     tmp_path: Path, storage_url: str, blobs: Problem, monkeypatch: pytest.MonkeyPatch
 ) -> None:

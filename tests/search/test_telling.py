@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import optuna
 import pytest
@@ -11,7 +12,7 @@ from lrsearch.search.telling import Teller, finished_view
 from lrsearch.storage.opening import open_storage
 from lrsearch.storage.records import TrialRecord
 from lrsearch.storage.urls import resolve_url
-from lrsearch.storage.workers import finishing
+from lrsearch.storage.workers import finishing, holding_back
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
@@ -46,6 +47,21 @@ def test_batches_are_written_behind_and_shown_as_finished_meanwhile(
     assert done == [("first", {trials[0]._trial_id, trials[1]._trial_id}), ("second", {trials[2]._trial_id})]
     found = study.get_trials()
     assert [t.value for t in found] == [0.5, 0.6, 0.7] and found[2].intermediate_values == {1: 0.35, 2: 0.7}
+
+
+def test_batches_wait_while_the_worker_asks(storage_url: str) -> None:
+    """A round of asks holds the writes back (``holding_back``): the population stands idle until it ends."""
+    study = optuna.create_study(storage=open_storage(resolve_url(storage_url), None), study_name="s")
+    trial = study.ask(X)
+    elsewhere = optuna.load_study(study_name="s", storage=open_storage(resolve_url(storage_url), None))
+    with Teller[str](study._storage) as teller:
+        with holding_back(study):
+            teller.tell([record(trial, 0.5)], "held")
+            time.sleep(0.5)  # a write takes milliseconds
+            assert teller.written(wait=False) == []
+            assert elsewhere.get_trials()[0].state == TrialState.RUNNING
+        assert teller.written(wait=True) == [("held", {trial._trial_id})]
+    assert elsewhere.get_trials()[0].state == TrialState.COMPLETE
 
 
 def test_a_trial_failed_as_stale_meanwhile_stays_failed(storage_url: str) -> None:

@@ -295,6 +295,24 @@ def test_the_completed_values_read_behind_are_handed_out_at_once(storage_url: st
     assert not [t for t in threading.enumerate() if t.name == "lrsearch-completed"]
 
 
+def test_the_completed_values_are_not_read_behind_while_the_worker_asks(storage_url: str) -> None:
+    storage = _open(storage_url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=_open(storage_url))
+    with storage.hold(study._study_id), storage.reading_completed(study._study_id, period=0.05):
+        with storage.gate.closed():
+            done = other.ask(X)
+            done.report(0.5, 1)
+            other.tell(done, 0.5)
+            time.sleep(0.5)  # ten periods
+            assert len(storage.completed(study._study_id, max_age=0)) == 0
+        waited = 0.0
+        while len(storage.completed(study._study_id, max_age=0)) < 1 and waited < 10:
+            time.sleep(0.05)
+            waited += 0.05
+        assert storage.completed(study._study_id, max_age=0).at(1).tolist() == [0.5]
+
+
 def test_each_ask_of_a_round_changes_only_the_trial_it_asks(storage_url: str) -> None:
     """TPE tells what changed since its last ask by the trials' identity (``search.tpe``): the trials shown
     before an ask are the same objects after it but the one asked, and the round's next trials appear only
