@@ -246,11 +246,12 @@ class PopulationTPESampler(optuna.samplers.BaseSampler):
         """The trials one ask samples against, read once for all its groups."""
         if self._seen is None or self._seen.trial_id != trial._trial_id:
             finished = study.get_trials(deepcopy=False, states=_FINISHED)
-            running = [
-                t
-                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if t._trial_id != trial._trial_id
-            ]
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            # The trial asked for is most often the newest, the last.
+            if running and running[-1]._trial_id == trial._trial_id:
+                running = running[:-1]
+            else:
+                running = [t for t in running if t._trial_id != trial._trial_id]
             # A trial only ever joins the finished ones, but for a worker's own view of a trial it finished
             # that another worker failed as stale meanwhile: the numbers say which set this is (the same
             # FrozenTrials as the last ask's, most often: the same numbers).

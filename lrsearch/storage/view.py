@@ -20,6 +20,7 @@ the view is what the sampler, the pruner, the teller and the budget see:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import threading
@@ -84,6 +85,24 @@ class CompletedValues:
         return values[present[:, step], step]
 
 
+@dataclasses.dataclass
+class _InStates:
+    """The trials shown in some states, by number, with each one's place in the list."""
+
+    changes: int  # the sum of the states' change counts it was made at
+    trials: list[FrozenTrial]
+    place: dict[int, int]  # trial id -> index
+
+    def replace(self, trial: FrozenTrial) -> None:
+        at = self.place.get(trial._trial_id)
+        if at is not None:
+            self.trials[at] = trial
+
+    def append(self, trial: FrozenTrial) -> None:
+        self.place[trial._trial_id] = len(self.trials)
+        self.trials.append(trial)
+
+
 class StudyView:
     """One study's trials as this worker last read them, with its own changes since (see the module)."""
 
@@ -101,10 +120,10 @@ class StudyView:
         self._distributions: dict[str, BaseDistribution] = {}
         self._sorted: list[FrozenTrial] | None = None  # the trials shown, by number; rebuilt when None
         self._position: dict[int, int] = {}  # trial id -> its place in _sorted
-        # The trials shown in some states, by the states asked for, kept while no trial in them changed (the
-        # sampler asks for the finished ones at every ask, and an ask changes only a running trial).
-        self._in_states: dict[frozenset[TrialState], tuple[int, list[FrozenTrial]]] = {}
-        self._changes = dict.fromkeys(TrialState, 0)  # changes to the trials shown in each state
+        # The trials shown in some states, by the states asked for (the sampler asks at every ask), kept as
+        # the sorted list is; made again once a trial in them changed otherwise (``_add``).
+        self._in_states: dict[frozenset[TrialState], _InStates] = {}
+        self._changes = dict.fromkeys(TrialState, 0)  # changes to the trials shown in each state, not kept
         self.read_at = -float("inf")  # time.monotonic() of the last full read
         self.completed_at = -float("inf")  # ... and of the last read of the completed trials' values
 
@@ -194,9 +213,10 @@ class StudyView:
             key = frozenset(states)
             changes = sum(self._changes[state] for state in key)  # only ever grows
             held = self._in_states.get(key)
-            if held is None or held[0] != changes:
-                held = self._in_states[key] = (changes, [t for t in self._sorted if t.state in key])
-            return list(held[1])
+            if held is None or held.changes != changes:
+                shown = [t for t in self._sorted if t.state in key]
+                held = self._in_states[key] = _InStates(changes, shown, {t._trial_id: i for i, t in enumerate(shown)})
+            return list(held.trials)
 
     def get(self, trial_id: int) -> FrozenTrial | None:
         """A trial as the view holds it, if it holds it."""
@@ -208,23 +228,34 @@ class StudyView:
     def _add(self, trial: FrozenTrial) -> None:
         trial_id = trial._trial_id
         held = self._trials.get(trial_id)
-        if held is not None:
-            self._changes[held.state] += 1
-        self._changes[trial.state] += 1
         self._trials[trial_id] = trial
         for name, distribution in trial.distributions.items():
             self._distributions.setdefault(name, distribution)
-        # The sorted list kept where it can be (every ask changes a trial or adds the newest): samplers that
-        # keep the lists they read (TPE) tell what changed by the trials' identity.
-        if self._sorted is None or trial_id in self._finishing:
-            return
-        if trial_id in self._position:
-            self._sorted[self._position[trial_id]] = trial
-        elif not self._sorted or trial.number > self._sorted[-1].number:
-            self._position[trial_id] = len(self._sorted)
-            self._sorted.append(trial)
-        else:
-            self._sorted = None
+        # The sorted list, and the lists by states, kept where they can be (every ask changes a running trial
+        # or adds the newest, several times an ask): the trial takes the old one's place, or is appended.
+        # Samplers that keep the lists they read (TPE) tell what changed by the trials' identity.
+        if self._sorted is not None and trial_id not in self._finishing:
+            if trial_id in self._position:
+                self._sorted[self._position[trial_id]] = trial
+                if held is not None and held.state == trial.state:
+                    for states, shown in self._in_states.items():
+                        if trial.state in states:
+                            shown.replace(trial)
+                    return
+            elif not self._sorted or trial.number > self._sorted[-1].number:
+                self._position[trial_id] = len(self._sorted)
+                self._sorted.append(trial)
+                if held is None:
+                    for states, shown in self._in_states.items():
+                        if trial.state in states:
+                            shown.append(trial)
+                    return
+            else:
+                self._sorted = None
+        # The lists by states this changes are made again when next asked for.
+        if held is not None:
+            self._changes[held.state] += 1
+        self._changes[trial.state] += 1
 
     def running(self, trial: FrozenTrial) -> None:
         """A running trial as this worker created it or has just read it by itself (read again at the next
