@@ -7,8 +7,8 @@ steps), to one background thread, which writes the batches in order (one transac
 study shows its trials as finished (``storage.finishing``, with ``finished_view``), so the round of asks
 that follows at once when a population ends samples with their results. The thread waits while the worker
 asks (the storage's ``gate``): the population, and its device, stand idle until the round ends, and a write
-meanwhile only lengthens it (with eight workers on two cores, the rounds of asks took a quarter less time
-when their writes waited). The training never waits for the database.
+meanwhile only lengthens it (eight workers on two cores: their rounds of asks took a quarter less time once
+the writes and the pruner's reads behind waited). The training never waits for the database.
 
 A worker that dies with a batch unwritten leaves those trials RUNNING without heartbeats: they are failed as
 stale and retried, as the trials of any vanished worker. Storages without a database of their own (in

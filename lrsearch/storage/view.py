@@ -123,7 +123,7 @@ class StudyView:
         # The trials shown in some states, by the states asked for (the sampler asks at every ask), kept as
         # the sorted list is; made again once a trial in them changed otherwise (``_add``).
         self._in_states: dict[frozenset[TrialState], _InStates] = {}
-        self._changes = dict.fromkeys(TrialState, 0)  # changes to the trials shown in each state, not kept
+        self._changes = dict.fromkeys(TrialState, 0)  # changes in each state the lists by states did not take in
         self.read_at = -float("inf")  # time.monotonic() of the last full read
         self.completed_at = -float("inf")  # ... and of the last read of the completed trials' values
 
