@@ -55,10 +55,9 @@ class Teller(Generic[P]):
 
     def __init__(self, storage: optuna.storages.BaseStorage) -> None:
         self._storage = storage
-        self._executor = (
-            ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if isinstance(storage, StudyStorage) else None
-        )
+        # Written behind on lrsearch's storage, waiting at its gate; elsewhere at once.
         self._gate = storage.gate if isinstance(storage, StudyStorage) else None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-tell") if self._gate is not None else None
         self._batches: collections.deque[_Batch[P]] = collections.deque()
 
     def __enter__(self) -> Teller[P]:
@@ -88,8 +87,8 @@ class Teller(Generic[P]):
         return self._executor.submit(self._write, write, what)
 
     def _write(self, write: Callable[..., list[int] | None], what: object) -> list[int] | None:
-        if self._gate is not None:
-            self._gate.wait()  # not while the worker asks
+        assert self._gate is not None  # only written behind where there is one
+        self._gate.wait()  # not while the worker asks
         return retrying(write, self._storage, what)
 
     def written(self, *, wait: bool) -> list[tuple[P, set[int]]]:

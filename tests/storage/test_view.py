@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import operator
 import random
 from pathlib import Path
 
@@ -69,6 +70,6 @@ def test_the_trials_by_states_are_the_trials_shown_in_them_after_any_change(tmp_
         for states in STATES:
             got = view.trials(states)
             expected = [t for t in shown if t.state in states]
-            assert len(got) == len(expected) and all(map(lambda a, b: a is b, got, expected))
+            assert len(got) == len(expected) and all(map(operator.is_, got, expected))
     # A list handed out is the caller's: the view's changes since never touched it.
     assert [t.number for t in handed[STATES[0]]] == [0] and handed[STATES[0]][0].params == {}
