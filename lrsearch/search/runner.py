@@ -1,6 +1,7 @@
 """The search loop: ask trials, train them as one population, tell Optuna how each one ended.
 
-    while the budget allows: ask trials until the population is full (members join between epochs)
+    while the budget allows: ask trials for the free slots once they are worth a round (search.refill;
+        members join between epochs)
     train one epoch for every member
         each member reports its validation metric; the pruner decides against the study read once
         (the median and percentile pruners: against the completed trials' values, each read once)
@@ -52,6 +53,7 @@ from lrsearch.periodic import every
 from lrsearch.schema import OUTSIDE_BUDGET, PBT_MEMBER, PBT_SCHEDULE, REPEAT_OF, REPLAY, TIMING_PREFIX
 from lrsearch.search.pbt import EXPLOITS, Explorer, followed_schedule, replayed
 from lrsearch.search.pruning import PercentilePruner, PruningView
+from lrsearch.search.refill import Refill
 from lrsearch.search.samplers import GroupSampler
 from lrsearch.search.telling import PROGRESS_EVERY_S, Teller, finished_view
 from lrsearch.spec.space import Choice, SearchSpace
@@ -204,6 +206,7 @@ class Search:
         # Trials trained at once: the study's population, halved for the rest of the run by each
         # out-of-memory error (``_out_of_memory``).
         self.population_size = spec.population
+        self._refill = Refill()
         self._out_of_memory_at = injected_oom_epoch()
         self.on_notice = on_notice or _log.warning
         self.space: SearchSpace = spec.space
@@ -253,55 +256,64 @@ class Search:
         read the study, then ask up to ``free`` trials: the enqueued ones (draining), else new search trials
         within budget, in one round (``storage.asking``: each new trial's worker, device and first heartbeat
         written as it is created). Returns whether it asked fewer than ``free`` (nothing more to ask for now)."""
-        retrying(fail_stale, self.study)
-        # Once the study as last read has the budget taken, it is counted, not read: a worker's last rounds,
-        # which ask nothing (and those of a worker waiting for others' trials), read nothing. Before, the read
-        # that the asking takes anyway tells the budget (a count at every round cost the server more than the
-        # read). A retry enqueued once the budget was taken runs all the same (it would be lost, and every
-        # worker would wait for it).
-        if (
-            not drain_waiting
-            and n_trials is not None
-            and len(self._search_trials()) >= n_trials
-            and retrying(count_trials, self.study, BUDGET_STATES, user_attrs=OUTSIDE_BUDGET) >= n_trials
-            and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attrs=OUTSIDE_BUDGET)
-        ):
-            return True
-        refreshed(self.study)
-        if drain_waiting:
-            waiting = wanted = min(
-                free, len(retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,)))
-            )
-            existing: list[FrozenTrial] = []
-        else:
-            existing = retrying(self._search_trials)
-            # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed.
-            waiting = sum(t.state == TrialState.WAITING for t in existing)
-            wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
-        if wanted == 0:
-            return True
-        counted = collections.Counter(t.params.get(self.spec.compare) for t in existing) if self._groups else {}
-        tried = {g: counted.get(g, 0) for g in self._groups}
-        attrs = {"worker": self.worker, "device": host_device(self.problem.device)}
-        # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
-        # Only a pruner that writes rungs (successive halving) writes to a trial while it trains.
-        settled = isinstance(self.pruner, (optuna.pruners.NopPruner, PercentilePruner))
-        enqueued = min(wanted, waiting)
-        with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid", settled=settled) as round_:
-            # The enqueued trials taken at once (those others took meanwhile are theirs: not replaced), or
-            # where the storage cannot, by Optuna's ask; then new search trials, each given its group.
-            taken: list[int | None] | None = round_.take_waiting(enqueued) if enqueued else []
-            asks = [*(taken if taken is not None else [None] * enqueued), *[None] * (wanted - enqueued)]
-            for i, trial_id in enumerate(asks):
-                group = None
-                if self._groups and i >= enqueued:
-                    group = min(self._groups, key=tried.__getitem__)
-                # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
-                # fail_stale ends and re-enqueues once its grace period is over.
-                retrying(self._ask, population, round_, group, trial_id)
-                if group is not None:
-                    tried[group] += 1
-        return wanted < free
+        started, asked = time.perf_counter(), 0.0
+        try:
+            retrying(fail_stale, self.study)
+            # Once the study as last read has the budget taken, it is counted, not read: a worker's last rounds,
+            # which ask nothing (and those of a worker waiting for others' trials), read nothing. Before, the read
+            # that the asking takes anyway tells the budget (a count at every round cost the server more than the
+            # read). A retry enqueued once the budget was taken runs all the same (it would be lost, and every
+            # worker would wait for it).
+            if (
+                not drain_waiting
+                and n_trials is not None
+                and len(self._search_trials()) >= n_trials
+                and retrying(count_trials, self.study, BUDGET_STATES, user_attrs=OUTSIDE_BUDGET) >= n_trials
+                and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attrs=OUTSIDE_BUDGET)
+            ):
+                return True
+            refreshed(self.study)
+            if drain_waiting:
+                waiting = wanted = min(
+                    free, len(retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,)))
+                )
+                existing: list[FrozenTrial] = []
+            else:
+                existing = retrying(self._search_trials)
+                # Enqueued trials (retries) come first, whatever the budget; their parameters are fixed.
+                waiting = sum(t.state == TrialState.WAITING for t in existing)
+                wanted = free if n_trials is None else min(free, waiting + max(0, n_trials - len(existing)))
+            if wanted == 0:
+                return True
+            counted = collections.Counter(t.params.get(self.spec.compare) for t in existing) if self._groups else {}
+            tried = {g: counted.get(g, 0) for g in self._groups}
+            attrs = {"worker": self.worker, "device": host_device(self.problem.device)}
+            # The grid sampler keeps Optuna's writes, one at a time: it records its grid points as system attrs.
+            # Only a pruner that writes rungs (successive halving) writes to a trial while it trains.
+            settled = isinstance(self.pruner, (optuna.pruners.NopPruner, PercentilePruner))
+            enqueued = min(wanted, waiting)
+            with asking(self.study, wanted, attrs, batch=self.spec.sampler != "grid", settled=settled) as round_:
+                # The enqueued trials taken at once (those others took meanwhile are theirs: not replaced), or
+                # where the storage cannot, by Optuna's ask; then new search trials, each given its group.
+                taken: list[int | None] | None = round_.take_waiting(enqueued) if enqueued else []
+                asks = [*(taken if taken is not None else [None] * enqueued), *[None] * (wanted - enqueued)]
+                asks_started = time.perf_counter()
+                for i, trial_id in enumerate(asks):
+                    group = None
+                    if self._groups and i >= enqueued:
+                        group = min(self._groups, key=tried.__getitem__)
+                    # Retried alone: an ask cut off half-way leaves at worst a trial without a heartbeat, which
+                    # fail_stale ends and re-enqueues once its grace period is over.
+                    retrying(self._ask, population, round_, group, trial_id)
+                    if group is not None:
+                        tried[group] += 1
+                    if i == 0:  # the first ask holds the sampler's work for the round: it is in the price
+                        asks_started = time.perf_counter()
+                asked = time.perf_counter() - asks_started
+            return wanted < free
+        finally:
+            # A round's price is what a round of one ask costs: the others are paid however slots are batched.
+            self._refill.asked(time.perf_counter() - started - asked)
 
     def _ask(self, population: Population, round_: RoundOfAsks, group: object | None, trial_id: int | None) -> None:
         # Fix the compared parameter for this trial only; the sampler chooses everything else but the branches
@@ -545,6 +557,7 @@ class Search:
         # Once a round had nothing more to ask, the next is when the population has emptied: checking the
         # budget every epoch would read the study every epoch.
         exhausted = False
+        epoch = 0.0  # the last epoch's training seconds
         try:
             with (
                 holding(self.study),
@@ -561,7 +574,12 @@ class Search:
                     self._written(teller, wait=False)
                     free = self.population_size - population.live
                     in_time = time.monotonic() < deadline
-                    if free > 0 and in_time and not (exhausted and population.live):
+                    if (
+                        free > 0
+                        and in_time
+                        and not (exhausted and population.live)
+                        and self._refill.due(free, self.population_size, epoch)
+                    ):
                         asking_started, training_before = time.perf_counter(), self.tally.training
                         if self.spec.sampler == "grid":
                             # Optuna's grid sampler reads its grid points from the trials' system attrs,
@@ -583,6 +601,7 @@ class Search:
                             continue
                         break
                     epoch_started, pruning_before = time.perf_counter(), self.tally.pruning
+                    free = self.population_size - population.live
                     try:
                         results: list[MemberResult] | None = population.run_epoch(self._on_epoch)
                     except Exception as exc:
@@ -591,7 +610,9 @@ class Search:
                         self._out_of_memory(exc)
                         results = None
                     telling_started = time.perf_counter()
-                    self.tally.training += telling_started - epoch_started - (self.tally.pruning - pruning_before)
+                    epoch = telling_started - epoch_started - (self.tally.pruning - pruning_before)
+                    self.tally.training += epoch
+                    self._refill.trained(free, self.population_size, epoch)
                     if results is None:
                         # A new population, once the old one and what the error held are let go.
                         population = self._population()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from lrsearch.engine import Problem, load_problem
 from lrsearch.engine.models import MLP
 from lrsearch.schema import REPEAT_OF, SETTLED
 from lrsearch.search import runner
+from lrsearch.search.refill import Refill
 from lrsearch.search.repeats import REPEAT_SEED_BASE, enqueue_repeats
 from lrsearch.search.runner import Search, worker_id
 from lrsearch.search.study import join_study
@@ -157,6 +159,58 @@ def test_the_compared_groups_get_equal_shares(tmp_path: Path, blobs: Problem) ->
         g: sum(t.params["schedule"] == g for t in study.get_trials()) for g in ("constant", "cosine", "exponential")
     }
     assert counts == {"constant": 3, "cosine": 3, "exponential": 3}
+
+
+class _Priced(Refill):
+    """The refill rule as it is, at a price the test sets whatever the rounds cost; records the rounds' own
+    prices and the epochs it was told of."""
+
+    def __init__(self, price: float) -> None:
+        super().__init__(price=price)
+        self.set, self.prices, self.epochs = price, [], []
+
+    def trained(self, free: int, size: int, epoch: float) -> None:
+        self.epochs.append((free, size, epoch))
+        super().trained(free, size, epoch)
+
+    def asked(self, price: float) -> None:
+        self.prices.append(price)
+        super().asked(self.set)
+
+
+@pytest.mark.parametrize("price", [0.0, math.inf], ids=["free", "priceless"])
+def test_free_slots_are_asked_for_once_worth_a_round(tmp_path: Path, blobs: Problem, price: float) -> None:
+    # Pruned members free slots before their population ends: refilled at the next epoch when a round costs
+    # nothing, left free until the population empties when it costs more than any epoch's idle share.
+    spec = load_study_file(write_study(tmp_path, n_trials=16, population=4, epochs=12, lr_low=1e-5, lr_high=0.5))
+    search = Search(spec, open_study(spec, f"sqlite:///{tmp_path / 's.db'}"), blobs)
+    search._refill = refill = _Priced(price)
+    ask_round, ask, rounds, asks = search._ask_round, search._ask, [], []
+
+    def asking(population, free, *args):  # type: ignore[no-untyped-def]
+        started, live = time.perf_counter(), population.live
+        asks.clear()
+        exhausted = ask_round(population, free, *args)
+        rounds.append((live, time.perf_counter() - started, list(asks)))
+        return exhausted
+
+    def one(*args):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        ask(*args)
+        asks.append(time.perf_counter() - started)
+
+    search._ask_round, search._ask = asking, one  # type: ignore[method-assign]
+    tally = search.run(n_trials=16, timeout=None)
+    assert tally.pruned > 0 and len(search_trials(search.study)) == 16
+    refilled = [live for live, _, times in rounds if times and live]
+    assert bool(refilled) == (price == 0.0)
+    # Every epoch told with its free slots (some stood free while the priceless population trained on).
+    assert refill.epochs and all(0 <= free < size == 4 and epoch > 0 for free, size, epoch in refill.epochs)
+    assert price == 0.0 or any(free for free, _, _ in refill.epochs)
+    # A round's price: what it cost besides its asks after the first (which carries the sampler's work).
+    assert len(refill.prices) == len(rounds)
+    for (_, seconds, times), cost in zip(rounds, refill.prices, strict=True):
+        assert sum(times[:1]) <= cost <= seconds - sum(times[1:])
 
 
 def test_an_interrupt_fails_the_running_trials_and_requeues_them(
