@@ -260,14 +260,16 @@ class Search:
         try:
             retrying(fail_stale, self.study)
             # Once the study as last read has the budget taken, it is counted, not read: a worker's last rounds,
-            # which ask nothing (and those of a worker waiting for others' trials), read nothing. Before, the read
-            # that the asking takes anyway tells the budget (a count at every round cost the server more than the
-            # read). A retry enqueued once the budget was taken runs all the same (it would be lost, and every
-            # worker would wait for it).
+            # which ask nothing (and those of a worker waiting for others' trials), read nothing. So is it before
+            # a refill (the population still training): other workers often took the budget since, and a read
+            # would bring all their finished trials. Before an empty population's round, the read that the asking
+            # takes anyway tells the budget (a count at every round cost the server more than the read). A retry
+            # enqueued once the budget was taken runs all the same (it would be lost, and every worker would wait
+            # for it).
             if (
                 not drain_waiting
                 and n_trials is not None
-                and len(self._search_trials()) >= n_trials
+                and (population.live or len(self._search_trials()) >= n_trials)
                 and retrying(count_trials, self.study, BUDGET_STATES, user_attrs=OUTSIDE_BUDGET) >= n_trials
                 and not retrying(count_trials, self.study, (TrialState.WAITING,), user_attrs=OUTSIDE_BUDGET)
             ):

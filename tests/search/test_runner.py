@@ -23,6 +23,7 @@ from lrsearch.spec.studies import StudySpec, load_study_file
 from lrsearch.storage.heartbeat import Heartbeat
 from lrsearch.storage.opening import open_storage
 from lrsearch.storage.urls import resolve_url
+from lrsearch.storage.workers import holding
 from tests.conftest import write_study
 
 
@@ -284,23 +285,47 @@ def test_the_work_behind_waits_while_the_worker_asks(tmp_path: Path, storage_url
     assert while_asking and not any(while_asking) and while_training and all(while_training)
 
 
-def test_the_budget_is_counted_only_once_the_study_as_read_has_it_taken(
+def test_the_budget_is_counted_once_the_study_as_read_has_it_taken_or_before_a_refill(
     tmp_path: Path, storage_url: str, blobs: Problem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A round that asks reads the study anyway, which tells the budget: a count before it only cost the server.
+    # An empty population's round reads the study anyway, which tells the budget: a count before it only cost
+    # the server. A refill counts first: other workers may have taken the budget since the last read.
     spec = load_study_file(write_study(tmp_path, n_trials=8, population=3))
     search = Search(spec, open_study(spec, storage_url), blobs)
-    taken_as_read, count = [], runner.count_trials
+    counted, count, ask_round, training = [], runner.count_trials, search._ask_round, [0]
+
+    def asking(population, *args):  # type: ignore[no-untyped-def]
+        training[0] = population.live
+        return ask_round(population, *args)
 
     def counting(study: optuna.Study, states: tuple[TrialState, ...], **kwargs: object) -> int:
         if TrialState.COMPLETE in states:  # the budget's count (not the poll for others' running trials)
-            taken_as_read.append(len(search._search_trials()))
+            counted.append((len(search._search_trials()), training[0]))
         return count(study, states, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(runner, "count_trials", counting)
+    search._ask_round = asking  # type: ignore[method-assign]
     search.run(n_trials=8, timeout=None)
-    assert taken_as_read and all(n >= 8 for n in taken_as_read)
+    assert counted and all(as_read >= 8 or live for as_read, live in counted)
     assert len(search_trials(search.study)) == 8
+
+
+def test_a_refill_learns_that_others_took_the_budget_without_reading_the_study(
+    tmp_path: Path, storage_url: str, blobs: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_study_file(write_study(tmp_path, n_trials=4, population=2))
+    search = Search(spec, open_study(spec, storage_url), blobs)
+    reads, read = [], runner.refreshed
+    monkeypatch.setattr(runner, "refreshed", lambda study: reads.append(study) or read(study))
+    with holding(search.study):
+        population = search._population()
+        assert not search._ask_round(population, 2, 4, False) and population.live == 2 and len(reads) == 1
+        other = open_study(spec, storage_url)
+        for _ in range(2):  # another worker takes the rest of the budget
+            other.ask()
+        assert search._ask_round(population, 1, 4, False)  # a slot freed: counted, nothing more to ask
+        assert len(reads) == 1 and population.live == 2
+        assert search._ask_round(search._population(), 2, 4, False) and len(reads) == 2  # an empty one reads
 
 
 def test_a_retry_enqueued_once_the_budget_is_taken_still_runs(tmp_path: Path, storage_url: str, blobs: Problem) -> None:
