@@ -603,7 +603,7 @@ class Search:
                             continue
                         break
                     epoch_started, pruning_before = time.perf_counter(), self.tally.pruning
-                    free = self.population_size - population.live
+                    unused = self.population_size - population.live  # slots this epoch trains without
                     try:
                         results: list[MemberResult] | None = population.run_epoch(self._on_epoch)
                     except Exception as exc:
@@ -614,13 +614,13 @@ class Search:
                     telling_started = time.perf_counter()
                     epoch = telling_started - epoch_started - (self.tally.pruning - pruning_before)
                     self.tally.training += epoch
-                    self._refill.trained(free, self.population_size, epoch)
                     if results is None:
                         # A new population, once the old one and what the error held are let go.
                         population = self._population()
                         release_memory(self.problem.device)
                         exhausted = False
                         continue
+                    self._refill.trained(unused, self.population_size, epoch)  # an epoch that ran
                     self._finish(teller, results)
                     if time.monotonic() - self._progress_at >= PROGRESS_EVERY_S:
                         self._progress(teller)
